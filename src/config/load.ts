@@ -1,0 +1,370 @@
+// Builds the configuration from (lowest to highest precedence) defaults, a YAML/JSON file,
+// TETHER_* environment variables and command-line flags; validates it once, reporting every
+// problem at once with where it came from; returns a deeply frozen snapshot.
+import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { parse as parseYaml } from 'yaml';
+import { TetherError } from '../errors.js';
+import { configSchema, type Config } from './schema.js';
+
+type Json = Record<string, unknown>;
+
+interface FlagSpec {
+  readonly flag: string;
+  readonly arg?: string;
+  readonly help: string;
+  readonly repeat?: boolean;
+  readonly env?: string;
+  /** Apply the flag's value to the raw config; return an error message for bad values. */
+  readonly apply: (raw: Json, value: string) => string | undefined;
+}
+
+const DEFAULT_POOL = 'default';
+
+function pool(raw: Json, poolName: string): Json {
+  const pools = (raw.pools ??= {}) as Json;
+  return (pools[poolName] ??= {}) as Json;
+}
+
+/** Splits an optional `pool/` prefix off a flag value. */
+function poolPrefix(value: string): [string, string] {
+  const m = /^([A-Za-z0-9][A-Za-z0-9._-]{0,63})\/(.*)$/.exec(value);
+  return m ? [m[1]!, m[2]!] : [DEFAULT_POOL, value];
+}
+
+/** Parses `host:port`, `[v6]:port` or `:port`. */
+export function parseHostPort(value: string, defaultHost = '127.0.0.1'): { host: string; port: number } | string {
+  let host: string;
+  let portText: string;
+  const v6 = /^\[([^\]]+)\]:(\d+)$/.exec(value);
+  if (v6) {
+    host = v6[1]!;
+    portText = v6[2]!;
+    if (isIP(host) !== 6) return `expected an IPv6 address inside [] but received '${host}'`;
+  } else {
+    const i = value.lastIndexOf(':');
+    if (i < 0) return `expected HOST:PORT but received '${value}'`;
+    host = value.slice(0, i) || defaultHost;
+    portText = value.slice(i + 1);
+    if (host.includes(':')) return `expected an IPv6 address in brackets ([::1]:8080) but received '${value}'`;
+  }
+  if (!/^\d{1,5}$/.test(portText) || Number(portText) > 65535) return `expected a port 0-65535 but received '${portText}'`;
+  return { host, port: Number(portText) };
+}
+
+function intValue(value: string, what: string): number | string {
+  if (!/^\d+$/.test(value)) return `expected ${what} (a whole number) but received '${value}'`;
+  return Number(value);
+}
+
+function setNumber(target: Json, key: string, value: string, what: string): string | undefined {
+  const n = intValue(value, what);
+  if (typeof n === 'string') return n;
+  target[key] = n;
+  return undefined;
+}
+
+export const FLAGS: readonly FlagSpec[] = [
+  {
+    flag: 'listen', arg: 'HOST:PORT', repeat: true, env: 'TETHER_LISTEN',
+    help: 'HTTP listener; repeat for several. Default 127.0.0.1:8080.',
+    apply(raw, v) {
+      const hp = parseHostPort(v);
+      if (typeof hp === 'string') return hp;
+      ((raw.listen ??= []) as unknown[]).push(hp);
+      return undefined;
+    },
+  },
+  {
+    flag: 'backend', arg: '[POOL/]ID=HOST:PORT[,weight=N]', repeat: true,
+    help: 'A backend; ID is a stable name that route tokens carry. Pool defaults to "default".',
+    apply(raw, v) {
+      const [poolName, rest] = poolPrefix(v);
+      const m = /^([^=]+)=([^,]+)((?:,[a-z]+=[^,]*)*)$/.exec(rest);
+      if (!m) return `expected [POOL/]ID=HOST:PORT[,weight=N] but received '${v}'`;
+      const hp = parseHostPort(m[2]!);
+      if (typeof hp === 'string') return hp;
+      const backend: Json = { id: m[1], address: hp.host, port: hp.port };
+      for (const opt of (m[3] ?? '').split(',').filter(Boolean)) {
+        const [k, val = ''] = opt.split('=');
+        if (k !== 'weight') return `unknown backend option '${k}' in '${v}' (known: weight)`;
+        const err = setNumber(backend, 'weight', val, 'a weight');
+        if (err) return err;
+      }
+      const p = pool(raw, poolName);
+      ((p.backends ??= []) as unknown[]).push(backend);
+      return undefined;
+    },
+  },
+  {
+    flag: 'sticky', arg: '[POOL/]MODE', repeat: true, env: 'TETHER_STICKY',
+    help: 'cookie[:NAME] | prefix:APP_COOKIE | header[:NAME] | none. Default cookie:TETHER.',
+    apply(raw, v) {
+      const [poolName, rest] = poolPrefix(v);
+      const [mode, arg] = splitOnce(rest, ':');
+      const p = pool(raw, poolName);
+      switch (mode) {
+        case 'cookie': p.sticky = arg ? { mode, name: arg } : { mode }; return undefined;
+        case 'header': p.sticky = arg ? { mode, name: arg } : { mode }; return undefined;
+        case 'prefix':
+          if (!arg) return `prefix mode needs the application's cookie name, e.g. --sticky prefix:JSESSIONID`;
+          p.sticky = { mode, cookie: arg };
+          return undefined;
+        case 'none': p.sticky = { mode }; return undefined;
+        default: return `expected cookie[:NAME], prefix:APP_COOKIE, header[:NAME] or none but received '${rest}'`;
+      }
+    },
+  },
+  {
+    flag: 'balance', arg: '[POOL/]ALGORITHM', repeat: true, env: 'TETHER_BALANCE',
+    help: 'round-robin | weighted | least-connections | consistent-hash[:client-ip|header:NAME|cookie:NAME].',
+    apply(raw, v) {
+      const [poolName, rest] = poolPrefix(v);
+      const [algorithm, hashOn] = splitOnce(rest, ':');
+      const balance: Json = { algorithm };
+      if (hashOn) {
+        if (algorithm !== 'consistent-hash') return `only consistent-hash takes a key, received '${rest}'`;
+        balance.hashOn = hashOn;
+      }
+      pool(raw, poolName).balance = balance;
+      return undefined;
+    },
+  },
+  {
+    flag: 'route', arg: '[HOST][/PATH]=POOL', repeat: true,
+    help: 'Send requests for HOST (and PATH prefix) to POOL. Unmatched requests go to the first pool.',
+    apply(raw, v) {
+      const eq = v.lastIndexOf('=');
+      if (eq <= 0) return `expected [HOST][/PATH]=POOL but received '${v}'`;
+      const match = v.slice(0, eq);
+      const slash = match.indexOf('/');
+      const route: Json = { pool: v.slice(eq + 1) };
+      const host = slash < 0 ? match : match.slice(0, slash);
+      if (host) route.host = host;
+      if (slash >= 0) route.pathPrefix = match.slice(slash);
+      ((raw.routes ??= []) as unknown[]).push(route);
+      return undefined;
+    },
+  },
+  {
+    flag: 'workers', arg: 'N', env: 'TETHER_WORKERS',
+    help: 'Worker threads carrying traffic. Default: number of cores.',
+    apply: (raw, v) => setNumber(raw, 'workers', v, 'a worker count'),
+  },
+  {
+    flag: 'admin', arg: 'HOST:PORT|off', env: 'TETHER_ADMIN',
+    help: 'Admin listener for /healthz /readyz /metrics. Default 127.0.0.1:9090.',
+    apply(raw, v) {
+      if (v === 'off') { raw.admin = null; return undefined; }
+      const hp = parseHostPort(v);
+      if (typeof hp === 'string') return hp;
+      raw.admin = hp;
+      return undefined;
+    },
+  },
+  {
+    flag: 'key-file', arg: 'PATH', env: 'TETHER_KEY_FILE',
+    help: 'Route-token keys ("ID KEY" per line, first seals). Re-read on SIGHUP. Without it a random key is used.',
+    apply(raw, v) { raw.keyFile = v; return undefined; },
+  },
+  {
+    flag: 'key-grace', arg: 'SECONDS',
+    help: 'How long a key removed from the key file still opens tokens. Default 86400.',
+    apply: (raw, v) => setNumber(raw, 'keyGraceSec', v, 'seconds'),
+  },
+  {
+    flag: 'token-max-age', arg: 'SECONDS',
+    help: 'Route tokens older than this are ignored (and re-issued). Default 86400.',
+    apply: (raw, v) => setNumber(raw, 'tokenMaxAgeSec', v, 'seconds'),
+  },
+  {
+    flag: 'connect-timeout', arg: 'MS', help: 'Backend connect deadline. Default 3000.',
+    apply: (raw, v) => setNumber((raw.timeouts ??= {}) as Json, 'connectMs', v, 'milliseconds'),
+  },
+  {
+    flag: 'response-timeout', arg: 'MS', help: 'Deadline for the backend response head (then 504). Default 60000.',
+    apply: (raw, v) => setNumber((raw.timeouts ??= {}) as Json, 'responseMs', v, 'milliseconds'),
+  },
+  {
+    flag: 'idle-timeout', arg: 'MS', help: 'Longest silence while streaming a body. Default 60000.',
+    apply: (raw, v) => setNumber((raw.timeouts ??= {}) as Json, 'idleMs', v, 'milliseconds'),
+  },
+  {
+    flag: 'no-demo', help: 'Do not start the built-in demo backends when no backend is configured.',
+    apply(raw) { raw.demo = false; return undefined; },
+  },
+  {
+    flag: 'log-level', arg: 'LEVEL', env: 'TETHER_LOG_LEVEL', help: 'fatal|error|warn|info|debug|trace|silent. Default info.',
+    apply(raw, v) { raw.logLevel = v; return undefined; },
+  },
+  {
+    flag: 'config', arg: 'FILE', env: 'TETHER_CONFIG',
+    help: 'YAML or JSON file with the full configuration (flags override it).',
+    apply() { return undefined; }, // read first, in loadConfig
+  },
+];
+
+function splitOnce(s: string, sep: string): [string, string | undefined] {
+  const i = s.indexOf(sep);
+  return i < 0 ? [s, undefined] : [s.slice(0, i), s.slice(i + 1)];
+}
+
+export interface ParsedArgs {
+  values: Map<string, string[]>;
+  help: boolean;
+  version: boolean;
+  errors: string[];
+}
+
+/** Splits argv into flag values; unknown flags and missing values are errors, all collected. */
+export function parseArgv(argv: readonly string[]): ParsedArgs {
+  const out: ParsedArgs = { values: new Map(), help: false, version: false, errors: [] };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--help' || arg === '-h') { out.help = true; continue; }
+    if (arg === '--version' || arg === '-v') { out.version = true; continue; }
+    if (!arg.startsWith('--')) { out.errors.push(`unexpected argument '${arg}' (flags start with --; see --help)`); continue; }
+    const [flagName, inline] = splitOnce(arg.slice(2), '=');
+    const spec = FLAGS.find((f) => f.flag === flagName);
+    if (!spec) { out.errors.push(`unknown flag --${flagName} (see --help)`); continue; }
+    let value: string;
+    if (!spec.arg) {
+      if (inline !== undefined) { out.errors.push(`--${flagName} takes no value`); continue; }
+      value = '';
+    } else if (inline !== undefined) {
+      value = inline;
+    } else if (i + 1 < argv.length && !argv[i + 1]!.startsWith('--')) {
+      value = argv[++i]!;
+    } else {
+      out.errors.push(`--${flagName} needs a value: ${spec.arg}`);
+      continue;
+    }
+    const list = out.values.get(flagName) ?? [];
+    if (list.length > 0 && !spec.repeat) { out.errors.push(`--${flagName} given more than once`); continue; }
+    list.push(value);
+    out.values.set(flagName, list);
+  }
+  return out;
+}
+
+export function helpText(): string {
+  const lines = [
+    'Usage: tether [flags]            run the balancer',
+    '       tether keygen [--id N]    print a new route-token key line for a key file',
+    '',
+    'With no --backend, two demo backends start on loopback so that `curl -i localhost:8080` works at once.',
+    '',
+    'Flags:',
+  ];
+  for (const f of FLAGS) {
+    const left = `  --${f.flag}${f.arg ? ` ${f.arg}` : ''}`;
+    lines.push(`${left.padEnd(46)}${f.help}${f.repeat ? ' (repeatable)' : ''}${f.env ? ` [env ${f.env}]` : ''}`);
+  }
+  lines.push('  --help, --version', '');
+  lines.push('Examples:');
+  lines.push('  tether --listen 0.0.0.0:80 --backend app1=10.0.0.5:80 --backend app2=10.0.0.6:80 --key-file /etc/tether/keys');
+  lines.push('  tether --backend api/a=10.0.1.1:8000 --sticky api/header:X-Route --route api.example.com=api');
+  return lines.join('\n');
+}
+
+function readConfigFile(path: string): Json {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (cause) {
+    throw new TetherError('TETHER_ERR_CONFIG_FILE', `cannot read config file ${path}: ${(cause as Error).message}`, { cause });
+  }
+  try {
+    const parsed: unknown = path.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
+    if (parsed === null || parsed === undefined) return {};
+    if (typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('expected a mapping at the top level');
+    return parsed as Json;
+  } catch (cause) {
+    throw new TetherError('TETHER_ERR_CONFIG_FILE', `cannot parse config file ${path}: ${(cause as Error).message}`, { cause });
+  }
+}
+
+export interface LoadResult {
+  config: Readonly<Config>;
+  help: boolean;
+  version: boolean;
+}
+
+/**
+ * The whole configuration from argv + env (+ the file they name). Throws one TetherError
+ * (TETHER_ERR_CONFIG) whose message lists every problem, one per line.
+ */
+export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): LoadResult {
+  const args = parseArgv(argv);
+  const errors = [...args.errors];
+  const configPath = args.values.get('config')?.[0] ?? env.TETHER_CONFIG;
+  const raw: Json = configPath ? readConfigFile(configPath) : {};
+
+  // Flags replace what the file says for repeatable lists, rather than appending to it.
+  const fromFlags: Json = {};
+  const sources: [FlagSpec, string, string][] = [];
+  for (const spec of FLAGS) {
+    const fromArgv = args.values.get(spec.flag);
+    if (fromArgv) for (const v of fromArgv) sources.push([spec, v, `--${spec.flag}`]);
+    else if (spec.env && env[spec.env] !== undefined && spec.flag !== 'config') sources.push([spec, env[spec.env]!, spec.env]);
+  }
+  for (const [spec, value, origin] of sources) {
+    const err = spec.apply(fromFlags, value);
+    if (err) errors.push(`${origin}: ${err}`);
+  }
+  mergeInto(raw, fromFlags);
+
+  const parsed = configSchema.safeParse(raw);
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) {
+      const at = issue.path.length ? issue.path.join('.') : '(top level)';
+      errors.push(`${at}: ${issue.message}`);
+    }
+  } else {
+    errors.push(...crossCheck(parsed.data));
+  }
+  if (errors.length > 0 && !args.help && !args.version) {
+    throw new TetherError('TETHER_ERR_CONFIG', `invalid configuration:\n  ${errors.join('\n  ')}`);
+  }
+  const config = parsed.success ? parsed.data : configSchema.parse({});
+  return { config: deepFreeze(config), help: args.help, version: args.version };
+}
+
+/** Flag values override file values; pools merge by name, and within a pool by key. */
+function mergeInto(base: Json, over: Json): void {
+  for (const [k, v] of Object.entries(over)) {
+    const cur = base[k];
+    if (k !== 'listen' && k !== 'routes' && k !== 'backends' && isPlainObject(v) && isPlainObject(cur)) mergeInto(cur, v);
+    else base[k] = v;
+  }
+}
+
+function isPlainObject(v: unknown): v is Json {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Rules a schema cannot express: references between sections, uniqueness. */
+function crossCheck(c: Config): string[] {
+  const errors: string[] = [];
+  const poolNames = Object.keys(c.pools);
+  for (const [poolName, p] of Object.entries(c.pools)) {
+    const seen = new Set<string>();
+    for (const b of p.backends) {
+      if (seen.has(b.id)) errors.push(`pools.${poolName}.backends: backend id '${b.id}' appears twice (ids must be unique in a pool)`);
+      seen.add(b.id);
+    }
+    if (p.backends.length === 0 && !(c.demo && poolNames.length === 1)) errors.push(`pools.${poolName}: has no backends`);
+  }
+  c.routes.forEach((r, i) => {
+    if (!c.pools[r.pool]) errors.push(`routes.${i}.pool: no pool named '${r.pool}' (pools: ${poolNames.join(', ') || 'none'})`);
+  });
+  return errors;
+}
+
+function deepFreeze<T>(o: T): Readonly<T> {
+  if (o && typeof o === 'object') {
+    for (const v of Object.values(o)) deepFreeze(v);
+    Object.freeze(o);
+  }
+  return o;
+}

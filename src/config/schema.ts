@@ -1,0 +1,114 @@
+// Tether's configuration schema: the one place defaults live. Every source (flags, file, env)
+// is merged into this shape, validated once (unknown keys rejected, every error reported with
+// its path), then frozen into a snapshot that the workers receive.
+import { availableParallelism } from 'node:os';
+import { z } from 'zod';
+
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+// RFC 9110 token characters: cookie and header names.
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+export const name = (what: string) =>
+  z.string().regex(NAME, `expected a ${what} of 1-64 letters, digits, '.', '_' or '-' (starting with a letter or digit)`);
+
+const port = z.number().int().min(0).max(65535);
+const hostPort = z.object({ host: z.string().min(1), port }).strict();
+
+export const backendSchema = z
+  .object({
+    id: name('backend id'),
+    address: z.string().min(1),
+    port: port.min(1),
+    weight: z.number().int().min(0).max(1000).default(1),
+  })
+  .strict();
+
+export const stickySchema = z.discriminatedUnion('mode', [
+  z
+    .object({
+      mode: z.literal('cookie'),
+      name: z.string().regex(TOKEN, 'expected a cookie name (RFC 6265 token)').default('TETHER'),
+      httpOnly: z.boolean().default(true),
+      secure: z.boolean().default(false),
+      sameSite: z.enum(['Strict', 'Lax', 'None']).default('Lax'),
+      path: z.string().default('/'),
+      maxAgeSec: z.number().int().min(1).optional(),
+    })
+    .strict(),
+  z.object({ mode: z.literal('prefix'), cookie: z.string().regex(TOKEN, 'expected the application cookie name') }).strict(),
+  z.object({ mode: z.literal('header'), name: z.string().regex(TOKEN, 'expected a header name').default('X-Tether-Route') }).strict(),
+  z.object({ mode: z.literal('none') }).strict(),
+]);
+
+export const balanceSchema = z
+  .object({
+    algorithm: z.enum(['round-robin', 'weighted', 'least-connections', 'consistent-hash']).default('round-robin'),
+    /** consistent-hash key: the client's IP, a request header, or a cookie. */
+    hashOn: z
+      .string()
+      .regex(/^(client-ip|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+|cookie:[!#$%&'*+.^_`|~0-9A-Za-z-]+)$/, "expected 'client-ip', 'header:NAME' or 'cookie:NAME'")
+      .default('client-ip'),
+  })
+  .strict();
+
+export const poolSchema = z
+  .object({
+    backends: z.array(backendSchema).default([]),
+    sticky: stickySchema.default({ mode: 'cookie', name: 'TETHER', httpOnly: true, secure: false, sameSite: 'Lax', path: '/' }),
+    balance: balanceSchema.default({ algorithm: 'round-robin', hashOn: 'client-ip' }),
+  })
+  .strict();
+
+export const routeSchema = z
+  .object({
+    /** Host header to match, exact and case-insensitive; omitted = any host. */
+    host: z.string().min(1).optional(),
+    /** Path prefix to match; omitted = '/'. */
+    pathPrefix: z.string().startsWith('/').default('/'),
+    pool: name('pool name'),
+  })
+  .strict();
+
+export const configSchema = z
+  .object({
+    listen: z.array(hostPort).min(1).default([{ host: '127.0.0.1', port: 8080 }]),
+    /** Admin listener (/healthz, /readyz, /metrics); null disables it. */
+    admin: hostPort.nullable().default({ host: '127.0.0.1', port: 9090 }),
+    workers: z.number().int().min(1).max(256).default(availableParallelism()),
+    keyFile: z.string().min(1).nullable().default(null),
+    /** After a key leaves the key file it keeps opening tokens for this long. */
+    keyGraceSec: z.number().int().min(0).default(86_400),
+    /** Route tokens older than this are treated as no token. */
+    tokenMaxAgeSec: z.number().int().min(1).default(86_400),
+    pools: z.record(name('pool name'), poolSchema).default({}),
+    routes: z.array(routeSchema).default([]),
+    timeouts: z
+      .object({
+        connectMs: z.number().int().min(1).default(3_000),
+        /** From request fully sent to response head received. */
+        responseMs: z.number().int().min(1).default(60_000),
+        /** Longest silence on an upstream body, either direction. */
+        idleMs: z.number().int().min(1).default(60_000),
+        /** How long an idle pooled upstream connection is kept. */
+        keepAliveMs: z.number().int().min(1).default(30_000),
+      })
+      .strict()
+      .default({ connectMs: 3_000, responseMs: 60_000, idleMs: 60_000, keepAliveMs: 30_000 }),
+    limits: z
+      .object({
+        maxIdlePerBackend: z.number().int().min(0).default(256),
+        maxResponseHeaderBytes: z.number().int().min(1024).default(65_536),
+      })
+      .strict()
+      .default({ maxIdlePerBackend: 256, maxResponseHeaderBytes: 65_536 }),
+    /** Start two built-in demo backends when no backend is configured. */
+    demo: z.boolean().default(true),
+    logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  })
+  .strict();
+
+export type Config = z.infer<typeof configSchema>;
+export type PoolConfig = z.infer<typeof poolSchema>;
+export type BackendConfig = z.infer<typeof backendSchema>;
+export type StickyConfig = z.infer<typeof stickySchema>;
+export type RouteConfig = z.infer<typeof routeSchema>;

@@ -1,0 +1,30 @@
+// One table of stable error codes (TETHER_ERR_*). Messages may change; codes may not.
+// Every error Tether raises to a user carries one of these codes and, where it wraps another, `cause`.
+
+export const ErrorCodes = {
+  TETHER_ERR_CONFIG: 'invalid configuration',
+  TETHER_ERR_CONFIG_FILE: 'configuration file unreadable or unparsable',
+  TETHER_ERR_KEY_FILE: 'route-token key file invalid',
+  TETHER_ERR_NATIVE_LOAD: 'native addon could not be loaded',
+  TETHER_ERR_UWS_LOAD: 'uWebSockets.js binary could not be loaded',
+  TETHER_ERR_LISTEN: 'could not listen on an address',
+  TETHER_ERR_WORKER: 'worker thread failed',
+  TETHER_ERR_UPSTREAM_CONNECT: 'backend connection failed',
+  TETHER_ERR_UPSTREAM_TIMEOUT: 'backend timed out',
+  TETHER_ERR_UPSTREAM_PROTOCOL: 'backend sent an invalid response',
+  TETHER_ERR_NO_BACKEND: 'no healthy backend',
+} as const;
+
+export type ErrorCode = keyof typeof ErrorCodes;
+
+export class TetherError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'TetherError';
+    this.code = code;
+  }
+}
+
+/** Where a data-plane failure came from, and whether retrying on another backend is safe. */
+export type FailureSource = 'upstream' | 'downstream' | 'internal';
