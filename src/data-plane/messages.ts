@@ -1,0 +1,44 @@
+// Messages between the orchestrator and worker threads: versioned, discriminated unions,
+// msgpackr-encoded. Hot per-request state never travels here; it lives in shared memory.
+import { pack, unpack } from 'msgpackr';
+import type { Config } from '../config/schema.js';
+import type { KeyRing } from '../orchestrator/key-ring.js';
+import type { SharedLayout } from '../shared-memory/counters.js';
+
+export const PROTOCOL_VERSION = 1;
+
+/** Where each backend's counters and health live in shared memory (by pool, then id). */
+export type BackendSlots = Record<string, Record<string, number>>;
+
+export interface WorkerInit {
+  workerIndex: number;
+  config: Config;
+  keyRing: KeyRing;
+  slots: BackendSlots;
+  layout: SharedLayout;
+  shared: SharedArrayBuffer;
+}
+
+export type ToWorker =
+  | { v: 1; type: 'key-ring'; keyRing: KeyRing }
+  | { v: 1; type: 'shutdown'; drainMs: number };
+
+export type FromWorker =
+  | { v: 1; type: 'listening'; workerIndex: number; ports: number[] }
+  | { v: 1; type: 'listen-failed'; workerIndex: number; address: string }
+  | { v: 1; type: 'drained'; workerIndex: number }
+  | { v: 1; type: 'log'; level: 'info' | 'warn' | 'error'; msg: string; fields?: Record<string, unknown> };
+
+export function encode(msg: ToWorker | FromWorker): Uint8Array {
+  return pack(msg);
+}
+
+/** Decodes and checks the version; unknown versions are rejected, not guessed at. */
+export function decode<T extends ToWorker | FromWorker>(data: unknown): T {
+  const bytes = data instanceof Uint8Array ? data : new Uint8Array(data as ArrayBuffer);
+  const msg = unpack(bytes) as { v?: unknown; type?: unknown };
+  if (msg?.v !== PROTOCOL_VERSION || typeof msg.type !== 'string') {
+    throw new Error(`expected a v${PROTOCOL_VERSION} message but received ${JSON.stringify(msg).slice(0, 80)}`);
+  }
+  return msg as T;
+}
