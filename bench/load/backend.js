@@ -1,0 +1,50 @@
+// A load-bench backend: a uWebSockets.js app that answers every request with its own name
+// (e.g. `app1`), so a client can tell which backend a balancer chose. Keep-alive is uWS's
+// default for HTTP/1.1. Run: node bench/load/backend.js NAME [PORT]; prints one JSON line
+// {"ready":true,"name":…,"port":…} once listening, exits on SIGTERM/SIGINT.
+//
+// The native binary is loaded directly: the package main silently falls back to a `ws`-based
+// emulation when the binary does not load, and that would bench the emulation instead.
+
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+const uWS = require(
+  `@trufflesuite/uws-js-unofficial/binaries/uws_${process.platform}_${process.arch}_${process.versions.modules}.node`,
+);
+
+const name = process.argv[2];
+const requestedPort = Number(process.argv[3] ?? 0);
+if (!name || !/^[A-Za-z0-9_-]{1,32}$/.test(name) || !Number.isInteger(requestedPort)) {
+  process.stderr.write('usage: node bench/load/backend.js NAME [PORT]\n');
+  process.exit(2);
+}
+
+let listenSocket = null;
+
+uWS
+  .App()
+  .any('/*', (res) => {
+    // Nothing is read from the request and nothing is awaited: answer at once.
+    res.cork(() => {
+      res.writeHeader('Content-Type', 'text/plain').end(name);
+    });
+  })
+  .listen('127.0.0.1', requestedPort, (socket) => {
+    if (!socket) {
+      process.stderr.write(`backend ${name}: cannot listen on 127.0.0.1:${requestedPort}\n`);
+      process.exit(1);
+    }
+    listenSocket = socket;
+    const port = uWS.us_socket_local_port(socket);
+    process.stdout.write(`${JSON.stringify({ ready: true, name, port })}\n`);
+  });
+
+function stop() {
+  if (listenSocket) uWS.us_listen_socket_close(listenSocket);
+  listenSocket = null;
+  // Keep-alive connections would keep the loop alive; this is a bench backend, just go.
+  process.exit(0);
+}
+process.on('SIGTERM', stop);
+process.on('SIGINT', stop);

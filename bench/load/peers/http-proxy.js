@@ -1,0 +1,57 @@
+// node-http-proxy peer: bench/load/peers/http-proxy-server.js under node:cluster with
+// --workers processes (Node proxies on one thread per process; see that file).
+
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import { startProcess, waitUntilAnswers } from '../processes.js';
+
+export const name = 'http-proxy';
+export const cookieName = 'SRV';
+export const describe =
+  'node-http-proxy 1.x: node:cluster with W worker processes, keep-alive agent, SRV cookie stickiness in the handler';
+
+const serverPath = fileURLToPath(new URL('./http-proxy-server.js', import.meta.url));
+
+export function available() {
+  try {
+    const require = createRequire(import.meta.url);
+    const { version } = require('http-proxy/package.json');
+    return { ok: true, version: `http-proxy ${version} on node ${process.version}` };
+  } catch {
+    return { ok: false, reason: 'npm package http-proxy not installed', install: 'npm install (http-proxy is a devDependency)' };
+  }
+}
+
+export function start({ backends, workers, port }) {
+  let announceReady;
+  const ready = new Promise((resolve) => {
+    announceReady = resolve;
+  });
+  const args = [serverPath, String(port), String(workers), ...backends.map((b) => `${b.name}=127.0.0.1:${b.port}`)];
+  const handle = startProcess(
+    'http-proxy',
+    process.execPath,
+    args,
+    {
+      onStdoutLine: (line) => {
+        if (line.includes('"ready":true')) announceReady();
+      },
+    },
+  );
+  const url = `http://127.0.0.1:${port}/`;
+  // Ready = every cluster worker listens (the primary says so) AND the port answers.
+  const waitReady = async (deadlineMs) => {
+    const started = Date.now();
+    let timer;
+    const deadline = new Promise((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`http-proxy workers not listening within ${deadlineMs} ms\n${handle.output()}`)), deadlineMs);
+    });
+    try {
+      await Promise.race([ready, deadline, handle.exited.then(() => Promise.reject(new Error(`http-proxy exited\n${handle.output()}`)))]);
+    } finally {
+      clearTimeout(timer);
+    }
+    return waitUntilAnswers(url, handle, { deadlineMs: Math.max(1000, deadlineMs - (Date.now() - started)) });
+  };
+  return { handle, url, waitReady, setup: { command: `node ${args.join(' ')}` } };
+}

@@ -1,0 +1,191 @@
+// Child processes for the load bench: every child gets its own process group, is remembered
+// until it exits, and is killed by group on stop, on failure, on Ctrl-C and on exit.
+//
+// Why process groups: nginx forks workers, node:cluster forks workers, and a SIGKILL to the
+// parent alone would orphan them on the shared machine. `detached: true` makes the child a
+// group leader (setsid), so `kill(-pid)` reaches it and everything it forked.
+
+import { spawn } from 'node:child_process';
+import net from 'node:net';
+import http from 'node:http';
+
+/** pid → { name, exited: Promise<{code, signal}> } for every group leader still alive. */
+const live = new Map();
+let handlersInstalled = false;
+
+/**
+ * Starts `command args` in a new process group. stdout/stderr are kept (bounded) for error
+ * messages. Returns { pid, name, exited, output(), kill() }.
+ */
+export function startProcess(name, command, args, { env, cwd, onStdoutLine } = {}) {
+  installHandlers();
+  const child = spawn(command, args, {
+    cwd,
+    env: { ...process.env, ...env },
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const maxKept = 16 * 1024;
+  let kept = '';
+  const keep = (chunk) => {
+    kept = (kept + chunk.toString('utf8')).slice(-maxKept);
+  };
+  let pending = '';
+  child.stdout.on('data', (chunk) => {
+    keep(chunk);
+    if (!onStdoutLine) return;
+    pending += chunk.toString('utf8');
+    let nl;
+    while ((nl = pending.indexOf('\n')) >= 0) {
+      const line = pending.slice(0, nl);
+      pending = pending.slice(nl + 1);
+      onStdoutLine(line);
+    }
+    if (pending.length > maxKept) pending = pending.slice(-maxKept);
+  });
+  child.stderr.on('data', keep);
+
+  const exited = new Promise((resolve) => {
+    child.once('error', (error) => {
+      keep(`spawn error: ${error.message}\n`);
+      resolve({ code: null, signal: null, error });
+    });
+    child.once('exit', (code, signal) => resolve({ code, signal }));
+  });
+  const handle = {
+    pid: child.pid,
+    name,
+    exited,
+    output: () => kept,
+    /** SIGTERM to the group, SIGKILL after `graceMs`; resolves when the leader has exited. */
+    kill: (graceMs = 3000) => killGroup(handle, graceMs),
+  };
+  if (child.pid !== undefined) {
+    live.set(child.pid, handle);
+    void exited.then(() => {
+      // The leader is gone; make sure nothing it forked is left behind in its group.
+      signalGroup(child.pid, 'SIGKILL');
+      live.delete(child.pid);
+    });
+  }
+  return handle;
+}
+
+function signalGroup(pid, signal) {
+  try {
+    process.kill(-pid, signal);
+    return true;
+  } catch {
+    return false; // ESRCH: the group is already empty
+  }
+}
+
+async function killGroup(handle, graceMs) {
+  if (handle.pid === undefined) return handle.exited;
+  signalGroup(handle.pid, 'SIGTERM');
+  const timedOut = await Promise.race([
+    handle.exited.then(() => false),
+    delay(graceMs).then(() => true),
+  ]);
+  if (timedOut) signalGroup(handle.pid, 'SIGKILL');
+  await Promise.race([handle.exited, delay(graceMs)]);
+  signalGroup(handle.pid, 'SIGKILL'); // leftovers (workers of a leader that exited first)
+  return handle.exited;
+}
+
+/** Kills every group we started. Used on failure and by the signal handlers. */
+export async function killAll(graceMs = 2000) {
+  await Promise.all([...live.values()].map((h) => killGroup(h, graceMs)));
+}
+
+function killAllSync() {
+  for (const pid of live.keys()) signalGroup(pid, 'SIGKILL');
+  live.clear();
+}
+
+function installHandlers() {
+  if (handlersInstalled) return;
+  handlersInstalled = true;
+  process.once('exit', killAllSync);
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+    process.once(signal, () => {
+      process.stderr.write(`\nbench: ${signal}, stopping ${live.size} process group(s)\n`);
+      killAllSync();
+      process.exit(128 + (signal === 'SIGINT' ? 2 : signal === 'SIGTERM' ? 15 : 1));
+    });
+  }
+}
+
+export function delay(ms) {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    timer.unref?.();
+  });
+}
+
+/**
+ * A free TCP port on 127.0.0.1 (bind port 0, read it, close). Racy in principle; fine on
+ * loopback where only this bench allocates ports in the same instant.
+ */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * One HTTP/1.1 request on a fresh connection (no agent), bounded by `timeoutMs`.
+ * Resolves { status, headers, body }; rejects on network error or timeout.
+ */
+export function httpGet(url, { headers = {}, timeoutMs = 2000 } = {}) {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { headers, agent: false, timeout: timeoutMs }, (res) => {
+      const chunks = [];
+      let size = 0;
+      res.on('data', (chunk) => {
+        size += chunk.length;
+        if (size <= 64 * 1024) chunks.push(chunk);
+      });
+      res.on('end', () =>
+        resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }),
+      );
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`timeout after ${timeoutMs} ms: GET ${url}`)));
+    req.on('error', reject);
+  });
+}
+
+/**
+ * Polls `url` until it answers `expectStatus`, the process exits, or `deadlineMs` passes.
+ * Every 50 ms, so at most deadlineMs/50 attempts.
+ */
+export async function waitUntilAnswers(url, handle, { deadlineMs = 15_000, expectStatus = 200 } = {}) {
+  const started = Date.now();
+  let exited = null;
+  void handle.exited.then((e) => {
+    exited = e;
+  });
+  let lastError = 'no attempt';
+  while (Date.now() - started < deadlineMs) {
+    if (exited) {
+      throw new Error(
+        `${handle.name} exited (code ${exited.code}, signal ${exited.signal}) before answering ${url}\n${handle.output()}`,
+      );
+    }
+    try {
+      const res = await httpGet(url, { timeoutMs: 1000 });
+      if (res.status === expectStatus) return Date.now() - started;
+      lastError = `status ${res.status}`;
+    } catch (error) {
+      lastError = error.message;
+    }
+    await delay(50);
+  }
+  throw new Error(`${handle.name} did not answer ${url} within ${deadlineMs} ms (last: ${lastError})\n${handle.output()}`);
+}

@@ -1,0 +1,124 @@
+// Summaries and terminal tables for the load bench (bench/run.js writes results.json; this
+// turns runs into one row per peer). Also runnable on a saved file:
+//   node bench/report.js bench/out/<timestamp>/results.json
+//
+// Every figure is the median over the counted rounds (warm-up runs are round 0 and never
+// counted), except peak RSS, which is the maximum. "vs HAProxy" is computed per round
+// (peer req/s ÷ HAProxy req/s in the same round, so both saw the same machine noise) and
+// then the median is taken.
+
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+export const REFERENCE_PEER = 'haproxy';
+
+/** Median of the finite numbers in `values`; null when there are none. */
+export function median(values) {
+  const sorted = values.filter((v) => typeof v === 'number' && Number.isFinite(v)).sort((a, b) => a - b);
+  if (sorted.length === 0) return null;
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+/**
+ * One row per peer for `scenario`: { peer, status, rounds, okRounds, rps, p50Ms, p99Ms,
+ * cpuPer1k, peakRssMiB, vsReference, errors, flagged, note }.
+ * `runs` are result records from bench/run.js; `peers` is [{ name, available, reason, install }].
+ */
+export function summarizeScenario(runs, scenario, peers) {
+  const counted = runs.filter((r) => r.scenario === scenario && r.round > 0);
+  const referenceByRound = new Map(
+    counted.filter((r) => r.peer === REFERENCE_PEER && r.ok).map((r) => [r.round, r.wrk.rps]),
+  );
+  return peers.map((peer) => {
+    if (!peer.available) {
+      return { peer: peer.name, status: 'skipped', note: `${peer.reason}; install: ${peer.install}` };
+    }
+    const mine = counted.filter((r) => r.peer === peer.name);
+    const ok = mine.filter((r) => r.ok);
+    if (ok.length === 0) {
+      const firstError = mine.find((r) => r.error)?.error ?? 'no counted runs';
+      return { peer: peer.name, status: 'failed', rounds: mine.length, okRounds: 0, note: firstError.split('\n')[0] };
+    }
+    const ratios = ok
+      .filter((r) => referenceByRound.has(r.round))
+      .map((r) => r.wrk.rps / referenceByRound.get(r.round));
+    const errors = ok.reduce((sum, r) => sum + r.wrk.errorCount, 0);
+    const failedRounds = mine.length - ok.length;
+    const notes = [];
+    if (errors > 0) notes.push(`${errors} wrk errors (non-2xx/3xx or socket)`);
+    if (failedRounds > 0) notes.push(`${failedRounds} round(s) failed`);
+    return {
+      peer: peer.name,
+      status: 'ok',
+      rounds: mine.length,
+      okRounds: ok.length,
+      rps: median(ok.map((r) => r.wrk.rps)),
+      p50Ms: median(ok.map((r) => r.wrk.p50Ms)),
+      p99Ms: median(ok.map((r) => r.wrk.p99Ms)),
+      cpuPer1k: median(ok.map((r) => r.cpuSecondsPer1kRequests)),
+      peakRssMiB: Math.max(...ok.map((r) => r.peakRssMiB)),
+      vsReference: median(ratios),
+      errors,
+      flagged: errors > 0 || failedRounds > 0,
+      note: notes.join('; '),
+    };
+  });
+}
+
+const fixed = (value, digits) => (value === null || value === undefined ? '—' : value.toFixed(digits));
+
+/** A plain-text table for rows from summarizeScenario. */
+export function formatTable(rows) {
+  const header = ['peer', 'req/s', 'p50 ms', 'p99 ms', 'CPU s/1k req', 'peak RSS MiB', 'vs HAProxy', 'rounds', 'notes'];
+  const lines = rows.map((row) => {
+    if (row.status !== 'ok') {
+      return [row.peer, row.status, '', '', '', '', '', row.rounds ? `0/${row.rounds}` : '', row.note];
+    }
+    return [
+      row.flagged ? `${row.peer} !` : row.peer,
+      fixed(row.rps, 0),
+      fixed(row.p50Ms, 3),
+      fixed(row.p99Ms, 3),
+      fixed(row.cpuPer1k, 4),
+      fixed(row.peakRssMiB, 1),
+      row.vsReference === null ? '—' : `${row.vsReference.toFixed(2)}×`,
+      `${row.okRounds}/${row.rounds}`,
+      row.note,
+    ];
+  });
+  const all = [header, ...lines];
+  const numeric = new Set([1, 2, 3, 4, 5, 6, 7]);
+  const widths = header.map((_, i) => Math.max(...all.map((cells) => String(cells[i]).length)));
+  const render = (cells) =>
+    cells
+      .map((cell, i) => (numeric.has(i) ? String(cell).padStart(widths[i]) : String(cell).padEnd(widths[i])))
+      .join('  ')
+      .trimEnd();
+  return [render(header), render(widths.map((w) => '-'.repeat(w))), ...lines.map(render)].join('\n');
+}
+
+/** The whole terminal report for a results.json object. */
+export function formatReport(results) {
+  const parts = [];
+  const o = results.options;
+  for (const scenario of results.scenarios) {
+    const rows = summarizeScenario(results.runs, scenario.name, results.peers);
+    parts.push(
+      `\n== ${scenario.name}: ${scenario.description}\n` +
+        `   wrk -t${o.threads} -c${o.connections} -d${o.duration}s, ${o.repeat} round(s) after a warm-up, --workers ${o.workers}\n\n` +
+        formatTable(rows),
+    );
+  }
+  parts.push('\n! = some requests failed (non-2xx/3xx or socket errors) or a round failed; see results.json');
+  return parts.join('\n');
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const file = process.argv[2];
+  if (!file) {
+    process.stderr.write('usage: node bench/report.js path/to/results.json\n');
+    process.exit(2);
+  }
+  process.stdout.write(`${formatReport(JSON.parse(readFileSync(file, 'utf8')))}\n`);
+}

@@ -1,0 +1,279 @@
+// The only file that touches N-API: argument checks, JS values, errors. The work lives in
+// token.cc and hmac.cc. State is per thread (Napi::Addon + one KeyRing per TokenCrypto object),
+// never static, because the addon is loaded once in every worker thread.
+#include <napi.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/rand.h>
+
+#include <string>
+
+#include "tether/hmac.h"
+#include "tether/token.h"
+
+namespace {
+
+namespace token = tether::token;
+namespace hmac = tether::hmac;
+
+// Stable codes; the JS side (src/native/index.ts) documents them with the rest.
+constexpr const char* kErrArgType = "TETHER_ERR_INVALID_ARG_TYPE";
+constexpr const char* kErrArgValue = "TETHER_ERR_INVALID_ARG_VALUE";
+constexpr const char* kErrNoSealKey = "TETHER_ERR_NO_SEAL_KEY";
+constexpr const char* kErrCrypto = "TETHER_ERR_CRYPTO";
+
+enum class ErrorKind { kError, kType, kRange };
+
+void Throw(Napi::Env env, ErrorKind kind, const char* code, const std::string& message) {
+  Napi::Error err = kind == ErrorKind::kType    ? Napi::TypeError::New(env, message)
+                    : kind == ErrorKind::kRange ? Napi::RangeError::New(env, message)
+                                                : Napi::Error::New(env, message);
+  err.Set("code", Napi::String::New(env, code));
+  err.ThrowAsJavaScriptException();
+}
+
+struct Bytes {
+  const uint8_t* data = nullptr;
+  size_t size = 0;
+};
+
+// One cheap check-and-read: a Uint8Array (Buffer included) or nothing.
+bool GetBytes(napi_env env, napi_value value, Bytes* out) {
+  bool is_typed_array = false;
+  if (napi_is_typedarray(env, value, &is_typed_array) != napi_ok || !is_typed_array) return false;
+  napi_typedarray_type type;
+  size_t length = 0;
+  void* data = nullptr;
+  if (napi_get_typedarray_info(env, value, &type, &length, &data, nullptr, nullptr) != napi_ok ||
+      type != napi_uint8_array) {
+    return false;
+  }
+  out->data = static_cast<const uint8_t*>(data);
+  out->size = length;
+  return true;
+}
+
+bool RequireBytes(const Napi::CallbackInfo& info, size_t index, const char* name, Bytes* out) {
+  if (GetBytes(info.Env(), info[index], out)) return true;
+  Throw(info.Env(), ErrorKind::kType, kErrArgType,
+        std::string("expected a Uint8Array for ") + name);
+  return false;
+}
+
+// Open result packed into one int32 so the hot path returns no object:
+// bits 0-7 status, bits 8-16 keyId + 1 (0 = no key id), bits 17-24 payload length.
+int32_t PackOpenResult(token::OpenStatus status, int key_id, size_t payload_len) {
+  return static_cast<int32_t>(static_cast<uint32_t>(status) |
+                              (static_cast<uint32_t>(key_id + 1) << 8) |
+                              (static_cast<uint32_t>(payload_len) << 17));
+}
+
+class TokenCryptoWrap : public Napi::ObjectWrap<TokenCryptoWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "TokenCrypto",
+                       {
+                           InstanceMethod<&TokenCryptoWrap::SetKeyRing>("setKeyRing"),
+                           InstanceMethod<&TokenCryptoWrap::Seal>("seal"),
+                           InstanceMethod<&TokenCryptoWrap::SealWithNonce>("sealWithNonce"),
+                           InstanceMethod<&TokenCryptoWrap::Open>("open"),
+                       });
+  }
+
+  explicit TokenCryptoWrap(const Napi::CallbackInfo& info)
+      : Napi::ObjectWrap<TokenCryptoWrap>(info) {}
+
+ private:
+  // setKeyRing(ids: Uint8Array(n), keys: Uint8Array(32 n), sealKeyId: number): undefined
+  Napi::Value SetKeyRing(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Bytes ids, keys;
+    if (!RequireBytes(info, 0, "key ids", &ids) || !RequireBytes(info, 1, "keys", &keys)) {
+      return env.Undefined();
+    }
+    if (!info[2].IsNumber()) {
+      Throw(env, ErrorKind::kType, kErrArgType, "expected a number for sealKeyId");
+      return env.Undefined();
+    }
+    const double seal_id = info[2].As<Napi::Number>().DoubleValue();
+    if (!(seal_id >= 0 && seal_id <= 255 && seal_id == static_cast<int>(seal_id))) {
+      Throw(env, ErrorKind::kRange, kErrArgValue, "expected an integer 0..255 for sealKeyId");
+      return env.Undefined();
+    }
+    if (ids.size > token::kKeyIdCount || keys.size != ids.size * token::kKeySize) {
+      Throw(env, ErrorKind::kRange, kErrArgValue,
+            "expected at most 256 key ids and 32 key bytes per id");
+      return env.Undefined();
+    }
+    token::KeyEntry entries[token::kKeyIdCount];
+    for (size_t i = 0; i < ids.size; ++i) {
+      entries[i] = token::KeyEntry{ids.data[i], keys.data + i * token::kKeySize};
+    }
+    switch (ring_.Set(entries, ids.size, static_cast<uint8_t>(seal_id))) {
+      case token::RingStatus::kOk:
+        break;
+      case token::RingStatus::kDuplicateId:
+        Throw(env, ErrorKind::kRange, kErrArgValue, "expected unique key ids");
+        break;
+      case token::RingStatus::kSealKeyMissing:
+        Throw(env, ErrorKind::kRange, kErrArgValue, "expected sealKeyId to name a key in the ring");
+        break;
+      case token::RingStatus::kCryptoError:
+        Throw(env, ErrorKind::kError, kErrCrypto, "OpenSSL could not schedule the key ring");
+        break;
+    }
+    return env.Undefined();
+  }
+
+  // seal(payload: Uint8Array, aad: Uint8Array): string, with a fresh random nonce.
+  Napi::Value Seal(const Napi::CallbackInfo& info) {
+    uint8_t nonce[token::kNonceSize];
+    if (RAND_bytes(nonce, sizeof(nonce)) != 1) {
+      ERR_clear_error();
+      Throw(info.Env(), ErrorKind::kError, kErrCrypto, "RAND_bytes failed");
+      return info.Env().Undefined();
+    }
+    return SealWith(info, nonce);
+  }
+
+  // sealWithNonce(payload, aad, nonce: Uint8Array(12)): string. For known-answer tests only:
+  // a nonce must never repeat under one key.
+  Napi::Value SealWithNonce(const Napi::CallbackInfo& info) {
+    Bytes nonce;
+    if (!RequireBytes(info, 2, "nonce", &nonce)) return info.Env().Undefined();
+    if (nonce.size != token::kNonceSize) {
+      Throw(info.Env(), ErrorKind::kRange, kErrArgValue, "expected a 12-byte nonce");
+      return info.Env().Undefined();
+    }
+    return SealWith(info, nonce.data);
+  }
+
+  Napi::Value SealWith(const Napi::CallbackInfo& info, const uint8_t* nonce) {
+    Napi::Env env = info.Env();
+    Bytes payload, aad;
+    if (!RequireBytes(info, 0, "payload", &payload) || !RequireBytes(info, 1, "aad", &aad)) {
+      return env.Undefined();
+    }
+    char out[token::kMaxSealedChars];
+    size_t out_len = 0;
+    switch (token::Seal(ring_, nonce, payload.data, payload.size, aad.data, aad.size, out,
+                        sizeof(out), &out_len)) {
+      case token::SealStatus::kOk: {
+        napi_value result;
+        napi_create_string_latin1(env, out, out_len, &result);
+        return Napi::Value(env, result);
+      }
+      case token::SealStatus::kPayloadTooLarge:
+        Throw(env, ErrorKind::kRange, kErrArgValue, "expected a payload of at most 255 bytes");
+        break;
+      case token::SealStatus::kNoSealKey:
+        Throw(env, ErrorKind::kError, kErrNoSealKey, "no key ring: call setKeyRing() first");
+        break;
+      case token::SealStatus::kOutputTooSmall:
+      case token::SealStatus::kCryptoError:
+        Throw(env, ErrorKind::kError, kErrCrypto, "OpenSSL could not seal the token");
+        break;
+    }
+    return env.Undefined();
+  }
+
+  // open(token: string, aad: Uint8Array, out: Uint8Array(>= 255)): packed int32 (see
+  // PackOpenResult); on Ok the payload is in out[0, len). Bad token content is a status.
+  Napi::Value Open(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Bytes aad, out;
+    if (!RequireBytes(info, 1, "aad", &aad) || !RequireBytes(info, 2, "out", &out)) {
+      return env.Undefined();
+    }
+    if (out.size < token::kMaxPayloadSize) {
+      Throw(env, ErrorKind::kRange, kErrArgValue, "expected an out buffer of at least 255 bytes");
+      return env.Undefined();
+    }
+    // UTF-16 keeps one unit per JS character, so the cap is exact and no character is folded
+    // onto an ASCII one (latin1 would turn U+0141 into 'A' and give a token two spellings).
+    char16_t wide[token::kMaxTokenChars + 2];
+    size_t length = 0;
+    if (napi_get_value_string_utf16(env, info[0], wide, sizeof(wide) / sizeof(wide[0]), &length) !=
+        napi_ok) {
+      Throw(env, ErrorKind::kType, kErrArgType, "expected a string for token");
+      return env.Undefined();
+    }
+    token::OpenStatus status = token::OpenStatus::kMalformed;
+    int key_id = -1;
+    size_t payload_len = 0;
+    if (length <= token::kMaxTokenChars) {
+      char narrow[token::kMaxTokenChars];
+      for (size_t i = 0; i < length; ++i) {
+        narrow[i] = wide[i] < 0x80 ? static_cast<char>(wide[i]) : '\x80';  // '\x80' is invalid
+      }
+      // The core never writes more than kMaxPayloadSize bytes, checked above.
+      status = token::Open(ring_, narrow, length, aad.data, aad.size,
+                           const_cast<uint8_t*>(out.data), &payload_len, &key_id);
+    }
+    napi_value result;
+    napi_create_int32(env, PackOpenResult(status, key_id, payload_len), &result);
+    return Napi::Value(env, result);
+  }
+
+  token::KeyRing ring_;
+};
+
+class TetherAddon : public Napi::Addon<TetherAddon> {
+ public:
+  TetherAddon(Napi::Env env, Napi::Object exports) {
+    Napi::Function token_crypto = TokenCryptoWrap::Define(env);
+    token_crypto_constructor_ = Napi::Persistent(token_crypto);
+    Napi::Object limits = Napi::Object::New(env);
+    limits.Set("maxPayloadBytes", Napi::Number::New(env, token::kMaxPayloadSize));
+    limits.Set("maxTokenChars", Napi::Number::New(env, token::kMaxTokenChars));
+    limits.Set("keySize", Napi::Number::New(env, token::kKeySize));
+    limits.Set("nonceSize", Napi::Number::New(env, token::kNonceSize));
+    DefineAddon(exports, {
+                             InstanceValue("TokenCrypto", token_crypto, napi_enumerable),
+                             InstanceValue("tokenLimits", limits, napi_enumerable),
+                             InstanceMethod<&TetherAddon::HmacSha256>("hmacSha256",
+                                                                      napi_enumerable),
+                             InstanceMethod<&TetherAddon::HmacVerify>("hmacVerify",
+                                                                      napi_enumerable),
+                         });
+  }
+
+ private:
+  // hmacSha256(key, data, out: Uint8Array(>= 32)): undefined. The caller allocates out, so
+  // the result comes from the JS buffer pool instead of a fresh native allocation.
+  Napi::Value HmacSha256(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Bytes key, data, out;
+    if (!RequireBytes(info, 0, "key", &key) || !RequireBytes(info, 1, "data", &data) ||
+        !RequireBytes(info, 2, "out", &out)) {
+      return env.Undefined();
+    }
+    if (out.size < hmac::kSha256Size) {
+      Throw(env, ErrorKind::kRange, kErrArgValue, "expected an out buffer of at least 32 bytes");
+      return env.Undefined();
+    }
+    if (hmac::Sha256(key.data, key.size, data.data, data.size, const_cast<uint8_t*>(out.data)) !=
+        hmac::Status::kOk) {
+      Throw(env, ErrorKind::kError, kErrCrypto, "OpenSSL could not compute HMAC-SHA256");
+    }
+    return env.Undefined();
+  }
+
+  // hmacVerify(key, data, mac): boolean, constant time in the content of mac.
+  Napi::Value HmacVerify(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Bytes key, data, mac;
+    if (!RequireBytes(info, 0, "key", &key) || !RequireBytes(info, 1, "data", &data) ||
+        !RequireBytes(info, 2, "mac", &mac)) {
+      return env.Undefined();
+    }
+    return Napi::Boolean::New(
+        env, hmac::VerifySha256(key.data, key.size, data.data, data.size, mac.data, mac.size));
+  }
+
+  Napi::FunctionReference token_crypto_constructor_;
+};
+
+}  // namespace
+
+NODE_API_ADDON(TetherAddon)

@@ -1,0 +1,662 @@
+// The HTTP request path of one worker (DESIGN.md "HTTP request path"): a uWS handler copies
+// the request out of uWS's stack-allocated HttpRequest, routes it to a pool, reads the route
+// token, picks a backend, and hands the rest to an Exchange that streams the request to a
+// pooled upstream connection and the response back, with backpressure both ways and a
+// deadline on every wait.
+import type { HttpRequest, HttpResponse } from '@trufflesuite/uws-js-unofficial';
+import { chunkHeader, LAST_CHUNK, isToken, type ResponseHandlers } from './upstream/codec.js';
+import { acquire, release, type UpstreamConnection, type UpstreamSink } from './upstream/pool.js';
+import type { BackendRuntime, PoolRuntime, Runtime } from './runtime.js';
+import type { WorkerCounters } from '../shared-memory/counters.js';
+import type { RouteTokens } from '../sticky/route-token.js';
+import { getCookie, mapCookie, parseSetCookie, removeCookie, replaceSetCookieValue, splitPrefixed } from '../sticky/cookies.js';
+
+/** Request headers a proxy must not forward (RFC 9110 §7.6.1), plus the ones we rewrite. */
+const DROP_REQUEST = new Set([
+  'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade',
+  'content-length', 'expect', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-for',
+]);
+/** Response headers uWS writes itself or that are hop-by-hop. */
+const DROP_RESPONSE = new Set([
+  'connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'content-length', 'trailer', 'upgrade', 'date',
+]);
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+/** Past this much request body buffered before the upstream is ready, stop reading the client. */
+const MAX_QUEUED_BODY = 256 * 1024;
+const MAX_ATTEMPTS = 3;
+
+const STATUS_TEXT: Record<number, string> = {
+  200: 'OK', 201: 'Created', 204: 'No Content', 301: 'Moved Permanently', 302: 'Found', 304: 'Not Modified',
+  400: 'Bad Request', 403: 'Forbidden', 404: 'Not Found', 500: 'Internal Server Error', 502: 'Bad Gateway',
+  503: 'Service Unavailable', 504: 'Gateway Timeout',
+};
+
+export interface ListenerContext {
+  runtime: () => Runtime;
+  tokens: RouteTokens;
+  counters: WorkerCounters;
+  /** In-flight exchanges, swept for deadlines. */
+  active: Set<Exchange>;
+  log: (level: 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+}
+
+const enum Body { None, Length, Chunked }
+const enum Phase { Connecting, Waiting, Streaming, Done }
+const enum Out { None, Length, Stream }
+
+/** Sticky outcome of reading the request's route token. */
+interface StickyDecision {
+  /** Backend index the token named, or -1. */
+  tokenBackend: number;
+  /** Token presented was valid but old enough to refresh. */
+  refresh: boolean;
+}
+
+/** Parses the request into an Exchange or answers it (400/503) directly. Never throws. */
+export function handleRequest(ctx: ListenerContext, res: HttpResponse, req: HttpRequest): void {
+  const counters = ctx.counters;
+  counters.inc('requests');
+  // HttpRequest is stack-allocated: copy everything now.
+  const method = req.getCaseSensitiveMethod();
+  const query = req.getQuery();
+  const target = query ? `${req.getUrl()}?${query}` : req.getUrl();
+  const flat: string[] = [];
+  let host = '';
+  let hostCount = 0;
+  let cookie = '';
+  let contentLength = '';
+  let clCount = 0;
+  let transferEncoding = '';
+  let xff = '';
+  let connection = '';
+  let bad = '';
+  req.forEach((name, value) => {
+    switch (name) {
+      case 'host': host = value; hostCount++; break;
+      case 'cookie': cookie = cookie ? `${cookie}; ${value}` : value; return; // re-emitted below, once
+      case 'content-length': contentLength = value; clCount++; if (clCount > 1) bad ||= 'more than one Content-Length'; return;
+      case 'transfer-encoding': transferEncoding = transferEncoding ? `${transferEncoding}, ${value}` : value; return;
+      case 'x-forwarded-for': xff = xff ? `${xff}, ${value}` : value; return;
+      case 'connection': connection = value; return;
+    }
+    flat.push(name, value);
+  });
+  if (hostCount !== 1) bad ||= 'exactly one Host header is required';
+  let body = Body.None;
+  let length = 0;
+  if (transferEncoding) {
+    // uWS de-chunks `chunked`; anything else (gzip, chunked; identity) would leave us and the
+    // backend disagreeing about where the body ends.
+    if (transferEncoding.trim().toLowerCase() !== 'chunked') bad ||= `unsupported Transfer-Encoding '${transferEncoding}'`;
+    if (clCount > 0) bad ||= 'both Content-Length and Transfer-Encoding';
+    body = Body.Chunked;
+  } else if (clCount === 1) {
+    if (!/^\d{1,15}$/.test(contentLength)) bad ||= `invalid Content-Length '${contentLength}'`;
+    length = Number(contentLength);
+    body = length > 0 ? Body.Length : Body.None;
+  }
+  if (!isToken(method)) bad ||= 'invalid method';
+  if (bad) {
+    counters.inc('bad_requests');
+    respondError(ctx, res, 400, bad, true);
+    return;
+  }
+
+  const runtime = ctx.runtime();
+  const colon = host.lastIndexOf(':');
+  const hostname = (colon > 0 && host.indexOf(']') < colon ? host.slice(0, colon) : host).toLowerCase();
+  const pool = runtime.route(hostname, req.getUrl());
+  const clientIp = Buffer.from(res.getRemoteAddressAsText()).toString('latin1');
+
+  // Sticky lookup (DESIGN step 3). Invalid tokens count and fall through to balancing.
+  const sticky: StickyDecision = { tokenBackend: -1, refresh: false };
+  let presented = '';
+  let forwardCookie = cookie;
+  const mode = pool.sticky;
+  switch (mode.mode) {
+    case 'cookie': {
+      if (cookie) {
+        presented = getCookie(cookie, mode.name) ?? '';
+        if (presented) forwardCookie = removeCookie(cookie, mode.name);
+      }
+      break;
+    }
+    case 'prefix': {
+      if (cookie) {
+        const v = getCookie(cookie, mode.cookie);
+        const split = v === undefined ? null : splitPrefixed(v);
+        // Strip only what is structurally one of our tokens (even an expired one): an app
+        // value that merely contains '~' reaches the backend untouched.
+        if (split && readToken(ctx, pool, split.token, sticky)) {
+          // The backend always sees exactly the value it set.
+          forwardCookie = mapCookie(cookie, mode.cookie, (val) => {
+            const s = splitPrefixed(val);
+            return s && s.token === split.token ? s.appValue : val;
+          });
+        }
+      }
+      break;
+    }
+    case 'header': {
+      for (let i = 0; i < flat.length; i += 2) {
+        if (flat[i] === pool.headerLower) {
+          presented = flat[i + 1]!;
+          flat.splice(i, 2);
+          break;
+        }
+      }
+      break;
+    }
+    case 'none':
+      break;
+  }
+  if (presented) readToken(ctx, pool, presented, sticky);
+
+  const ex = new Exchange(ctx, res, pool, method, target, clientIp, body, length, sticky);
+  // Head, minus framing and the backend-specific parts, built once for every attempt.
+  let head = '';
+  for (let i = 0; i < flat.length; i += 2) {
+    const name = flat[i]!;
+    if (DROP_REQUEST.has(name)) continue;
+    if (connection && connectionListed(connection, name)) continue;
+    head += `${name}: ${flat[i + 1]}\r\n`;
+  }
+  if (forwardCookie) head += `cookie: ${forwardCookie}\r\n`;
+  head += `x-forwarded-for: ${xff ? `${xff}, ${clientIp}` : clientIp}\r\nx-forwarded-proto: http\r\nx-forwarded-host: ${host}\r\n`;
+  if (body === Body.Length) head += `content-length: ${length}\r\n`;
+  else if (body === Body.Chunked) head += 'transfer-encoding: chunked\r\n';
+  else if (clCount === 1) head += 'content-length: 0\r\n';
+  ex.head = `${method} ${target} HTTP/1.1\r\n${head}\r\n`;
+  ex.hashKey = hashKeyFor(pool, clientIp, flat, cookie);
+  ex.start();
+}
+
+function connectionListed(connection: string, name: string): boolean {
+  for (const t of connection.split(',')) if (t.trim().toLowerCase() === name) return true;
+  return false;
+}
+
+function hashKeyFor(pool: PoolRuntime, clientIp: string, flat: string[], cookie: string): string {
+  if (pool.balancer.kind !== 'consistent-hash') return '';
+  if (pool.hashHeader) {
+    for (let i = 0; i < flat.length; i += 2) if (flat[i] === pool.hashHeader) return flat[i + 1]!;
+    return '';
+  }
+  if (pool.hashCookie) return (cookie && getCookie(cookie, pool.hashCookie)) || '';
+  return clientIp;
+}
+
+/**
+ * Opens a presented route token into `out`. Returns false when the string is not shaped like
+ * one of our tokens at all (wrong length or encoding), true otherwise — valid or not.
+ */
+function readToken(ctx: ListenerContext, pool: PoolRuntime, token: string, out: StickyDecision): boolean {
+  const r = ctx.tokens.read(pool.name, pool.sticky.mode, token);
+  const c = ctx.counters;
+  if (!r.ok) {
+    switch (r.reason) {
+      case 'malformed': case 'bad_payload': c.inc('sticky_invalid_malformed'); break;
+      case 'unknown_key': case 'retired_key': c.inc('sticky_invalid_unknown_key'); break;
+      case 'forged': c.inc('sticky_invalid_forged'); break;
+      case 'expired': case 'future': c.inc('sticky_invalid_expired'); break;
+    }
+    return r.reason !== 'malformed';
+  }
+  const index = pool.byId.get(r.backendId);
+  if (index === undefined) {
+    c.inc('sticky_backend_unknown');
+    return true;
+  }
+  out.tokenBackend = index;
+  // Sliding expiry: a token past half its life is re-issued so active clients never lapse.
+  out.refresh = (Date.now() / 1000 - r.issuedAt) * 2 > ctx.runtime().config.tokenMaxAgeSec;
+  return true;
+}
+
+/** A short plain-text error naming the cause. */
+function respondError(ctx: ListenerContext, res: HttpResponse, status: number, why: string, close: boolean): void {
+  ctx.counters.inc(status >= 500 ? 'responses_5xx' : 'responses_4xx');
+  res.cork(() => {
+    res.writeStatus(`${status} ${STATUS_TEXT[status] ?? ''}`);
+    res.writeHeader('content-type', 'text/plain; charset=utf-8');
+    res.end(`tether: ${why}\n`, close);
+  });
+}
+
+/** One request's life from backend choice to the last response byte. */
+export class Exchange implements UpstreamSink {
+  head = '';
+  hashKey = '';
+  deadline = 0;
+  phase = Phase.Connecting;
+  private backend: BackendRuntime | null = null;
+  private conn: UpstreamConnection | null = null;
+  private attempts = 0;
+  private failedIndex = -1;
+  /** Client gone (onAborted) or response finished: `res` must not be touched. */
+  private resDone = false;
+  private headSent = false;
+  private status = 0;
+  // Request body.
+  private queue: Buffer[] = [];
+  private queued = 0;
+  private bodyEnded: boolean;
+  private bodyStarted = false;
+  private clientPaused = false;
+  // Response body.
+  private out = Out.None;
+  private total = 0;
+  private pending: Buffer[] = [];
+  private pendingOffset = 0;
+  private upstreamPaused = false;
+  private upstreamEnded = false;
+  private headOnly: boolean;
+
+  constructor(
+    private readonly ctx: ListenerContext,
+    private readonly res: HttpResponse,
+    private readonly pool: PoolRuntime,
+    private readonly method: string,
+    readonly target: string,
+    private readonly clientIp: string,
+    private readonly body: Body,
+    private readonly length: number,
+    private readonly sticky: StickyDecision,
+  ) {
+    this.bodyEnded = body === Body.None;
+    this.headOnly = method === 'HEAD';
+    res.onAborted(() => this.onClientAborted());
+    if (body !== Body.None) res.onData((chunk, isLast) => this.onClientData(chunk, isLast));
+  }
+
+  /** Choose a backend (sticky first, then the balancer) and connect. */
+  start(): void {
+    const pool = this.pool;
+    let index = -1;
+    const t = this.sticky.tokenBackend;
+    if (t >= 0) {
+      if (pool.isUp(t)) {
+        index = t;
+        this.ctx.counters.inc('sticky_hits');
+      } else {
+        this.ctx.counters.inc('sticky_failovers');
+      }
+    } else if (pool.sticky.mode !== 'none') {
+      this.ctx.counters.inc('sticky_misses');
+    }
+    if (index < 0) index = pool.balancer.pick({ hashKey: this.hashKey }, -1);
+    if (index < 0) {
+      this.ctx.counters.inc('no_backend');
+      this.finishWithError(503, `no healthy backend in pool '${pool.name}'`);
+      return;
+    }
+    this.ctx.active.add(this);
+    this.ctx.counters.inc('active_requests');
+    this.connectTo(pool.backends[index]!);
+  }
+
+  private connectTo(backend: BackendRuntime): void {
+    const ctx = this.ctx;
+    const cfg = ctx.runtime().config;
+    if (this.backend !== backend) {
+      if (this.backend) ctx.counters.incBackend(this.backend.slot, 'active', -1);
+      ctx.counters.incBackend(backend.slot, 'active');
+      this.backend = backend;
+    }
+    this.attempts++;
+    const conn = acquire(backend, cfg.limits.maxResponseHeaderBytes);
+    if (!conn.connected) ctx.counters.inc('upstream_connections_opened');
+    this.conn = conn;
+    conn.sink = this;
+    conn.parser.expect(this.method);
+    this.phase = Phase.Connecting;
+    this.deadline = Date.now() + cfg.timeouts.connectMs;
+    if (conn.connected) this.onConnected(conn);
+  }
+
+  onConnected(conn: UpstreamConnection): void {
+    if (conn !== this.conn) return;
+    const cfg = this.ctx.runtime().config;
+    conn.uses++;
+    this.ctx.counters.markBackendSuccess(this.backend!.slot);
+    const socket = conn.socket;
+    socket.cork();
+    let ok = socket.write(this.head, 'latin1');
+    for (const chunk of this.queue) ok = this.writeBody(chunk) && ok;
+    this.queue = [];
+    this.queued = 0;
+    if (this.bodyEnded && this.body === Body.Chunked) ok = socket.write(LAST_CHUNK, 'latin1') && ok;
+    socket.uncork();
+    this.bodyStarted = true;
+    this.phase = Phase.Waiting;
+    this.deadline = Date.now() + (this.bodyEnded ? cfg.timeouts.responseMs : cfg.timeouts.idleMs);
+    if (this.clientPaused && ok) this.resumeClient();
+  }
+
+  private writeBody(chunk: Buffer): boolean {
+    const socket = this.conn!.socket;
+    if (this.body === Body.Chunked) {
+      socket.write(chunkHeader(chunk.length), 'latin1');
+      socket.write(chunk);
+      return socket.write('\r\n', 'latin1');
+    }
+    return socket.write(chunk);
+  }
+
+  private onClientData(ab: ArrayBuffer, isLast: boolean): void {
+    // The ArrayBuffer is only valid during this call: copy it.
+    const chunk = ab.byteLength > 0 ? Buffer.from(new Uint8Array(ab)) : null;
+    if (isLast) this.bodyEnded = true;
+    const cfg = this.ctx.runtime().config;
+    if (this.bodyStarted) {
+      // Upstream already finished or failed (an early response): the rest is not needed.
+      if (!this.conn || this.phase === Phase.Done) return;
+      const socket = this.conn.socket;
+      let ok = true;
+      if (chunk) ok = this.writeBody(chunk);
+      if (isLast && this.body === Body.Chunked) ok = socket.write(LAST_CHUNK, 'latin1');
+      if (!ok) this.pauseClient();
+      if (this.phase === Phase.Waiting) this.deadline = Date.now() + (isLast ? cfg.timeouts.responseMs : cfg.timeouts.idleMs);
+      return;
+    }
+    if (chunk) {
+      this.queue.push(chunk);
+      this.queued += chunk.length;
+      if (this.queued > MAX_QUEUED_BODY) this.pauseClient();
+    }
+  }
+
+  private pauseClient(): void {
+    if (!this.clientPaused && !this.resDone) {
+      this.clientPaused = true;
+      this.res.pause();
+    }
+  }
+
+  private resumeClient(): void {
+    if (this.clientPaused && !this.resDone) {
+      this.clientPaused = false;
+      this.res.resume();
+    }
+  }
+
+  onUpstreamDrain(): void {
+    this.resumeClient();
+  }
+
+  cork(fn: () => void): void {
+    if (this.resDone) fn();
+    else this.res.cork(fn);
+  }
+
+  onInformational(): void {
+    // 100 Continue and 103 Early Hints are not relayed: uWS already answered Expect itself.
+  }
+
+  onHead(status: number, reason: string, headers: string[], info: Parameters<ResponseHandlers['onHead']>[3]): void {
+    if (this.resDone) return;
+    const cfg = this.ctx.runtime().config;
+    const res = this.res;
+    const pool = this.pool;
+    this.phase = Phase.Streaming;
+    this.deadline = Date.now() + cfg.timeouts.idleMs;
+    this.status = status;
+    this.headSent = true;
+    res.writeStatus(`${status} ${reason || STATUS_TEXT[status] || ''}`);
+    const served = this.backend!;
+    const issue = this.sticky.tokenBackend !== pool.byId.get(served.id) || this.sticky.refresh;
+    let declaredLength = -1;
+    let token = '';
+    for (let i = 0; i < headers.length; i += 2) {
+      const name = headers[i]!;
+      const lower = name.toLowerCase();
+      let value = headers[i + 1]!;
+      if (DROP_RESPONSE.has(lower)) {
+        if (lower === 'content-length') declaredLength = Number(value);
+        continue;
+      }
+      if (lower === 'set-cookie' && pool.sticky.mode === 'prefix') {
+        const parsed = parseSetCookie(value);
+        if (parsed && parsed.name === pool.sticky.cookie && !parsed.deletes) {
+          token ||= this.issueToken(served);
+          value = replaceSetCookieValue(value, parsed, `${token}~${parsed.value}`);
+        }
+      }
+      res.writeHeader(name, latin1Safe(value));
+    }
+    if (issue && pool.sticky.mode === 'cookie') {
+      res.writeHeader('set-cookie', `${pool.sticky.name}=${this.issueToken(served)}${pool.cookieSuffix}`);
+    } else if (issue && pool.sticky.mode === 'header') {
+      res.writeHeader(pool.sticky.name, this.issueToken(served));
+    }
+    if (info.framing === 'none') {
+      this.out = Out.None;
+      this.total = this.headOnly && declaredLength >= 0 ? declaredLength : -1;
+    } else if (info.framing === 'length') {
+      this.out = Out.Length;
+      this.total = info.contentLength;
+    } else {
+      this.out = Out.Stream;
+    }
+  }
+
+  private issueToken(backend: BackendRuntime): string {
+    this.ctx.counters.inc('tokens_issued');
+    return this.ctx.tokens.issue(this.pool.name, this.pool.sticky.mode, backend.id);
+  }
+
+  onBody(chunk: Buffer): void {
+    if (this.resDone) return;
+    const cfg = this.ctx.runtime().config;
+    this.deadline = Date.now() + cfg.timeouts.idleMs;
+    const res = this.res;
+    if (this.out === Out.Length) {
+      if (this.pending.length > 0) {
+        this.pending.push(chunk);
+        return;
+      }
+      const offset = res.getWriteOffset();
+      const [ok, done] = res.tryEnd(chunk, this.total);
+      if (done) {
+        this.clientFinished();
+      } else if (!ok) {
+        this.pending.push(chunk);
+        this.pendingOffset = offset;
+        this.pauseUpstream();
+        res.onWritable((off) => this.onWritable(off));
+      }
+    } else if (this.out === Out.Stream) {
+      if (!res.write(chunk)) {
+        this.pauseUpstream();
+        res.onWritable(() => {
+          this.resumeUpstream();
+          return true;
+        });
+      }
+    }
+  }
+
+  /** uWS drained: resend the unsent tail of each pending chunk (uWS tryEnd does not buffer it). */
+  private onWritable(offset: number): boolean {
+    const res = this.res;
+    while (this.pending.length > 0) {
+      const chunk = this.pending[0]!;
+      const [ok, done] = res.tryEnd(chunk.subarray(offset - this.pendingOffset), this.total);
+      if (done) {
+        this.pending = [];
+        this.clientFinished();
+        return true;
+      }
+      if (!ok) return false;
+      this.pending.shift();
+      offset = res.getWriteOffset();
+      this.pendingOffset = offset;
+    }
+    this.resumeUpstream();
+    return true;
+  }
+
+  private pauseUpstream(): void {
+    if (!this.upstreamPaused && this.conn) {
+      this.upstreamPaused = true;
+      this.conn.socket.pause();
+    }
+  }
+
+  private resumeUpstream(): void {
+    if (this.upstreamPaused) {
+      this.upstreamPaused = false;
+      if (this.conn) this.conn.socket.resume();
+    }
+  }
+
+  onEnd(): void {
+    this.upstreamEnded = true;
+    const conn = this.conn;
+    // Reusable only if the backend also got our whole request.
+    if (conn) {
+      if (!this.bodyEnded) conn.reusable = false;
+      this.conn = null;
+      this.upstreamPaused = false;
+      conn.socket.resume();
+      release(conn, Date.now(), this.ctx.runtime().config.limits.maxIdlePerBackend);
+    }
+    if (this.resDone) {
+      this.complete();
+      return;
+    }
+    const res = this.res;
+    if (this.out === Out.None) {
+      if (this.total >= 0) res.endWithoutBody(this.total);
+      else res.endWithoutBody();
+      this.clientFinished();
+    } else if (this.out === Out.Stream) {
+      res.end();
+      this.clientFinished();
+    } else if (this.total === 0) {
+      res.end();
+      this.clientFinished();
+    }
+    // Out.Length with bytes still pending: onWritable finishes the client side.
+  }
+
+  onUpstreamFailure(conn: UpstreamConnection, error: Error, connected: boolean): void {
+    if (conn !== this.conn) return;
+    this.conn = null;
+    const ctx = this.ctx;
+    const backend = this.backend!;
+    if (!connected) {
+      ctx.counters.inc('upstream_connect_errors');
+      ctx.counters.incBackend(backend.slot, 'connect_errors');
+      ctx.counters.markBackendFailure(backend.slot, Date.now(), 1_000, 30_000);
+      this.retryOrFail(backend, `backend ${backend.id} (${backend.host}:${backend.port}) refused or dropped the connection: ${error.message}`);
+      return;
+    }
+    // A reused keep-alive socket the backend had closed: safe to replay only if idempotent and
+    // no response byte came back and the whole request is still ours to resend.
+    if (conn.uses > 1 && !conn.gotBytes && !this.headSent && IDEMPOTENT.has(this.method) && this.body === Body.None) {
+      ctx.counters.inc('upstream_retries');
+      this.connectTo(backend);
+      return;
+    }
+    ctx.counters.inc('upstream_protocol_errors');
+    this.finishWithError(502, `backend ${backend.id} failed mid-response: ${error.message}`);
+  }
+
+  /** Connect failed: nothing reached the backend, so any method may go to another one. */
+  private retryOrFail(failed: BackendRuntime, why: string): void {
+    const pool = this.pool;
+    const failedIndex = pool.byId.get(failed.id)!;
+    this.failedIndex = failedIndex;
+    if (this.attempts < MAX_ATTEMPTS && !this.resDone) {
+      const next = pool.balancer.pick({ hashKey: this.hashKey }, failedIndex);
+      if (next >= 0) {
+        this.ctx.counters.inc('upstream_retries');
+        this.connectTo(pool.backends[next]!);
+        return;
+      }
+    }
+    this.finishWithError(502, why);
+  }
+
+  /** Called by the worker's sweeper when `deadline` has passed. */
+  onDeadline(): void {
+    const backend = this.backend;
+    const where = backend ? `backend ${backend.id}` : 'backend';
+    switch (this.phase) {
+      case Phase.Connecting: {
+        this.ctx.counters.inc('upstream_connect_errors');
+        this.conn?.destroy();
+        this.conn = null;
+        if (backend) {
+          this.ctx.counters.markBackendFailure(backend.slot, Date.now(), 1_000, 30_000);
+          this.retryOrFail(backend, `${where} did not accept the connection in time`);
+        } else this.finishWithError(504, 'timed out');
+        return;
+      }
+      case Phase.Waiting:
+        this.ctx.counters.inc('upstream_timeouts');
+        this.finishWithError(504, `${where} did not answer in time`);
+        return;
+      case Phase.Streaming:
+        this.ctx.counters.inc('upstream_timeouts');
+        this.finishWithError(504, `${where} stalled mid-response`);
+        return;
+      case Phase.Done:
+        return;
+    }
+  }
+
+  private finishWithError(status: number, why: string): void {
+    this.conn?.destroy();
+    this.conn = null;
+    if (!this.resDone) {
+      if (this.headSent) {
+        // Too late for an error page: cut the connection so the client sees a truncated response.
+        this.resDone = true;
+        this.res.close();
+      } else {
+        this.status = status;
+        this.resDone = true;
+        respondError(this.ctx, this.res, status, why, false);
+        this.complete();
+        return;
+      }
+    }
+    this.complete();
+  }
+
+  private clientFinished(): void {
+    if (this.resDone) return;
+    this.resDone = true;
+    const c = this.ctx.counters;
+    const s = this.status;
+    c.inc(s < 200 ? 'responses_1xx' : s < 300 ? 'responses_2xx' : s < 400 ? 'responses_3xx' : s < 500 ? 'responses_4xx' : 'responses_5xx');
+    if (this.upstreamEnded) this.complete();
+  }
+
+  private onClientAborted(): void {
+    if (this.resDone) return;
+    this.resDone = true;
+    this.ctx.counters.inc('client_aborts');
+    this.conn?.destroy();
+    this.conn = null;
+    this.complete();
+  }
+
+  private complete(): void {
+    if (this.phase === Phase.Done) return;
+    this.phase = Phase.Done;
+    if (this.ctx.active.delete(this)) this.ctx.counters.inc('active_requests', -1);
+    if (this.backend) {
+      this.ctx.counters.incBackend(this.backend.slot, 'requests');
+      this.ctx.counters.incBackend(this.backend.slot, 'active', -1);
+    }
+  }
+}
+
+/** uWS encodes JS strings as UTF-8; bytes 0x80-0xFF of a latin1 header must go as bytes. */
+function latin1Safe(value: string): string | Buffer {
+  for (let i = 0; i < value.length; i++) if (value.charCodeAt(i) > 0x7f) return Buffer.from(value, 'latin1');
+  return value;
+}

@@ -1,0 +1,125 @@
+// A worker's view of the configuration, compiled for the request path: routes as an ordered
+// list, pools with their backends, balancer, sticky settings and precomputed strings, and
+// the route-token codec. Built once per snapshot; the request path only reads it.
+import type { Config, PoolConfig, RouteConfig, StickyConfig } from '../config/schema.js';
+import { createBalancer, type Balancer } from './balancers/index.js';
+import type { BackendSlots } from './messages.js';
+import type { WorkerCounters } from '../shared-memory/counters.js';
+import type { UpstreamConnection } from './upstream/pool.js';
+
+export interface BackendRuntime {
+  readonly id: string;
+  readonly host: string;
+  readonly port: number;
+  readonly weight: number;
+  /** Index of this backend's counters and health in shared memory. */
+  readonly slot: number;
+  readonly pool: PoolRuntime;
+  /** Idle keep-alive connections, most recently used last (LIFO keeps hot sockets hot). */
+  readonly idle: UpstreamConnection[];
+}
+
+export interface PoolRuntime {
+  readonly name: string;
+  readonly backends: BackendRuntime[];
+  readonly byId: ReadonlyMap<string, number>;
+  readonly balancer: Balancer;
+  /** Passive health from shared memory: false while the backend is in its failure backoff. */
+  readonly isUp: (index: number) => boolean;
+  readonly sticky: StickyConfig;
+  /** Lower-cased header or cookie the consistent hash reads, or null for the client IP. */
+  readonly hashHeader: string | null;
+  readonly hashCookie: string | null;
+  /** Cookie mode: `; Max-Age=…; Path=/; HttpOnly; SameSite=Lax` appended to `NAME=token`. */
+  readonly cookieSuffix: string;
+  /** Header mode: the request header to read, lower-cased. */
+  readonly headerLower: string;
+}
+
+interface CompiledRoute {
+  readonly host: string | null;
+  readonly pathPrefix: string;
+  readonly pool: PoolRuntime;
+}
+
+export class Runtime {
+  readonly pools = new Map<string, PoolRuntime>();
+  private readonly routes: CompiledRoute[];
+  private readonly defaultPool: PoolRuntime;
+
+  constructor(
+    readonly config: Config,
+    slots: BackendSlots,
+    counters: WorkerCounters,
+    now: () => number = Date.now,
+  ) {
+    for (const [name, pc] of Object.entries(config.pools)) {
+      this.pools.set(name, buildPool(name, pc, slots[name] ?? {}, config.tokenMaxAgeSec, counters, now));
+    }
+    const first = this.pools.get('default') ?? this.pools.values().next().value;
+    if (!first) throw new Error('expected at least one pool in the configuration');
+    this.defaultPool = first;
+    this.routes = compileRoutes(config.routes, this.pools);
+  }
+
+  /** Host (without port, lower-case) and path → pool. First match in specificity order; otherwise the default pool. */
+  route(host: string, path: string): PoolRuntime {
+    for (const r of this.routes) {
+      if (r.host !== null && r.host !== host) continue;
+      if (path.startsWith(r.pathPrefix)) return r.pool;
+    }
+    return this.defaultPool;
+  }
+}
+
+function compileRoutes(routes: readonly RouteConfig[], pools: Map<string, PoolRuntime>): CompiledRoute[] {
+  const compiled = routes.map((r) => ({ host: r.host?.toLowerCase() ?? null, pathPrefix: r.pathPrefix, pool: pools.get(r.pool)! }));
+  // Host-specific before host-less, then longer prefixes first; otherwise as written.
+  return compiled
+    .map((r, i) => ({ r, i }))
+    .sort((a, b) => Number(a.r.host === null) - Number(b.r.host === null) || b.r.pathPrefix.length - a.r.pathPrefix.length || a.i - b.i)
+    .map((x) => x.r);
+}
+
+function buildPool(
+  name: string,
+  pc: PoolConfig,
+  slots: Record<string, number>,
+  tokenMaxAgeSec: number,
+  counters: WorkerCounters,
+  now: () => number,
+): PoolRuntime {
+  const backends: BackendRuntime[] = [];
+  const [hashKind, hashName] = pc.balance.hashOn.split(':') as [string, string | undefined];
+  let cookieSuffix = '';
+  if (pc.sticky.mode === 'cookie') {
+    const s = pc.sticky;
+    cookieSuffix = `; Max-Age=${s.maxAgeSec ?? tokenMaxAgeSec}; Path=${s.path}${s.httpOnly ? '; HttpOnly' : ''}${s.secure ? '; Secure' : ''}; SameSite=${s.sameSite}`;
+  }
+  const pool: PoolRuntime = {
+    name,
+    backends,
+    byId: new Map(pc.backends.map((b, i) => [b.id, i])),
+    balancer: undefined as unknown as Balancer,
+    isUp: (i) => counters.backendDownUntil(backends[i]!.slot) <= now(),
+    sticky: pc.sticky,
+    hashHeader: hashKind === 'header' ? hashName!.toLowerCase() : null,
+    hashCookie: hashKind === 'cookie' ? hashName! : null,
+    cookieSuffix,
+    headerLower: pc.sticky.mode === 'header' ? pc.sticky.name.toLowerCase() : '',
+  };
+  for (const b of pc.backends) {
+    const slot = slots[b.id];
+    if (slot === undefined) throw new Error(`backend ${name}/${b.id} has no shared-memory slot`);
+    backends.push({ id: b.id, host: b.address, port: b.port, weight: b.weight, slot, pool, idle: [] });
+  }
+  (pool as { balancer: Balancer }).balancer = createBalancer(
+    pc.balance.algorithm,
+    backends.map((b) => ({ id: b.id, weight: b.weight })),
+    {
+      isUp: pool.isUp,
+      active: (i) => counters.backendActive(backends[i]!.slot),
+    },
+  );
+  return pool;
+}

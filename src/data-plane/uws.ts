@@ -1,0 +1,34 @@
+// Loads uWebSockets.js's native binary for this platform directly. The npm package's entry
+// point silently falls back to a slow `ws`-based emulation when the binary fails to load; a
+// load balancer must fail loudly instead.
+import { createRequire } from 'node:module';
+import { TetherError } from '../errors.js';
+import type * as UwsTypes from '@trufflesuite/uws-js-unofficial';
+
+export type Uws = typeof UwsTypes;
+
+const require = createRequire(import.meta.url);
+
+export function loadUws(): Uws {
+  const file = `uws_${process.platform}_${process.arch}_${process.versions.modules}.node`;
+  let path: string;
+  try {
+    path = require.resolve(`@trufflesuite/uws-js-unofficial/binaries/${file}`);
+  } catch (cause) {
+    throw new TetherError(
+      'TETHER_ERR_UWS_LOAD',
+      `uWebSockets.js has no binary ${file} for ${process.platform}/${process.arch} on Node ABI ${process.versions.modules}` +
+        ' (supported: Node 18/20 on linux x64/arm64, darwin, win32). Run `npm ci` and use Node 20.',
+      { cause },
+    );
+  }
+  try {
+    return require(path) as Uws;
+  } catch (cause) {
+    throw new TetherError(
+      'TETHER_ERR_UWS_LOAD',
+      `uWebSockets.js binary ${path} failed to load: ${(cause as Error).message} (it needs glibc ≥ 2.31 and Node 20)`,
+      { cause },
+    );
+  }
+}

@@ -1,0 +1,98 @@
+// Worker thread entry: one uWS app listening on every HTTP address (SO_REUSEPORT, so the
+// kernel spreads connections over workers), its own native addon instance and upstream pools,
+// a sweeper that enforces every deadline, and a message port to the orchestrator.
+import { parentPort, workerData } from 'node:worker_threads';
+import type { us_listen_socket } from '@trufflesuite/uws-js-unofficial';
+import { loadUws } from './uws.js';
+import { handleRequest, type Exchange, type ListenerContext } from './http-listener.js';
+import { Runtime } from './runtime.js';
+import { decode, encode, type FromWorker, type ToWorker, type WorkerInit } from './messages.js';
+import { sweepIdle } from './upstream/pool.js';
+import { WorkerCounters } from '../shared-memory/counters.js';
+import { createTokenCrypto } from '../native/index.js';
+import { RouteTokens } from '../sticky/route-token.js';
+import type { KeyRing } from '../orchestrator/key-ring.js';
+
+const SWEEP_MS = 100;
+
+function send(msg: FromWorker): void {
+  parentPort!.postMessage(encode(msg));
+}
+
+function log(level: 'warn' | 'error', msg: string, fields?: Record<string, unknown>): void {
+  send({ v: 1, type: 'log', level, msg, fields });
+}
+
+function main(): void {
+  const init = workerData as WorkerInit;
+  const uws = loadUws();
+  const counters = new WorkerCounters(init.shared, init.layout, init.workerIndex);
+  const tokens = new RouteTokens(createTokenCrypto(), { maxAgeSec: init.config.tokenMaxAgeSec });
+  const applyKeyRing = (ring: KeyRing) => tokens.setKeyRing(ring.keys, ring.sealKeyId);
+  applyKeyRing(init.keyRing);
+  const runtime = new Runtime(init.config, init.slots, counters);
+  const active = new Set<Exchange>();
+  const ctx: ListenerContext = { runtime: () => runtime, tokens, counters, active, log };
+
+  const app = uws.App();
+  app.any('/*', (res, req) => {
+    try {
+      handleRequest(ctx, res, req);
+    } catch (err) {
+      // A bug must cost one request, not the worker and every connection on it.
+      log('error', 'request handler failed', { err: String((err as Error)?.stack ?? err) });
+      try {
+        res.cork(() => res.writeStatus('500 Internal Server Error').end('tether: internal error\n', true));
+      } catch {
+        // Already answered or aborted.
+      }
+    }
+  });
+
+  const listenSockets: us_listen_socket[] = [];
+  const ports: number[] = [];
+  const addresses = init.config.listen;
+  let pending = addresses.length;
+  for (const [i, addr] of addresses.entries()) {
+    app.listen(addr.host, addr.port, (ls) => {
+      if (!ls) {
+        send({ v: 1, type: 'listen-failed', workerIndex: init.workerIndex, address: `${addr.host}:${addr.port}` });
+        process.exit(3);
+      }
+      listenSockets.push(ls);
+      ports[i] = uws.us_socket_local_port(ls as never);
+      if (--pending === 0) send({ v: 1, type: 'listening', workerIndex: init.workerIndex, ports });
+    });
+  }
+
+  const sweeper = setInterval(() => {
+    const now = Date.now();
+    for (const ex of active) if (ex.deadline <= now) ex.onDeadline();
+    for (const pool of runtime.pools.values()) for (const b of pool.backends) sweepIdle(b, now, runtime.config.timeouts.keepAliveMs);
+  }, SWEEP_MS);
+
+  parentPort!.on('message', (data: unknown) => {
+    const msg = decode<ToWorker>(data);
+    switch (msg.type) {
+      case 'key-ring':
+        applyKeyRing(msg.keyRing);
+        return;
+      case 'shutdown': {
+        // Stop accepting; let in-flight exchanges finish until the drain deadline.
+        for (const ls of listenSockets.splice(0)) uws.us_listen_socket_close(ls);
+        const deadline = Date.now() + msg.drainMs;
+        const check = setInterval(() => {
+          if (active.size === 0 || Date.now() >= deadline) {
+            clearInterval(check);
+            clearInterval(sweeper);
+            send({ v: 1, type: 'drained', workerIndex: init.workerIndex });
+            process.exit(0);
+          }
+        }, 20);
+        return;
+      }
+    }
+  });
+}
+
+main();

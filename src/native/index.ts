@@ -1,0 +1,231 @@
+// Typed facade over the native addon: validates and explains bad arguments in JS, then calls
+// C++ that trusts them. src/native/reference.ts implements the same API on node:crypto.
+import { loadNative, type NativeBinding, type NativeTokenCryptoHandle } from './loader.js';
+
+/** Outcome of opening a route token; bad token content is a status, never an exception. */
+export enum TokenStatus {
+  Ok = 0,
+  Malformed = 1,
+  BadVersion = 2,
+  UnknownKey = 3,
+  AuthFailed = 4,
+}
+
+export interface KeyRingEntry {
+  /** 0..255, carried in clear in the token header. */
+  id: number;
+  /** 32 bytes (AES-256). */
+  key: Uint8Array;
+}
+
+export interface OpenResult {
+  status: TokenStatus;
+  /** The header's key id once it could be read (UnknownKey, AuthFailed, Ok), else -1. */
+  keyId: number;
+  /** A fresh Buffer owned by the caller when status is Ok, else null. */
+  payload: Buffer | null;
+}
+
+export interface TokenCrypto {
+  /** Replaces the ring; all keys open, `sealKeyId` seals. Throws TypeError/RangeError on bad input. */
+  setKeyRing(entries: readonly KeyRingEntry[], sealKeyId: number): void;
+  /** Seals at most 255 payload bytes under a fresh random nonce; returns a base64url token. */
+  seal(payload: Uint8Array, aad: Uint8Array): string;
+  /** Opens a token minted with the same `aad`. Throws only on argument types. */
+  open(token: string, aad: Uint8Array): OpenResult;
+}
+
+export const TOKEN_VERSION = 1;
+export const TOKEN_KEY_BYTES = 32;
+export const TOKEN_NONCE_BYTES = 12;
+export const TOKEN_TAG_BYTES = 16;
+export const TOKEN_MAX_PAYLOAD_BYTES = 255;
+/** Longer strings are Malformed without being decoded. */
+export const TOKEN_MAX_CHARS = 512;
+export const HMAC_SHA256_BYTES = 32;
+
+// ---------------------------------------------------------------------------------------------
+// Argument checks shared with the reference implementation, so both explain bad input alike.
+
+/** Error codes thrown by this module (stable; mirrored in native/src/addon.cc). */
+export const NativeErrorCode = {
+  InvalidArgType: 'TETHER_ERR_INVALID_ARG_TYPE',
+  InvalidArgValue: 'TETHER_ERR_INVALID_ARG_VALUE',
+  NoSealKey: 'TETHER_ERR_NO_SEAL_KEY',
+  Crypto: 'TETHER_ERR_CRYPTO',
+  NotBuilt: 'TETHER_ERR_NATIVE_NOT_BUILT',
+} as const;
+
+export function describeValue(value: unknown): string {
+  if (value === null) return 'null';
+  if (value instanceof Uint8Array) return `${value.constructor.name} of ${value.length} bytes`;
+  if (Array.isArray(value)) return `an array of length ${value.length}`;
+  switch (typeof value) {
+    case 'string':
+      return `string ${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value)}`;
+    case 'number':
+    case 'bigint':
+    case 'boolean':
+      return `${typeof value} ${String(value)}`;
+    case 'undefined':
+      return 'undefined';
+    case 'function':
+      return 'a function';
+    default:
+      return `an instance of ${(value as object).constructor?.name ?? 'Object'}`;
+  }
+}
+
+export function typeError(expected: string, value: unknown): TypeError {
+  return Object.assign(new TypeError(`expected ${expected} but received ${describeValue(value)}`), {
+    code: NativeErrorCode.InvalidArgType,
+  });
+}
+
+export function rangeError(expected: string, received: string): RangeError {
+  return Object.assign(new RangeError(`expected ${expected} but received ${received}`), {
+    code: NativeErrorCode.InvalidArgValue,
+  });
+}
+
+export function noSealKeyError(): Error {
+  return Object.assign(new Error('no key ring: call setKeyRing() before seal()'), {
+    code: NativeErrorCode.NoSealKey,
+  });
+}
+
+export function checkBytes(value: unknown, name: string): asserts value is Uint8Array {
+  if (!(value instanceof Uint8Array)) throw typeError(`a Uint8Array for ${name}`, value);
+}
+
+export function checkSealArgs(payload: unknown, aad: unknown): asserts payload is Uint8Array {
+  checkBytes(payload, 'payload');
+  checkBytes(aad, 'aad');
+  if (payload.length > TOKEN_MAX_PAYLOAD_BYTES) {
+    throw rangeError(`a payload of at most ${TOKEN_MAX_PAYLOAD_BYTES} bytes`, `${payload.length} bytes`);
+  }
+}
+
+export function checkNonce(nonce: unknown): asserts nonce is Uint8Array {
+  checkBytes(nonce, 'nonce');
+  if (nonce.length !== TOKEN_NONCE_BYTES) {
+    throw rangeError(`a ${TOKEN_NONCE_BYTES}-byte nonce`, `${nonce.length} bytes`);
+  }
+}
+
+function isKeyId(value: unknown): value is number {
+  return typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= 255;
+}
+
+/**
+ * Checks a key ring and packs it as the addon takes it: ids (n bytes) and keys (32 n bytes).
+ * The caller should zero `keys` once it has been handed over.
+ */
+export function packKeyRing(entries: unknown, sealKeyId: unknown): { ids: Uint8Array; keys: Uint8Array } {
+  if (!Array.isArray(entries)) throw typeError('an array of key ring entries', entries);
+  if (typeof sealKeyId !== 'number') throw typeError('a number for sealKeyId', sealKeyId);
+  if (!isKeyId(sealKeyId)) throw rangeError('an integer 0..255 for sealKeyId', String(sealKeyId));
+  if (entries.length > 256) throw rangeError('at most 256 key ring entries', `${entries.length}`);
+  const ids = new Uint8Array(entries.length);
+  const keys = new Uint8Array(entries.length * TOKEN_KEY_BYTES);
+  const firstIndexOfId = new Map<number, number>();
+  entries.forEach((entry: unknown, i) => {
+    if (typeof entry !== 'object' || entry === null) throw typeError(`an object for entries[${i}]`, entry);
+    const { id, key } = entry as { id?: unknown; key?: unknown };
+    if (typeof id !== 'number') throw typeError(`a number for entries[${i}].id`, id);
+    if (!isKeyId(id)) throw rangeError(`an integer 0..255 for entries[${i}].id`, String(id));
+    checkBytes(key, `entries[${i}].key`);
+    if (key.length !== TOKEN_KEY_BYTES) {
+      throw rangeError(`a ${TOKEN_KEY_BYTES}-byte key for entries[${i}].key`, `${key.length} bytes`);
+    }
+    const first = firstIndexOfId.get(id);
+    if (first !== undefined) {
+      throw rangeError(`unique key ids`, `id ${id} in entries[${first}] and entries[${i}]`);
+    }
+    firstIndexOfId.set(id, i);
+    ids[i] = id;
+    keys.set(key, i * TOKEN_KEY_BYTES);
+  });
+  if (!firstIndexOfId.has(sealKeyId)) {
+    const present = [...firstIndexOfId.keys()].join(', ') || 'none';
+    throw rangeError(`sealKeyId to name a key in the ring (ids: ${present})`, String(sealKeyId));
+  }
+  return { ids, keys };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Native implementation.
+
+let binding: NativeBinding | undefined;
+function native(): NativeBinding {
+  return (binding ??= loadNative());
+}
+
+const MALFORMED: OpenResult = Object.freeze({ status: TokenStatus.Malformed, keyId: -1, payload: null });
+
+/** Route-token crypto on the addon; one key ring per object, objects belong to their thread. */
+export class NativeTokenCrypto implements TokenCrypto {
+  readonly #handle: NativeTokenCryptoHandle;
+  // Decrypted payloads land here, then are copied into the Buffer handed to the caller.
+  readonly #out = Buffer.alloc(TOKEN_MAX_PAYLOAD_BYTES);
+
+  constructor() {
+    this.#handle = new (native().TokenCrypto)();
+  }
+
+  setKeyRing(entries: readonly KeyRingEntry[], sealKeyId: number): void {
+    const { ids, keys } = packKeyRing(entries, sealKeyId);
+    try {
+      this.#handle.setKeyRing(ids, keys, sealKeyId);
+    } finally {
+      keys.fill(0);
+    }
+  }
+
+  seal(payload: Uint8Array, aad: Uint8Array): string {
+    checkSealArgs(payload, aad);
+    return this.#handle.seal(payload, aad);
+  }
+
+  /** Known-answer tests only: a nonce must never repeat under one key. */
+  sealWithNonce(payload: Uint8Array, aad: Uint8Array, nonce: Uint8Array): string {
+    checkSealArgs(payload, aad);
+    checkNonce(nonce);
+    return this.#handle.sealWithNonce(payload, aad, nonce);
+  }
+
+  open(token: string, aad: Uint8Array): OpenResult {
+    if (typeof token !== 'string') throw typeError('a string for token', token);
+    checkBytes(aad, 'aad');
+    if (token.length > TOKEN_MAX_CHARS) return MALFORMED;
+    const packed = this.#handle.open(token, aad, this.#out);
+    const status = (packed & 0xff) as TokenStatus;
+    const keyId = ((packed >>> 8) & 0x1ff) - 1;
+    if (status !== TokenStatus.Ok) return { status, keyId, payload: null };
+    const length = packed >>> 17;
+    const payload = Buffer.allocUnsafe(length);
+    this.#out.copy(payload, 0, 0, length);
+    return { status, keyId, payload };
+  }
+}
+
+/** A native TokenCrypto for the calling thread. Throws TETHER_ERR_NATIVE_NOT_BUILT without the addon. */
+export function createTokenCrypto(): TokenCrypto {
+  return new NativeTokenCrypto();
+}
+
+export function hmacSha256(key: Uint8Array, data: Uint8Array): Buffer {
+  checkBytes(key, 'key');
+  checkBytes(data, 'data');
+  const out = Buffer.allocUnsafe(HMAC_SHA256_BYTES);
+  native().hmacSha256(key, data, out);
+  return out;
+}
+
+/** Constant time in the content of `mac`; false (not an error) when `mac` is not 32 bytes. */
+export function hmacVerify(key: Uint8Array, data: Uint8Array, mac: Uint8Array): boolean {
+  checkBytes(key, 'key');
+  checkBytes(data, 'data');
+  checkBytes(mac, 'mac');
+  return native().hmacVerify(key, data, mac);
+}

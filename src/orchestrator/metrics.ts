@@ -1,0 +1,132 @@
+// Prometheus metrics, read from the workers' shared-memory counters at scrape time: the data
+// path never sends a message per request, and a scrape costs a sum over a few slots.
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import type { CounterReader, GlobalCounter } from '../shared-memory/counters.js';
+import type { KeyRing } from './key-ring.js';
+import { VERSION } from '../version.js';
+
+export interface MetricSources {
+  reader: CounterReader;
+  slotNames: readonly { pool: string; backend: string }[];
+  workerRestarts(): number;
+  workersRunning(): number;
+  keyReloads(): number;
+  keyRing(): KeyRing;
+}
+
+/** A counter whose value is read from somewhere else at scrape time. */
+function mirroredCounter(registry: Registry, name: string, help: string, read: () => number): void {
+  new Counter({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc(read());
+    },
+  });
+}
+
+export function createMetrics(src: MetricSources): { text(): Promise<string>; contentType: string } {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'tether_process_' });
+  const r = src.reader;
+  const simple: [string, GlobalCounter, string][] = [
+    ['tether_requests_total', 'requests', 'HTTP requests received'],
+    ['tether_bad_requests_total', 'bad_requests', 'Requests refused with 400 (malformed or ambiguous framing)'],
+    ['tether_no_backend_total', 'no_backend', 'Requests answered 503 because no backend was up'],
+    ['tether_upstream_connect_errors_total', 'upstream_connect_errors', 'Backend connections refused, reset or timed out'],
+    ['tether_upstream_timeouts_total', 'upstream_timeouts', 'Backend responses that missed their deadline (504 or cut)'],
+    ['tether_upstream_protocol_errors_total', 'upstream_protocol_errors', 'Backend responses that were malformed or ended early'],
+    ['tether_upstream_retries_total', 'upstream_retries', 'Requests retried on another connection or backend'],
+    ['tether_upstream_connections_opened_total', 'upstream_connections_opened', 'New backend connections (keep-alive misses)'],
+    ['tether_client_aborts_total', 'client_aborts', 'Clients that went away before their response finished'],
+    ['tether_tokens_issued_total', 'tokens_issued', 'Route tokens issued (new, failed over or refreshed)'],
+  ];
+  for (const [name, counter, help] of simple) mirroredCounter(registry, name, help, () => r.total(counter));
+
+  new Counter({
+    name: 'tether_responses_total',
+    help: 'Responses sent to clients, by status class',
+    labelNames: ['class'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const c of ['1xx', '2xx', '3xx', '4xx', '5xx'] as const) this.inc({ class: c }, r.total(`responses_${c}`));
+    },
+  });
+  const stickyOutcomes: [string, GlobalCounter][] = [
+    ['hit', 'sticky_hits'],
+    ['miss', 'sticky_misses'],
+    ['failover', 'sticky_failovers'],
+    ['invalid_malformed', 'sticky_invalid_malformed'],
+    ['invalid_unknown_key', 'sticky_invalid_unknown_key'],
+    ['invalid_forged', 'sticky_invalid_forged'],
+    ['invalid_expired', 'sticky_invalid_expired'],
+    ['backend_unknown', 'sticky_backend_unknown'],
+  ];
+  new Counter({
+    name: 'tether_sticky_total',
+    help: 'Sticky routing outcomes: hit (token routed), miss (no token), failover (token backend down), invalid_* (token ignored), backend_unknown',
+    labelNames: ['outcome'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [outcome, counter] of stickyOutcomes) this.inc({ outcome }, r.total(counter));
+    },
+  });
+  new Gauge({
+    name: 'tether_active_requests',
+    help: 'Requests in flight',
+    registers: [registry],
+    collect() {
+      this.set(r.total('active_requests'));
+    },
+  });
+  const perBackend = (name: string, help: string, kind: 'counter' | 'gauge', read: (slot: number) => number) => {
+    const Metric = kind === 'counter' ? Counter : Gauge;
+    new Metric({
+      name,
+      help,
+      labelNames: ['pool', 'backend'],
+      registers: [registry],
+      collect(this: Counter | Gauge) {
+        this.reset();
+        src.slotNames.forEach((s, slot) => {
+          const v = read(slot);
+          if (this instanceof Gauge) this.set({ pool: s.pool, backend: s.backend }, v);
+          else this.inc({ pool: s.pool, backend: s.backend }, v);
+        });
+      },
+    });
+  };
+  perBackend('tether_backend_requests_total', 'Requests completed per backend', 'counter', (s) => r.backendTotal(s, 'requests'));
+  perBackend('tether_backend_connect_errors_total', 'Connect failures per backend', 'counter', (s) => r.backendTotal(s, 'connect_errors'));
+  perBackend('tether_backend_active_requests', 'Requests in flight per backend', 'gauge', (s) => r.backendTotal(s, 'active'));
+  perBackend('tether_backend_up', '1 unless the backend is in passive-health backoff after connect failures', 'gauge', (s) =>
+    r.backendDownUntil(s) <= Date.now() ? 1 : 0,
+  );
+  mirroredCounter(registry, 'tether_worker_restarts_total', 'Worker threads that died and were restarted', src.workerRestarts);
+  mirroredCounter(registry, 'tether_key_reloads_total', 'Route-token key file reloads', src.keyReloads);
+  new Gauge({
+    name: 'tether_workers_running',
+    help: 'Worker threads listening',
+    registers: [registry],
+    collect() {
+      this.set(src.workersRunning());
+    },
+  });
+  new Gauge({
+    name: 'tether_key_ring_keys',
+    help: 'Keys in the route-token key ring (current + retiring)',
+    registers: [registry],
+    collect() {
+      this.set(src.keyRing().keys.length);
+    },
+  });
+  new Gauge({ name: 'tether_build_info', help: 'Build information', labelNames: ['version', 'node'], registers: [registry] }).set(
+    { version: VERSION, node: process.version },
+    1,
+  );
+  return { text: () => registry.metrics(), contentType: registry.contentType };
+}

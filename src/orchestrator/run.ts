@@ -1,0 +1,105 @@
+// Process lifecycle: argv → config → (demo backends) → workers + admin → signals.
+// SIGHUP re-reads the key file; SIGTERM/SIGINT drain and exit 0; a second one exits at once.
+import pino from 'pino';
+import { loadConfig, helpText } from '../config/load.js';
+import type { Config } from '../config/schema.js';
+import { generateKeyLine } from '../config/key-file.js';
+import { TetherError } from '../errors.js';
+import { VERSION } from '../version.js';
+import { startDemoBackends, type DemoBackend } from './demo-backends.js';
+import { startTether } from './supervisor.js';
+
+const DRAIN_MS = 10_000;
+
+export async function run(argv: readonly string[]): Promise<number> {
+  if (argv[0] === 'keygen') return keygen(argv.slice(1));
+  let loaded;
+  try {
+    loaded = loadConfig(argv);
+  } catch (err) {
+    if (err instanceof TetherError) {
+      process.stderr.write(`tether: ${err.message}\n\nRun \`tether --help\` for the flags.\n`);
+      return 2;
+    }
+    throw err;
+  }
+  if (loaded.help) {
+    process.stdout.write(`${helpText()}\n`);
+    return 0;
+  }
+  if (loaded.version) {
+    process.stdout.write(`tether ${VERSION}\n`);
+    return 0;
+  }
+  const log = pino({ level: loaded.config.logLevel, base: { pid: process.pid } });
+  let config: Config = loaded.config;
+  let demo: DemoBackend[] = [];
+  const empty = Object.values(config.pools).every((p) => p.backends.length === 0);
+  if (empty && config.demo) {
+    demo = await startDemoBackends(2);
+    const poolName = Object.keys(config.pools)[0] ?? 'default';
+    const base = config.pools[poolName];
+    config = {
+      ...config,
+      pools: {
+        [poolName]: {
+          sticky: base?.sticky ?? { mode: 'cookie', name: 'TETHER', httpOnly: true, secure: false, sameSite: 'Lax', path: '/' },
+          balance: base?.balance ?? { algorithm: 'round-robin', hashOn: 'client-ip' },
+          backends: demo.map((d) => ({ id: d.id, address: '127.0.0.1', port: d.port, weight: 1 })),
+        },
+      },
+    };
+    log.warn({ backends: demo.map((d) => `${d.id}=127.0.0.1:${d.port}`) }, 'no --backend given: started two demo backends');
+  }
+
+  let tether;
+  try {
+    tether = await startTether(config, log);
+  } catch (err) {
+    log.fatal({ code: (err as TetherError).code, err: (err as Error).message }, 'tether failed to start');
+    await Promise.all(demo.map((d) => d.close()));
+    return 1;
+  }
+  const http = config.listen.map((l, i) => `http://${l.host.includes(':') ? `[${l.host}]` : l.host}:${tether.httpPorts[i]}`);
+  log.info({ event: 'listening', http, httpPorts: tether.httpPorts, adminPort: tether.adminPort, workers: config.workers }, `tether ${VERSION} listening on ${http.join(', ')}`);
+
+  let signals = 0;
+  const onStop = (signal: string) => {
+    if (++signals > 1) {
+      log.warn({ signal }, 'second signal: exiting now');
+      process.exit(1);
+    }
+    log.info({ signal, drainMs: DRAIN_MS }, 'stopping: draining in-flight requests');
+    void tether.stop(DRAIN_MS);
+  };
+  process.on('SIGTERM', () => onStop('SIGTERM'));
+  process.on('SIGINT', () => onStop('SIGINT'));
+  process.on('SIGHUP', () => {
+    try {
+      tether.reloadKeys();
+    } catch (err) {
+      log.error({ err: (err as Error).message }, 'SIGHUP: key file rejected; the running keys stay');
+    }
+  });
+  await tether.stopped;
+  await Promise.all(demo.map((d) => d.close()));
+  log.info({ event: 'stopped' }, 'stopped');
+  return 0;
+}
+
+function keygen(argv: readonly string[]): number {
+  let id = 1;
+  if (argv[0] === '--id') {
+    const n = Number(argv[1]);
+    if (!Number.isInteger(n) || n < 0 || n > 255) {
+      process.stderr.write(`tether keygen: expected --id 0-255 but received '${argv[1] ?? ''}'\n`);
+      return 2;
+    }
+    id = n;
+  } else if (argv.length > 0) {
+    process.stderr.write('usage: tether keygen [--id N]\n');
+    return 2;
+  }
+  process.stdout.write(`# tether route-token key, made ${new Date().toISOString()}; the first key line seals\n${generateKeyLine(id)}\n`);
+  return 0;
+}

@@ -1,0 +1,210 @@
+// The main thread: owns the configuration, key ring and shared memory, runs the worker
+// threads (restarting any that die), the admin listener, and the signals. It never proxies.
+import { Worker } from 'node:worker_threads';
+import type { Logger } from 'pino';
+import type { Config } from '../config/schema.js';
+import { TetherError } from '../errors.js';
+import { CounterReader, createSharedState, type SharedLayout } from '../shared-memory/counters.js';
+import { decode, encode, type BackendSlots, type FromWorker, type ToWorker, type WorkerInit } from '../data-plane/messages.js';
+import { ephemeralRing, readKeyFile, rotate, type KeyRing } from './key-ring.js';
+import { startAdmin, type AdminServer } from './admin.js';
+import { createMetrics } from './metrics.js';
+
+const BACKEND_CAPACITY = 1024;
+const WORKER_START_DEADLINE_MS = 15_000;
+const WORKER_URL = new URL('../data-plane/worker.js', import.meta.url);
+
+export interface RunningTether {
+  readonly httpPorts: number[];
+  readonly adminPort: number | null;
+  /** Re-read the key file (what SIGHUP does). Throws on a bad key file; the old ring stays. */
+  reloadKeys(): void;
+  /** Stop accepting, let in-flight requests finish up to `drainMs`, stop workers and admin. */
+  stop(drainMs?: number): Promise<void>;
+  readonly stopped: Promise<void>;
+}
+
+interface WorkerSlot {
+  index: number;
+  worker: Worker | null;
+  listening: boolean;
+  consecutiveFailures: number;
+}
+
+export async function startTether(config: Config, log: Logger): Promise<RunningTether> {
+  let keyRing: KeyRing;
+  if (config.keyFile) {
+    keyRing = { ...readKeyFile(config.keyFile), ephemeral: false };
+    log.info({ keyFile: config.keyFile, keys: keyRing.keys.length, sealKeyId: keyRing.sealKeyId }, 'route-token keys loaded');
+  } else {
+    keyRing = ephemeralRing();
+    log.warn('no --key-file: route tokens are sealed with a random key made now; they will not survive a restart or route on another balancer node (create one with `tether keygen > keys` and pass --key-file keys)');
+  }
+
+  const slots: BackendSlots = {};
+  const slotNames: { pool: string; backend: string }[] = [];
+  for (const [pool, pc] of Object.entries(config.pools)) {
+    slots[pool] = {};
+    for (const b of pc.backends) {
+      slots[pool][b.id] = slotNames.length;
+      slotNames.push({ pool, backend: b.id });
+    }
+  }
+  if (slotNames.length > BACKEND_CAPACITY) {
+    throw new TetherError('TETHER_ERR_CONFIG', `at most ${BACKEND_CAPACITY} backends are supported, ${slotNames.length} configured`);
+  }
+  const layout: SharedLayout = { workerCapacity: config.workers, backendCapacity: BACKEND_CAPACITY };
+  const shared = createSharedState(layout);
+  const reader = new CounterReader(shared, layout);
+  let workerRestarts = 0;
+  let keyReloads = 0;
+  let shuttingDown = false;
+
+  const workers: WorkerSlot[] = Array.from({ length: config.workers }, (_, index) => ({ index, worker: null, listening: false, consecutiveFailures: 0 }));
+  // Port 0 means "any": the first worker picks, the others join it on the same port.
+  let listenConfig = config;
+
+  const post = (w: WorkerSlot, msg: ToWorker) => w.worker?.postMessage(encode(msg));
+
+  let resolveStopped!: () => void;
+  const stopped = new Promise<void>((r) => (resolveStopped = r));
+
+  function spawn(slot: WorkerSlot): Promise<number[]> {
+    return new Promise((resolve, reject) => {
+      reader.clearGauges(slot.index);
+      const init: WorkerInit = { workerIndex: slot.index, config: listenConfig, keyRing, slots, layout, shared };
+      const worker = new Worker(WORKER_URL, { workerData: init, name: `tether-worker-${slot.index}` });
+      slot.worker = worker;
+      slot.listening = false;
+      let settled = false;
+      const timer = setTimeout(() => {
+        if (settled) return;
+        settled = true;
+        void worker.terminate();
+        reject(new TetherError('TETHER_ERR_WORKER', `worker ${slot.index} did not start listening within ${WORKER_START_DEADLINE_MS} ms`));
+      }, WORKER_START_DEADLINE_MS);
+      worker.on('message', (data: unknown) => {
+        const msg = decode<FromWorker>(data);
+        switch (msg.type) {
+          case 'listening':
+            slot.listening = true;
+            slot.consecutiveFailures = 0;
+            if (!settled) {
+              settled = true;
+              clearTimeout(timer);
+              resolve(msg.ports);
+            }
+            return;
+          case 'listen-failed':
+            if (!settled) {
+              settled = true;
+              clearTimeout(timer);
+              reject(new TetherError('TETHER_ERR_LISTEN', `cannot listen on ${msg.address} (in use, or not an address of this machine)`));
+            }
+            return;
+          case 'log':
+            log[msg.level]({ worker: slot.index, ...msg.fields }, msg.msg);
+            return;
+          case 'drained':
+            return;
+        }
+      });
+      worker.on('error', (err) => {
+        log.error({ worker: slot.index, err }, 'worker failed');
+        if (!settled) {
+          settled = true;
+          clearTimeout(timer);
+          reject(new TetherError('TETHER_ERR_WORKER', `worker ${slot.index} failed to start: ${err.message}`, { cause: err }));
+        }
+      });
+      worker.on('exit', (code) => {
+        if (slot.worker !== worker) return;
+        slot.worker = null;
+        slot.listening = false;
+        if (shuttingDown || !settled) return;
+        workerRestarts++;
+        slot.consecutiveFailures++;
+        const delay = Math.min(5_000, 100 * 2 ** (slot.consecutiveFailures - 1));
+        log.error({ worker: slot.index, code, restartInMs: delay }, 'worker exited; restarting');
+        setTimeout(() => {
+          if (shuttingDown) return;
+          spawn(slot).catch((err: Error) => log.error({ worker: slot.index, err }, 'worker restart failed'));
+        }, delay).unref();
+      });
+    });
+  }
+
+  const metrics = createMetrics({
+    reader,
+    slotNames,
+    workerRestarts: () => workerRestarts,
+    workersRunning: () => workers.filter((w) => w.listening).length,
+    keyReloads: () => keyReloads,
+    keyRing: () => keyRing,
+  });
+
+  let admin: AdminServer | null = null;
+  try {
+    const firstPorts = await spawn(workers[0]!);
+    listenConfig = { ...config, listen: config.listen.map((l, i) => ({ host: l.host, port: firstPorts[i]! })) };
+    await Promise.all(workers.slice(1).map((w) => spawn(w)));
+    if (config.admin) {
+      admin = await startAdmin(config.admin, {
+        ready: () => !shuttingDown && workers.every((w) => w.listening),
+        metrics: () => metrics.text(),
+        contentType: metrics.contentType,
+      });
+    }
+  } catch (err) {
+    shuttingDown = true;
+    await Promise.all(workers.map((w) => w.worker?.terminate()));
+    throw err;
+  }
+
+  function reloadKeys(): void {
+    if (!config.keyFile) {
+      log.warn('SIGHUP: no --key-file to re-read; the random key stays');
+      return;
+    }
+    const next = readKeyFile(config.keyFile);
+    const { ring, warnings } = rotate(keyRing, next, config.keyGraceSec, Date.now());
+    for (const w of warnings) log.warn(w);
+    keyRing = ring;
+    keyReloads++;
+    for (const w of workers) post(w, { v: 1, type: 'key-ring', keyRing });
+    log.info(
+      { keys: ring.keys.map((k) => ({ id: k.id, retireAt: k.retireAt ? new Date(k.retireAt).toISOString() : undefined })), sealKeyId: ring.sealKeyId },
+      'route-token keys reloaded',
+    );
+  }
+
+  async function stop(drainMs = 10_000): Promise<void> {
+    if (shuttingDown) return stopped;
+    shuttingDown = true;
+    const exits = workers.map(
+      (w) =>
+        new Promise<void>((resolve) => {
+          const worker = w.worker;
+          if (!worker) return resolve();
+          // The worker exits by itself once drained; terminate is the deadline's backstop.
+          const backstop = setTimeout(() => void worker.terminate(), drainMs + 2_000);
+          worker.once('exit', () => {
+            clearTimeout(backstop);
+            resolve();
+          });
+          post(w, { v: 1, type: 'shutdown', drainMs });
+        }),
+    );
+    await Promise.all(exits);
+    admin?.close();
+    resolveStopped();
+  }
+
+  return {
+    httpPorts: listenConfig.listen.map((l) => l.port),
+    adminPort: admin?.port ?? null,
+    reloadKeys,
+    stop,
+    stopped,
+  };
+}

@@ -1,0 +1,252 @@
+// Route tokens: what a sticky token says (payload codec), what it is bound to (pool + mode AAD),
+// and the policy around the crypto (key retirement, max age, clock skew). Format: DESIGN.md.
+import { TokenStatus, checkBytes, rangeError, typeError, type TokenCrypto } from '../native/index.js';
+
+// Payload v1, sealed inside the token (src/native, native/include/tether/token.h):
+//
+//    0       1                  5                     13       14              14+n
+//   +-------+------------------+---------------------+--------+---------------+
+//   | flags | issuedAt (u32 BE, | bindingTag (8 bytes, | idLen  | backendId     |
+//   |       |  unix seconds)   |  all zero = unbound) | = n    | UTF-8, 1..64  |
+//   +-------+------------------+---------------------+--------+---------------+
+//
+// Decoding is strict: exact total length, idLen 1..64, well-formed UTF-8 (a BOM is kept, not
+// stripped), so one backend ID has exactly one payload.
+
+export const BINDING_TAG_BYTES = 8;
+export const MAX_BACKEND_ID_BYTES = 64;
+const FIXED_BYTES = 1 + 4 + BINDING_TAG_BYTES + 1;
+const ID_LENGTH_OFFSET = FIXED_BYTES - 1;
+const UNBOUND = Buffer.alloc(BINDING_TAG_BYTES);
+
+export interface RouteTokenClaims {
+  backendId: string;
+  /** Unix seconds. */
+  issuedAt: number;
+  flags: number;
+  /** 8 bytes; all zero means the token is not bound to a terminal. */
+  bindingTag: Buffer;
+}
+
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+function utf8Exact(text: string): Buffer | null {
+  const bytes = Buffer.from(text, 'utf8');
+  // Lone surrogates become U+FFFD on the way in; refuse rather than alter the ID.
+  return bytes.toString('utf8') === text ? bytes : null;
+}
+
+function isUint(value: unknown, max: number): value is number {
+  return typeof value === 'number' && Number.isInteger(value) && value >= 0 && value <= max;
+}
+
+export function encodePayload(c: RouteTokenClaims): Buffer {
+  if (typeof c !== 'object' || c === null) throw typeError('an object for claims', c);
+  if (typeof c.backendId !== 'string') throw typeError('a string for backendId', c.backendId);
+  const id = utf8Exact(c.backendId);
+  if (id === null) throw rangeError('a well-formed Unicode backendId', 'a string with a lone surrogate');
+  if (id.length < 1 || id.length > MAX_BACKEND_ID_BYTES) {
+    throw rangeError(`a backendId of 1..${MAX_BACKEND_ID_BYTES} UTF-8 bytes`, `${id.length} bytes`);
+  }
+  if (!isUint(c.issuedAt, 0xffff_ffff)) throw rangeError('an integer 0..2^32-1 for issuedAt', String(c.issuedAt));
+  if (!isUint(c.flags, 0xff)) throw rangeError('an integer 0..255 for flags', String(c.flags));
+  checkBytes(c.bindingTag, 'bindingTag');
+  if (c.bindingTag.length !== BINDING_TAG_BYTES) {
+    throw rangeError(`a ${BINDING_TAG_BYTES}-byte bindingTag`, `${c.bindingTag.length} bytes`);
+  }
+  const out = Buffer.allocUnsafe(FIXED_BYTES + id.length);
+  out[0] = c.flags;
+  out.writeUInt32BE(c.issuedAt, 1);
+  out.set(c.bindingTag, 5);
+  out[ID_LENGTH_OFFSET] = id.length;
+  out.set(id, FIXED_BYTES);
+  return out;
+}
+
+export function decodePayload(b: Uint8Array): RouteTokenClaims | null {
+  if (b.length < FIXED_BYTES + 1) return null;
+  const idLength = b[ID_LENGTH_OFFSET]!;
+  if (idLength < 1 || idLength > MAX_BACKEND_ID_BYTES || b.length !== FIXED_BYTES + idLength) return null;
+  let backendId: string;
+  try {
+    backendId = strictUtf8.decode(b.subarray(FIXED_BYTES));
+  } catch {
+    return null;
+  }
+  return {
+    backendId,
+    issuedAt: ((b[1]! << 24) | (b[2]! << 16) | (b[3]! << 8) | b[4]!) >>> 0,
+    flags: b[0]!,
+    bindingTag: Buffer.from(b.subarray(5, 5 + BINDING_TAG_BYTES)),
+  };
+}
+
+/**
+ * The additional authenticated data binding a token to one pool and one token mode:
+ * u16 BE length | pool UTF-8 | u16 BE length | mode UTF-8, so ("ab","c") and ("a","bc") differ.
+ */
+export function tokenAad(pool: string, mode: string): Buffer {
+  if (typeof pool !== 'string') throw typeError('a string for pool', pool);
+  if (typeof mode !== 'string') throw typeError('a string for mode', mode);
+  const p = Buffer.from(pool, 'utf8');
+  const m = Buffer.from(mode, 'utf8');
+  if (p.length > 0xffff) throw rangeError('a pool name of at most 65535 UTF-8 bytes', `${p.length} bytes`);
+  if (m.length > 0xffff) throw rangeError('a mode of at most 65535 UTF-8 bytes', `${m.length} bytes`);
+  const out = Buffer.allocUnsafe(4 + p.length + m.length);
+  out.writeUInt16BE(p.length, 0);
+  out.set(p, 2);
+  out.writeUInt16BE(m.length, 2 + p.length);
+  out.set(m, 4 + p.length);
+  return out;
+}
+
+export interface RingKey {
+  id: number;
+  key: Uint8Array;
+  /** ms epoch; from this instant on the key no longer opens tokens. */
+  retireAt?: number;
+}
+
+export type ReadResult =
+  | { ok: true; backendId: string; issuedAt: number; bindingTag: Buffer; keyId: number }
+  | { ok: false; reason: 'malformed' | 'unknown_key' | 'retired_key' | 'forged' | 'bad_payload' | 'expired' | 'future' };
+
+type Failure = Extract<ReadResult, { ok: false }>;
+const fail = (reason: Failure['reason']): Failure => Object.freeze({ ok: false, reason });
+const FAILURES = {
+  malformed: fail('malformed'),
+  unknown_key: fail('unknown_key'),
+  retired_key: fail('retired_key'),
+  forged: fail('forged'),
+  bad_payload: fail('bad_payload'),
+  expired: fail('expired'),
+  future: fail('future'),
+} as const;
+
+/** Pools × modes come from config, so this only guards against a caller passing request data. */
+const MAX_CACHED_AADS = 4096;
+
+export interface RouteTokensOptions {
+  /** Tokens older than this are 'expired'. */
+  maxAgeSec: number;
+  /** Tokens issued up to this far in the future still read (other nodes' clocks). Default 60. */
+  clockSkewSec?: number;
+  /** ms epoch clock; default Date.now. */
+  now?: () => number;
+}
+
+/** Issues and reads route tokens for every pool of one thread, over one TokenCrypto. */
+export class RouteTokens {
+  readonly #crypto: TokenCrypto;
+  readonly #maxAgeSec: number;
+  readonly #clockSkewSec: number;
+  readonly #now: () => number;
+  #retireAt = new Float64Array(256).fill(Infinity);
+  #sealKeyId = -1;
+  readonly #aads = new Map<string, Map<string, Buffer>>();
+  #aadCount = 0;
+
+  constructor(crypto: TokenCrypto, opts: RouteTokensOptions) {
+    if (typeof opts !== 'object' || opts === null) throw typeError('an options object', opts);
+    const { maxAgeSec, clockSkewSec = 60, now = Date.now } = opts;
+    if (typeof maxAgeSec !== 'number' || !(maxAgeSec > 0) || !Number.isFinite(maxAgeSec)) {
+      throw rangeError('a positive finite number for maxAgeSec', String(maxAgeSec));
+    }
+    if (typeof clockSkewSec !== 'number' || !(clockSkewSec >= 0) || !Number.isFinite(clockSkewSec)) {
+      throw rangeError('a non-negative finite number for clockSkewSec', String(clockSkewSec));
+    }
+    if (typeof now !== 'function') throw typeError('a function for now', now);
+    this.#crypto = crypto;
+    this.#maxAgeSec = maxAgeSec;
+    this.#clockSkewSec = clockSkewSec;
+    this.#now = now;
+  }
+
+  /** All keys open until their retireAt; `sealKeyId` seals and must not be retired already. */
+  setKeyRing(keys: readonly RingKey[], sealKeyId: number): void {
+    if (!Array.isArray(keys)) throw typeError('an array of ring keys', keys);
+    const retireAt = new Float64Array(256).fill(Infinity);
+    const now = this.#now();
+    keys.forEach((k, i) => {
+      const at = k?.retireAt;
+      if (at === undefined) return;
+      if (typeof at !== 'number' || Number.isNaN(at)) throw typeError(`a number for keys[${i}].retireAt`, at);
+      if (k.id === sealKeyId && now >= at) {
+        throw rangeError(`an unretired seal key (id ${sealKeyId})`, `retireAt ${new Date(at).toISOString()}`);
+      }
+      if (Number.isInteger(k.id) && k.id >= 0 && k.id <= 255) retireAt[k.id] = at;
+    });
+    // Validates ids, lengths, uniqueness and the seal id, and explains what is wrong.
+    this.#crypto.setKeyRing(
+      keys.map((k) => ({ id: k.id, key: k.key })),
+      sealKeyId,
+    );
+    this.#retireAt = retireAt;
+    this.#sealKeyId = sealKeyId;
+  }
+
+  /** A token routing (pool, mode) to backendId, issued now. Throws if the seal key has retired. */
+  issue(pool: string, mode: string, backendId: string, bindingTag: Uint8Array = UNBOUND): string {
+    const now = this.#now();
+    if (this.#sealKeyId >= 0 && now >= this.#retireAt[this.#sealKeyId]!) {
+      throw Object.assign(new Error(`seal key ${this.#sealKeyId} has retired: load a newer key ring`), {
+        code: 'TETHER_ERR_SEAL_KEY_RETIRED',
+      });
+    }
+    const payload = encodePayload({
+      backendId,
+      issuedAt: Math.floor(now / 1000),
+      flags: 0,
+      bindingTag: bindingTag as Buffer,
+    });
+    return this.#crypto.seal(payload, this.#aad(pool, mode));
+  }
+
+  /** Never throws on token content: every way a token can be unusable is a reason. */
+  read(pool: string, mode: string, token: string): ReadResult {
+    const opened = this.#crypto.open(token, this.#aad(pool, mode));
+    switch (opened.status) {
+      case TokenStatus.Ok:
+        break;
+      case TokenStatus.UnknownKey:
+        return FAILURES.unknown_key;
+      case TokenStatus.AuthFailed:
+        return FAILURES.forged;
+      default:
+        return FAILURES.malformed;
+    }
+    const now = this.#now();
+    if (now >= this.#retireAt[opened.keyId]!) return FAILURES.retired_key;
+    const claims = decodePayload(opened.payload!);
+    if (claims === null) return FAILURES.bad_payload;
+    const nowSec = Math.floor(now / 1000);
+    if (claims.issuedAt > nowSec + this.#clockSkewSec) return FAILURES.future;
+    if (nowSec - claims.issuedAt > this.#maxAgeSec) return FAILURES.expired;
+    return {
+      ok: true,
+      backendId: claims.backendId,
+      issuedAt: claims.issuedAt,
+      bindingTag: claims.bindingTag,
+      keyId: opened.keyId,
+    };
+  }
+
+  #aad(pool: string, mode: string): Buffer {
+    let byMode = this.#aads.get(pool);
+    let aad = byMode?.get(mode);
+    if (aad !== undefined) return aad;
+    aad = tokenAad(pool, mode);
+    if (this.#aadCount >= MAX_CACHED_AADS) {
+      this.#aads.clear();
+      this.#aadCount = 0;
+      byMode = undefined;
+    }
+    if (byMode === undefined) {
+      byMode = new Map();
+      this.#aads.set(pool, byMode);
+    }
+    byMode.set(mode, aad);
+    this.#aadCount++;
+    return aad;
+  }
+}
