@@ -38,6 +38,20 @@ bool UpdateAad(EVP_CIPHER_CTX* ctx, const uint8_t* aad, size_t len) {
   return true;
 }
 
+// GCM AAD = header | caller AAD. One EVP call when they fit in a small stack buffer (pool +
+// mode always do), two otherwise; the tag is the same either way.
+constexpr size_t kJoinedAadMax = 256;
+bool UpdateHeaderAndAad(EVP_CIPHER_CTX* ctx, const uint8_t* header, const uint8_t* aad,
+                        size_t aad_len) {
+  if (aad_len <= kJoinedAadMax - kHeaderSize) {
+    uint8_t joined[kJoinedAadMax];
+    std::memcpy(joined, header, kHeaderSize);
+    if (aad_len > 0) std::memcpy(joined + kHeaderSize, aad, aad_len);
+    return UpdateAad(ctx, joined, kHeaderSize + aad_len);
+  }
+  return UpdateAad(ctx, header, kHeaderSize) && UpdateAad(ctx, aad, aad_len);
+}
+
 void FreeAll(std::array<EVP_CIPHER_CTX*, kKeyIdCount>& contexts) {
   for (auto& ctx : contexts) {
     EVP_CIPHER_CTX_free(ctx);  // frees and cleanses the key schedule; null is a no-op
@@ -182,7 +196,7 @@ SealStatus Seal(KeyRing& ring, const uint8_t* nonce, const uint8_t* payload, siz
 
   int n = 0;
   bool ok = EVP_EncryptInit_ex(ctx, nullptr, nullptr, nullptr, raw + kNonceOffset) == 1 &&
-            UpdateAad(ctx, raw, kHeaderSize) && UpdateAad(ctx, aad, aad_len);
+            UpdateHeaderAndAad(ctx, raw, aad, aad_len);
   if (ok && payload_len > 0) {
     ok = EVP_EncryptUpdate(ctx, ciphertext, &n, payload, static_cast<int>(payload_len)) == 1 &&
          static_cast<size_t>(n) == payload_len;
@@ -221,7 +235,7 @@ OpenStatus Open(KeyRing& ring, const char* token, size_t token_len, const uint8_
 
   int n = 0;
   bool ok = EVP_DecryptInit_ex(ctx, nullptr, nullptr, nullptr, raw + kNonceOffset) == 1 &&
-            UpdateAad(ctx, raw, kHeaderSize) && UpdateAad(ctx, aad, aad_len);
+            UpdateHeaderAndAad(ctx, raw, aad, aad_len);
   if (ok && ciphertext_len > 0) {
     ok = EVP_DecryptUpdate(ctx, payload_out, &n, ciphertext, static_cast<int>(ciphertext_len)) ==
              1 &&

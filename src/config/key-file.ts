@@ -16,6 +16,8 @@
 //   6 <43 base64url characters>
 import { randomBytes } from 'node:crypto';
 
+import { TetherError } from '../errors.js';
+
 export const KEY_FILE_KEY_BYTES = 32;
 
 export interface ParsedKeyFile {
@@ -23,7 +25,7 @@ export interface ParsedKeyFile {
   sealKeyId: number;
 }
 
-export interface KeyFileError extends Error {
+export interface KeyFileError extends TetherError {
   code: 'TETHER_ERR_KEY_FILE';
   /** Each problem as "<source>:<line>: <problem>" (line 0 for whole-file problems). */
   problems: string[];
@@ -116,10 +118,8 @@ export function parseKeyFile(text: string, source = '<key file>'): ParsedKeyFile
   }
 
   if (problems.length > 0) {
-    const error = new Error(`invalid key file ${source}:\n  ${problems.join('\n  ')}`) as KeyFileError;
-    error.code = 'TETHER_ERR_KEY_FILE';
-    error.problems = problems;
-    throw error;
+    const message = `invalid key file ${source}:\n  ${problems.join('\n  ')}`;
+    throw Object.assign(new TetherError('TETHER_ERR_KEY_FILE', message), { problems }) as KeyFileError;
   }
   return { keys, sealKeyId: keys[0]!.id };
 }

@@ -4,6 +4,8 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { TetherError } from '../errors.js';
+
 /** The raw addon surface (native/src/addon.cc). Arguments are trusted to be checked by the facade. */
 export interface NativeTokenCryptoHandle {
   setKeyRing(ids: Uint8Array, keys: Uint8Array, sealKeyId: number): void;
@@ -38,17 +40,14 @@ export function loadNative(): NativeBinding {
   try {
     loaded = createRequire(import.meta.url)(NATIVE_ADDON_PATH);
   } catch (cause) {
-    throw Object.assign(new Error(`${NATIVE_NOT_BUILT_MESSAGE} [${NATIVE_ADDON_PATH}]`, { cause }), {
-      code: 'TETHER_ERR_NATIVE_NOT_BUILT',
-    });
+    throw new TetherError('TETHER_ERR_NATIVE_LOAD', `${NATIVE_NOT_BUILT_MESSAGE} [${NATIVE_ADDON_PATH}]`, { cause });
   }
   if (!isBinding(loaded)) {
     // An addon from an older checkout: same fix, different cause.
-    throw Object.assign(
-      new Error(`${NATIVE_NOT_BUILT_MESSAGE} [${NATIVE_ADDON_PATH} is stale: exports are missing]`, {
-        cause: new Error(`unexpected exports: ${Object.keys(loaded ?? {}).join(', ')}`),
-      }),
-      { code: 'TETHER_ERR_NATIVE_NOT_BUILT' },
+    throw new TetherError(
+      'TETHER_ERR_NATIVE_LOAD',
+      `${NATIVE_NOT_BUILT_MESSAGE} [${NATIVE_ADDON_PATH} is stale: exports are missing]`,
+      { cause: new Error(`unexpected exports: ${Object.keys(loaded ?? {}).join(', ')}`) },
     );
   }
   binding = loaded;

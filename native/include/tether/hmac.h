@@ -6,6 +6,10 @@
 #include <cstddef>
 #include <cstdint>
 
+// Forward declarations keep OpenSSL headers out of this API.
+typedef struct evp_mac_st EVP_MAC;
+typedef struct evp_mac_ctx_st EVP_MAC_CTX;
+
 namespace tether::hmac {
 
 inline constexpr size_t kSha256Size = 32;
@@ -25,6 +29,27 @@ Status Sha256(const uint8_t* key, size_t key_len, const uint8_t* data, size_t da
 // length is rejected at once, since the expected length is public.
 bool VerifySha256(const uint8_t* key, size_t key_len, const uint8_t* data, size_t data_len,
                   const uint8_t* mac, size_t mac_len) noexcept;
+
+// The same operations with the HMAC and SHA-256 implementations looked up once: OpenSSL 3
+// otherwise fetches them by name, under a lock, on every call, which costs more than hashing a
+// control frame. Not thread-safe: one per thread (the addon keeps one per thread). If OpenSSL
+// cannot provide them at construction, every call falls back to the one-shot functions above.
+class Sha256Hmac {
+ public:
+  Sha256Hmac() noexcept;
+  ~Sha256Hmac();
+  Sha256Hmac(const Sha256Hmac&) = delete;
+  Sha256Hmac& operator=(const Sha256Hmac&) = delete;
+
+  Status Sign(const uint8_t* key, size_t key_len, const uint8_t* data, size_t data_len,
+              uint8_t* out) noexcept;
+  bool Verify(const uint8_t* key, size_t key_len, const uint8_t* data, size_t data_len,
+              const uint8_t* mac, size_t mac_len) noexcept;
+
+ private:
+  EVP_MAC* mac_ = nullptr;
+  EVP_MAC_CTX* ctx_ = nullptr;
+};
 
 }  // namespace tether::hmac
 
