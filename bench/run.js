@@ -9,7 +9,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { delay, freePort, killAll, startProcess } from './load/processes.js';
+import { delay, freePort, killAll, onExit, startProcess } from './load/processes.js';
 import { cpuSecondsBetween, groupCpuTicks, sampleGroupRss } from './load/proc-stats.js';
 import { runWrk, writeWrkScript } from './load/wrk.js';
 import { machineInfo } from './load/machine.js';
@@ -149,7 +149,9 @@ async function runOnce({ peer, scenario, round, options, backends, workDir, setu
       exitedEarly = e;
     });
     if (!setups.has(peer.name)) setups.set(peer.name, started.setup);
-    record.readyMs = await started.waitReady(READY_DEADLINE_MS);
+    const startedAt = Date.now();
+    await started.waitReady(READY_DEADLINE_MS);
+    record.readyMs = Date.now() - startedAt;
 
     const prepared = await scenario.prepare({ url: started.url, peer, backendNames: BACKEND_NAMES });
     record.checks = prepared.checks;
@@ -215,6 +217,7 @@ async function main() {
 
   mkdirSync(options.out, { recursive: true });
   const workDir = mkdtempSync(join(os.tmpdir(), 'tether-bench-'));
+  onExit(() => rmSync(workDir, { recursive: true, force: true }));
   const setups = new Map();
   const results = {
     version: 1,

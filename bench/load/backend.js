@@ -13,10 +13,15 @@ const uWS = require(
   `@trufflesuite/uws-js-unofficial/binaries/uws_${process.platform}_${process.arch}_${process.versions.modules}.node`,
 );
 
+const USAGE = 'usage: node bench/load/backend.js NAME [PORT]   (NAME: a letter, then letters, digits, _ or -)\n';
 const name = process.argv[2];
 const requestedPort = Number(process.argv[3] ?? 0);
-if (!name || !/^[A-Za-z0-9_-]{1,32}$/.test(name) || !Number.isInteger(requestedPort)) {
-  process.stderr.write('usage: node bench/load/backend.js NAME [PORT]\n');
+if (name === '--help' || name === '-h') {
+  process.stdout.write(USAGE);
+  process.exit(0);
+}
+if (!name || !/^[A-Za-z][A-Za-z0-9_-]{0,31}$/.test(name) || !Number.isInteger(requestedPort) || requestedPort < 0 || requestedPort > 65535) {
+  process.stderr.write(USAGE);
   process.exit(2);
 }
 

@@ -98,9 +98,23 @@ export async function killAll(graceMs = 2000) {
   await Promise.all([...live.values()].map((h) => killGroup(h, graceMs)));
 }
 
+/** Synchronous cleanups (temp dirs) run on exit and on a signal, after the kills. */
+const exitCleanups = [];
+export function onExit(cleanup) {
+  installHandlers();
+  exitCleanups.push(cleanup);
+}
+
 function killAllSync() {
   for (const pid of live.keys()) signalGroup(pid, 'SIGKILL');
   live.clear();
+  for (const cleanup of exitCleanups.splice(0)) {
+    try {
+      cleanup();
+    } catch {
+      // best effort: we are exiting
+    }
+  }
 }
 
 function installHandlers() {
