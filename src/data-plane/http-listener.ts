@@ -419,15 +419,15 @@ export class Exchange implements UpstreamSink {
         const parsed = parseSetCookie(value);
         if (parsed && parsed.name === pool.sticky.cookie && !parsed.deletes) {
           token ||= this.issueToken(served);
-          value = replaceSetCookieValue(value, parsed, `${token}~${parsed.value}`);
+          if (token) value = replaceSetCookieValue(value, parsed, `${token}~${parsed.value}`);
         }
       }
       res.writeHeader(name, latin1Safe(value));
     }
-    if (issue && pool.sticky.mode === 'cookie') {
-      res.writeHeader('set-cookie', `${pool.sticky.name}=${this.issueToken(served)}${pool.cookieSuffix}`);
-    } else if (issue && pool.sticky.mode === 'header') {
-      res.writeHeader(pool.sticky.name, this.issueToken(served));
+    if (issue && (pool.sticky.mode === 'cookie' || pool.sticky.mode === 'header')) {
+      const fresh = this.issueToken(served);
+      if (fresh && pool.sticky.mode === 'cookie') res.writeHeader('set-cookie', `${pool.sticky.name}=${fresh}${pool.cookieSuffix}`);
+      else if (fresh) res.writeHeader(pool.sticky.name, fresh);
     }
     if (info.framing === 'none') {
       this.out = Out.None;
@@ -440,9 +440,16 @@ export class Exchange implements UpstreamSink {
     }
   }
 
+  /** A fresh token for `backend`, or '' if none can be sealed (logged; the response still goes out). */
   private issueToken(backend: BackendRuntime): string {
-    this.ctx.counters.inc('tokens_issued');
-    return this.ctx.tokens.issue(this.pool.name, this.pool.sticky.mode, backend.id);
+    try {
+      const token = this.ctx.tokens.issue(this.pool.name, this.pool.sticky.mode, backend.id);
+      this.ctx.counters.inc('tokens_issued');
+      return token;
+    } catch (err) {
+      this.ctx.log('error', 'could not seal a route token', { err: (err as Error).message, code: (err as { code?: string }).code });
+      return '';
+    }
   }
 
   onBody(chunk: Buffer): void {

@@ -1,0 +1,98 @@
+// Spawns the built `tether` binary as a user would, on loopback port 0, and waits (with a
+// deadline) for its structured "listening" log line. Every process is stopped by its pid.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { createInterface } from 'node:readline';
+
+export const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
+
+export interface TetherProcess {
+  proc: ChildProcess;
+  pid: number;
+  port: number;
+  adminPort: number;
+  /** Every stdout/stderr line so far (pino JSON lines and anything else). */
+  lines: string[];
+  url(path?: string): string;
+  /** Resolves with the first log line (parsed) matching `pred`, or rejects after `ms`. */
+  waitForLog(pred: (entry: Record<string, unknown>) => boolean, ms?: number): Promise<Record<string, unknown>>;
+  /** Prometheus text from the admin listener. */
+  metrics(): Promise<string>;
+  /** One metric sample's value (`name{labels}` exactly as printed), or 0 when absent. */
+  metric(sample: string): Promise<number>;
+  /** SIGTERM, then wait for exit (SIGKILL after `ms`); resolves with the exit code. */
+  stop(ms?: number): Promise<number | null>;
+  exited: Promise<number | null>;
+}
+
+export async function startTether(args: readonly string[], opts: { workers?: number; env?: NodeJS.ProcessEnv; deadlineMs?: number } = {}): Promise<TetherProcess> {
+  const full = ['--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--workers', String(opts.workers ?? 2), ...args];
+  const proc = spawn(process.execPath, [CLI, ...full], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
+  const lines: string[] = [];
+  const waiters: { pred: (e: Record<string, unknown>) => boolean; resolve: (e: Record<string, unknown>) => void }[] = [];
+  const onLine = (line: string) => {
+    lines.push(line);
+    let entry: Record<string, unknown>;
+    try {
+      entry = JSON.parse(line) as Record<string, unknown>;
+    } catch {
+      return;
+    }
+    for (const w of waiters.splice(0)) {
+      if (w.pred(entry)) w.resolve(entry);
+      else waiters.push(w);
+    }
+  };
+  createInterface({ input: proc.stdout! }).on('line', onLine);
+  createInterface({ input: proc.stderr! }).on('line', onLine);
+  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
+
+  const waitForLog = (pred: (e: Record<string, unknown>) => boolean, ms = 10_000) =>
+    new Promise<Record<string, unknown>>((resolve, reject) => {
+      for (const line of lines) {
+        try {
+          const e = JSON.parse(line) as Record<string, unknown>;
+          if (pred(e)) return resolve(e);
+        } catch {
+          // not JSON
+        }
+      }
+      const timer = setTimeout(() => reject(new Error(`no matching log line within ${ms} ms; output:\n${lines.join('\n')}`)), ms);
+      waiters.push({ pred, resolve: (e) => { clearTimeout(timer); resolve(e); } });
+      void exited.then((code) => { clearTimeout(timer); reject(new Error(`tether exited (${code}) before the log line; output:\n${lines.join('\n')}`)); });
+    });
+
+  const listening = await waitForLog((e) => e.event === 'listening', opts.deadlineMs ?? 20_000);
+  const port = (listening.httpPorts as number[])[0]!;
+  const adminPort = listening.adminPort as number;
+  const metrics = async () => {
+    const res = await fetch(`http://127.0.0.1:${adminPort}/metrics`, { signal: AbortSignal.timeout(5_000) });
+    return res.text();
+  };
+  return {
+    proc,
+    pid: proc.pid!,
+    port,
+    adminPort,
+    lines,
+    url: (path = '/') => `http://127.0.0.1:${port}${path}`,
+    waitForLog,
+    metrics,
+    async metric(sample) {
+      const text = await metrics();
+      for (const line of text.split('\n')) {
+        if (line.startsWith(`${sample} `)) return Number(line.slice(sample.length + 1));
+      }
+      return 0;
+    },
+    async stop(ms = 15_000) {
+      if (proc.exitCode !== null || proc.signalCode !== null) return proc.exitCode;
+      proc.kill('SIGTERM');
+      const timer = setTimeout(() => proc.kill('SIGKILL'), ms);
+      const code = await exited;
+      clearTimeout(timer);
+      return code;
+    },
+    exited,
+  };
+}
