@@ -116,8 +116,11 @@ export function handleRequest(ctx: ListenerContext, res: HttpResponse, req: Http
   switch (mode.mode) {
     case 'cookie': {
       if (cookie) {
-        presented = getCookie(cookie, mode.name) ?? '';
-        if (presented) forwardCookie = removeCookie(cookie, mode.name);
+        const v = getCookie(cookie, mode.name);
+        if (v !== undefined) {
+          presented = v;
+          forwardCookie = removeCookie(cookie, mode.name);
+        }
       }
       break;
     }
@@ -236,6 +239,7 @@ export class Exchange implements UpstreamSink {
   /** Client gone (onAborted) or response finished: `res` must not be touched. */
   private resDone = false;
   private headSent = false;
+  private stickyCounted = false;
   private status = 0;
   // Request body.
   private queue: Buffer[] = [];
@@ -274,13 +278,9 @@ export class Exchange implements UpstreamSink {
     const pool = this.pool;
     let index = -1;
     const t = this.sticky.tokenBackend;
+    // Hit or failover is counted once the serving backend is known (countSticky).
     if (t >= 0) {
-      if (pool.isUp(t)) {
-        index = t;
-        this.ctx.counters.inc('sticky_hits');
-      } else {
-        this.ctx.counters.inc('sticky_failovers');
-      }
+      if (pool.isUp(t)) index = t;
     } else if (pool.sticky.mode !== 'none') {
       this.ctx.counters.inc('sticky_misses');
     }
@@ -402,6 +402,7 @@ export class Exchange implements UpstreamSink {
     this.deadline = Date.now() + cfg.timeouts.idleMs;
     this.status = status;
     this.headSent = true;
+    this.countSticky(this.backend);
     res.writeStatus(`${status} ${reason || STATUS_TEXT[status] || ''}`);
     const served = this.backend!;
     const issue = this.sticky.tokenBackend !== pool.byId.get(served.id) || this.sticky.refresh;
@@ -582,6 +583,9 @@ export class Exchange implements UpstreamSink {
         this.connectTo(pool.backends[next]!);
         return;
       }
+      this.ctx.counters.inc('no_backend');
+      this.finishWithError(503, `no healthy backend in pool '${pool.name}' (last attempt: ${why})`);
+      return;
     }
     this.finishWithError(502, why);
   }
@@ -614,7 +618,16 @@ export class Exchange implements UpstreamSink {
     }
   }
 
+  /** Sticky outcome, once per request: the token's backend served it (hit) or another did (failover). */
+  private countSticky(served: BackendRuntime | null): void {
+    const t = this.sticky.tokenBackend;
+    if (t < 0 || this.stickyCounted) return;
+    this.stickyCounted = true;
+    this.ctx.counters.inc(served && this.pool.byId.get(served.id) === t ? 'sticky_hits' : 'sticky_failovers');
+  }
+
   private finishWithError(status: number, why: string): void {
+    this.countSticky(null);
     this.conn?.destroy();
     this.conn = null;
     if (!this.resDone) {

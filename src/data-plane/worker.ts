@@ -56,8 +56,10 @@ function main(): void {
   for (const [i, addr] of addresses.entries()) {
     app.listen(addr.host, addr.port, (ls) => {
       if (!ls) {
+        // Close what did open: a thread exiting with uWS sockets open aborts the process.
+        for (const open of listenSockets.splice(0)) uws.us_listen_socket_close(open);
         send({ v: 1, type: 'listen-failed', workerIndex: init.workerIndex, address: `${addr.host}:${addr.port}` });
-        process.exit(3);
+        return;
       }
       listenSockets.push(ls);
       ports[i] = uws.us_socket_local_port(ls as never);

@@ -1,5 +1,6 @@
 // The main thread: owns the configuration, key ring and shared memory, runs the worker
 // threads (restarting any that die), the admin listener, and the signals. It never proxies.
+import net from 'node:net';
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
@@ -145,9 +146,10 @@ export async function startTether(config: Config, log: Logger): Promise<RunningT
 
   let admin: AdminServer | null = null;
   try {
-    const firstPorts = await spawn(workers[0]!);
-    listenConfig = { ...config, listen: config.listen.map((l, i) => ({ host: l.host, port: firstPorts[i]! })) };
-    await Promise.all(workers.slice(1).map((w) => spawn(w)));
+    // uWS sets SO_REUSEPORT only for an explicit port, so port 0 is resolved here first and
+    // every worker binds the same explicit port.
+    listenConfig = { ...config, listen: await Promise.all(config.listen.map(async (l) => ({ host: l.host, port: l.port || (await freePort(l.host)) }))) };
+    await Promise.all(workers.map((w) => spawn(w)));
     if (config.admin) {
       admin = await startAdmin(config.admin, {
         ready: () => !shuttingDown && workers.every((w) => w.listening),
@@ -157,7 +159,7 @@ export async function startTether(config: Config, log: Logger): Promise<RunningT
     }
   } catch (err) {
     shuttingDown = true;
-    await Promise.all(workers.map((w) => w.worker?.terminate()));
+    await Promise.all(workers.map((w) => stopWorker(w, 0)));
     throw err;
   }
 
@@ -170,8 +172,8 @@ export async function startTether(config: Config, log: Logger): Promise<RunningT
     const { ring, warnings } = rotate(keyRing, next, config.keyGraceSec, Date.now());
     for (const w of warnings) log.warn(w);
     keyRing = ring;
-    keyReloads++;
     for (const w of workers) post(w, { v: 1, type: 'key-ring', keyRing });
+    keyReloads++;
     log.info(
       { keys: ring.keys.map((k) => ({ id: k.id, retireAt: k.retireAt ? new Date(k.retireAt).toISOString() : undefined })), sealKeyId: ring.sealKeyId },
       'route-token keys reloaded',
@@ -181,23 +183,27 @@ export async function startTether(config: Config, log: Logger): Promise<RunningT
   async function stop(drainMs = 10_000): Promise<void> {
     if (shuttingDown) return stopped;
     shuttingDown = true;
-    const exits = workers.map(
-      (w) =>
-        new Promise<void>((resolve) => {
-          const worker = w.worker;
-          if (!worker) return resolve();
-          // The worker exits by itself once drained; terminate is the deadline's backstop.
-          const backstop = setTimeout(() => void worker.terminate(), drainMs + 2_000);
-          worker.once('exit', () => {
-            clearTimeout(backstop);
-            resolve();
-          });
-          post(w, { v: 1, type: 'shutdown', drainMs });
-        }),
-    );
-    await Promise.all(exits);
+    await Promise.all(workers.map((w) => stopWorker(w, drainMs)));
     admin?.close();
     resolveStopped();
+  }
+
+  /**
+   * Asks a worker to close its listeners and exit once drained. A worker must close its uWS
+   * sockets itself: terminating a thread with uWS handles open aborts the whole process, so
+   * terminate() is only the backstop for a worker that stopped answering messages.
+   */
+  function stopWorker(w: WorkerSlot, drainMs: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const worker = w.worker;
+      if (!worker) return resolve();
+      const backstop = setTimeout(() => void worker.terminate(), drainMs + 5_000);
+      worker.once('exit', () => {
+        clearTimeout(backstop);
+        resolve();
+      });
+      post(w, { v: 1, type: 'shutdown', drainMs });
+    });
   }
 
   return {
@@ -207,4 +213,16 @@ export async function startTether(config: Config, log: Logger): Promise<RunningT
     stop,
     stopped,
   };
+}
+
+/** A port the kernel considers free on `host` right now (bound and released). */
+function freePort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', (err) => reject(new TetherError('TETHER_ERR_LISTEN', `cannot listen on ${host}: ${err.message}`, { cause: err })));
+    srv.listen(0, host, () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
 }
