@@ -320,13 +320,19 @@ export class Exchange implements UpstreamSink {
     conn.uses++;
     this.ctx.counters.markBackendSuccess(this.backend!.slot);
     const socket = conn.socket;
-    socket.cork();
-    let ok = socket.write(this.head, 'latin1');
-    for (const chunk of this.queue) ok = this.writeBody(chunk) && ok;
-    this.queue = [];
-    this.queued = 0;
-    if (this.bodyEnded && this.body === Body.Chunked) ok = socket.write(LAST_CHUNK, 'latin1') && ok;
-    socket.uncork();
+    let ok: boolean;
+    if (this.body === Body.None) {
+      // The common case: one write, no stream cork bookkeeping.
+      ok = socket.write(this.head, 'latin1');
+    } else {
+      socket.cork();
+      ok = socket.write(this.head, 'latin1');
+      for (const chunk of this.queue) ok = this.writeBody(chunk) && ok;
+      this.queue = [];
+      this.queued = 0;
+      if (this.bodyEnded && this.body === Body.Chunked) ok = socket.write(LAST_CHUNK, 'latin1') && ok;
+      socket.uncork();
+    }
     this.bodyStarted = true;
     this.phase = Phase.Waiting;
     this.deadline = Date.now() + (this.bodyEnded ? cfg.timeouts.responseMs : cfg.timeouts.idleMs);

@@ -112,6 +112,7 @@ export type ReadResult =
   | { ok: false; reason: 'malformed' | 'unknown_key' | 'retired_key' | 'forged' | 'bad_payload' | 'expired' | 'future' };
 
 type Failure = Extract<ReadResult, { ok: false }>;
+type OkResult = Extract<ReadResult, { ok: true }>;
 const fail = (reason: Failure['reason']): Failure => Object.freeze({ ok: false, reason });
 const FAILURES = {
   malformed: fail('malformed'),
@@ -125,6 +126,8 @@ const FAILURES = {
 
 /** Pools × modes come from config, so this only guards against a caller passing request data. */
 const MAX_CACHED_AADS = 4096;
+/** Opened tokens kept per thread (~200 B each); past this the cache starts over. */
+const MAX_CACHED_TOKENS = 65_536;
 
 export interface RouteTokensOptions {
   /** Tokens older than this are 'expired'. */
@@ -145,6 +148,14 @@ export class RouteTokens {
   #sealKeyId = -1;
   readonly #aads = new Map<string, Map<string, Buffer>>();
   #aadCount = 0;
+  /**
+   * Tokens that opened, by (pool, mode) AAD and exact token string. Decryption is a pure
+   * function of (key ring, token, AAD), so a hit skips it; expiry and key retirement are still
+   * checked on every read, and any key-ring change empties the cache. Failures are not cached,
+   * so forged tokens cannot fill it.
+   */
+  #opened = new Map<Buffer, Map<string, OkResult>>();
+  #openedCount = 0;
 
   constructor(crypto: TokenCrypto, opts: RouteTokensOptions) {
     if (typeof opts !== 'object' || opts === null) throw typeError('an options object', opts);
@@ -183,6 +194,8 @@ export class RouteTokens {
     );
     this.#retireAt = retireAt;
     this.#sealKeyId = sealKeyId;
+    this.#opened = new Map();
+    this.#openedCount = 0;
   }
 
   /** A token routing (pool, mode) to backendId, issued now. Throws if the seal key has retired. */
@@ -204,7 +217,35 @@ export class RouteTokens {
 
   /** Never throws on token content: every way a token can be unusable is a reason. */
   read(pool: string, mode: string, token: string): ReadResult {
-    const opened = this.#crypto.open(token, this.#aad(pool, mode));
+    const aad = this.#aad(pool, mode);
+    const cached = this.#opened.get(aad)?.get(token);
+    if (cached !== undefined) return this.#checkTime(cached);
+    const result = this.#open(aad, token);
+    if (result.ok) {
+      if (this.#openedCount >= MAX_CACHED_TOKENS) {
+        this.#opened = new Map();
+        this.#openedCount = 0;
+      }
+      let byToken = this.#opened.get(aad);
+      if (byToken === undefined) this.#opened.set(aad, (byToken = new Map()));
+      byToken.set(token, result);
+      this.#openedCount++;
+    }
+    return result;
+  }
+
+  /** Retirement and age, re-checked on every read (cached or not). */
+  #checkTime(r: OkResult): ReadResult {
+    const now = this.#now();
+    if (now >= this.#retireAt[r.keyId]!) return FAILURES.retired_key;
+    const nowSec = Math.floor(now / 1000);
+    if (r.issuedAt > nowSec + this.#clockSkewSec) return FAILURES.future;
+    if (nowSec - r.issuedAt > this.#maxAgeSec) return FAILURES.expired;
+    return r;
+  }
+
+  #open(aad: Buffer, token: string): ReadResult {
+    const opened = this.#crypto.open(token, aad);
     switch (opened.status) {
       case TokenStatus.Ok:
         break;
@@ -215,20 +256,17 @@ export class RouteTokens {
       default:
         return FAILURES.malformed;
     }
-    const now = this.#now();
-    if (now >= this.#retireAt[opened.keyId]!) return FAILURES.retired_key;
     const claims = decodePayload(opened.payload!);
     if (claims === null) return FAILURES.bad_payload;
-    const nowSec = Math.floor(now / 1000);
-    if (claims.issuedAt > nowSec + this.#clockSkewSec) return FAILURES.future;
-    if (nowSec - claims.issuedAt > this.#maxAgeSec) return FAILURES.expired;
-    return {
-      ok: true,
-      backendId: claims.backendId,
-      issuedAt: claims.issuedAt,
-      bindingTag: claims.bindingTag,
-      keyId: opened.keyId,
-    };
+    return this.#checkTime(
+      Object.freeze({
+        ok: true as const,
+        backendId: claims.backendId,
+        issuedAt: claims.issuedAt,
+        bindingTag: claims.bindingTag,
+        keyId: opened.keyId,
+      }),
+    );
   }
 
   #aad(pool: string, mode: string): Buffer {
