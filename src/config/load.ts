@@ -320,9 +320,9 @@ export function loadConfig(argv: readonly string[], env: NodeJS.ProcessEnv = pro
       const at = issue.path.length ? issue.path.join('.') : '(top level)';
       errors.push(`${at}: ${issue.message}`);
     }
-  } else {
-    errors.push(...crossCheck(parsed.data));
   }
+  // On the raw input, so these are reported together with any schema errors.
+  errors.push(...crossCheck(raw));
   if (errors.length > 0 && !args.help && !args.version) {
     throw new TetherError('TETHER_ERR_CONFIG', `invalid configuration:\n  ${errors.join('\n  ')}`);
   }
@@ -343,21 +343,32 @@ function isPlainObject(v: unknown): v is Json {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-/** Rules a schema cannot express: references between sections, uniqueness. */
-function crossCheck(c: Config): string[] {
+/**
+ * Rules a schema cannot express: references between sections, uniqueness. Reads the raw
+ * input defensively (shapes the schema rejects are simply skipped here).
+ */
+function crossCheck(raw: Json): string[] {
   const errors: string[] = [];
-  const poolNames = Object.keys(c.pools);
-  for (const [poolName, p] of Object.entries(c.pools)) {
-    const seen = new Set<string>();
-    for (const b of p.backends) {
-      if (seen.has(b.id)) errors.push(`pools.${poolName}.backends: backend id '${b.id}' appears twice (ids must be unique in a pool)`);
-      seen.add(b.id);
+  const pools = isPlainObject(raw.pools) ? raw.pools : {};
+  const poolNames = Object.keys(pools);
+  const demo = raw.demo !== false;
+  for (const [poolName, p] of Object.entries(pools)) {
+    const backends = isPlainObject(p) && Array.isArray(p.backends) ? (p.backends as unknown[]) : [];
+    const seen = new Set<unknown>();
+    for (const b of backends) {
+      const id = isPlainObject(b) ? b.id : undefined;
+      if (typeof id !== 'string') continue;
+      if (seen.has(id)) errors.push(`pools.${poolName}.backends: backend id '${id}' appears twice (ids must be unique in a pool)`);
+      seen.add(id);
     }
-    if (p.backends.length === 0 && !(c.demo && poolNames.length === 1)) errors.push(`pools.${poolName}: has no backends`);
+    if (backends.length === 0 && !(demo && poolNames.length === 1)) errors.push(`pools.${poolName}: has no backends`);
   }
-  c.routes.forEach((r, i) => {
-    if (!c.pools[r.pool]) errors.push(`routes.${i}.pool: no pool named '${r.pool}' (pools: ${poolNames.join(', ') || 'none'})`);
-  });
+  if (Array.isArray(raw.routes)) {
+    raw.routes.forEach((r: unknown, i) => {
+      const pool = isPlainObject(r) ? r.pool : undefined;
+      if (typeof pool === 'string' && !(pool in pools)) errors.push(`routes.${i}.pool: no pool named '${pool}' (pools: ${poolNames.join(', ') || 'none'})`);
+    });
+  }
   return errors;
 }
 

@@ -1,0 +1,109 @@
+// Config loading: flags, env and file merge with the documented precedence, and every problem
+// is reported at once with where it came from.
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { loadConfig, parseHostPort, helpText, FLAGS } from '../../src/config/load.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'tether-config-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function file(name: string, text: string): string {
+  const p = join(dir, name);
+  writeFileSync(p, text);
+  return p;
+}
+
+describe('loadConfig', () => {
+  it('builds pools from --backend flags with weights and pool prefixes', () => {
+    const { config } = loadConfig(['--backend', 'app1=10.0.0.5:80', '--backend', 'app2=10.0.0.6:80,weight=3', '--backend', 'api/a=[::1]:8000'], {});
+    expect(config.pools.default!.backends).toEqual([
+      { id: 'app1', address: '10.0.0.5', port: 80, weight: 1 },
+      { id: 'app2', address: '10.0.0.6', port: 80, weight: 3 },
+    ]);
+    expect(config.pools.api!.backends).toEqual([{ id: 'a', address: '::1', port: 8000, weight: 1 }]);
+    expect(Object.isFrozen(config.pools.default!.backends[0])).toBe(true);
+  });
+
+  it('parses every sticky mode and balancer flag', () => {
+    const { config } = loadConfig(
+      ['--backend', 'a=127.0.0.1:1', '--backend', 'web/b=127.0.0.1:2', '--sticky', 'prefix:JSESSIONID', '--sticky', 'web/header:X-Route', '--balance', 'consistent-hash:header:x-user', '--balance', 'web/least-connections'],
+      {},
+    );
+    expect(config.pools.default!.sticky).toEqual({ mode: 'prefix', cookie: 'JSESSIONID' });
+    expect(config.pools.web!.sticky).toEqual({ mode: 'header', name: 'X-Route' });
+    expect(config.pools.default!.balance).toEqual({ algorithm: 'consistent-hash', hashOn: 'header:x-user' });
+    expect(config.pools.web!.balance.algorithm).toBe('least-connections');
+    const cookie = loadConfig(['--backend', 'a=127.0.0.1:1', '--sticky', 'cookie:SRV'], {}).config.pools.default!.sticky;
+    expect(cookie).toMatchObject({ mode: 'cookie', name: 'SRV', httpOnly: true, sameSite: 'Lax' });
+  });
+
+  it('reports every problem at once, each with where it came from', () => {
+    let message = '';
+    try {
+      loadConfig(['--workers', 'x', '--backend', 'nope', '--frobnicate', '--sticky', 'sometimes', '--listen', 'localhost:99999', '--route', 'x.example=missing', '--backend', 'a=127.0.0.1:1'], {});
+    } catch (err) {
+      expect((err as { code: string }).code).toBe('TETHER_ERR_CONFIG');
+      message = (err as Error).message;
+    }
+    for (const needle of ['--workers', '--backend: expected [POOL/]ID=HOST:PORT', 'unknown flag --frobnicate', '--sticky: expected cookie', 'expected a port 0-65535', "no pool named 'missing'"]) {
+      expect(message).toContain(needle);
+    }
+  });
+
+  it('reads a YAML file, rejects unknown keys with their path, and lets flags override it', () => {
+    const good = file('good.yaml', 'workers: 3\nkeyGraceSec: 60\npools:\n  web:\n    sticky: { mode: header, name: X-Route }\n    backends:\n      - { id: w1, address: 127.0.0.1, port: 81 }\nroutes:\n  - { host: web.example, pool: web }\n');
+    const { config } = loadConfig(['--config', good, '--workers', '1'], {});
+    expect(config.workers).toBe(1);
+    expect(config.keyGraceSec).toBe(60);
+    expect(config.routes).toEqual([{ host: 'web.example', pathPrefix: '/', pool: 'web' }]);
+    const bad = file('bad.yaml', 'workers: 2\ntimeouts: { conectMs: 5 }\npools:\n  web:\n    backends:\n      - { id: w1, address: 127.0.0.1, port: 0 }\n      - { id: w1, address: 127.0.0.1, port: 82 }\n');
+    let message = '';
+    try {
+      loadConfig(['--config', bad], {});
+    } catch (err) {
+      message = (err as Error).message;
+    }
+    expect(message).toMatch(/timeouts: Unrecognized key.*conectMs/);
+    expect(message).toMatch(/pools\.web\.backends\.0\.port: Too small/);
+    expect(message).toMatch(/backend id 'w1' appears twice/);
+    const json = file('c.json', '{"listen": [{"host": "127.0.0.1", "port": 8081}], "pools": {"default": {"backends": [{"id": "a", "address": "127.0.0.1", "port": 1}]}}}');
+    expect(loadConfig(['--config', json], {}).config.listen).toEqual([{ host: '127.0.0.1', port: 8081 }]);
+    expect(() => loadConfig(['--config', join(dir, 'absent.yaml')], {})).toThrow(/cannot read config file/);
+    expect(() => loadConfig(['--config', file('broken.yaml', 'pools: [unclosed')], {})).toThrow(/cannot parse config file/);
+  });
+
+  it('takes TETHER_* environment variables below flags', () => {
+    const env = { TETHER_WORKERS: '5', TETHER_ADMIN: 'off', TETHER_LISTEN: '127.0.0.1:7000' };
+    const fromEnv = loadConfig(['--backend', 'a=127.0.0.1:1'], env).config;
+    expect(fromEnv.workers).toBe(5);
+    expect(fromEnv.admin).toBeNull();
+    expect(fromEnv.listen).toEqual([{ host: '127.0.0.1', port: 7000 }]);
+    expect(loadConfig(['--backend', 'a=127.0.0.1:1', '--workers', '2'], env).config.workers).toBe(2);
+  });
+
+  it('allows no backends only when the demo backends will fill the single pool', () => {
+    expect(loadConfig([], {}).config.demo).toBe(true);
+    expect(() => loadConfig(['--no-demo'], {})).not.toThrow();
+    expect(() => loadConfig(['--backend', 'a=127.0.0.1:1', '--sticky', 'web/none'], {})).toThrow(/pools\.web: has no backends/);
+  });
+});
+
+describe('parseHostPort', () => {
+  it('accepts host:port, [v6]:port and :port, and explains the rest', () => {
+    expect(parseHostPort('0.0.0.0:80')).toEqual({ host: '0.0.0.0', port: 80 });
+    expect(parseHostPort('[::1]:8080')).toEqual({ host: '::1', port: 8080 });
+    expect(parseHostPort(':9000')).toEqual({ host: '127.0.0.1', port: 9000 });
+    expect(parseHostPort('::1:80')).toMatch(/IPv6 address in brackets/);
+    expect(parseHostPort('[nothost]:80')).toMatch(/expected an IPv6 address/);
+    expect(parseHostPort('host')).toMatch(/expected HOST:PORT/);
+  });
+});
+
+describe('--help', () => {
+  it('documents every flag', () => {
+    const text = helpText();
+    for (const f of FLAGS) expect(text).toContain(`--${f.flag}`);
+  });
+});
