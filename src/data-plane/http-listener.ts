@@ -77,7 +77,7 @@ export function handleRequest(ctx: ListenerContext, res: HttpResponse, req: Http
       case 'content-length': contentLength = value; clCount++; if (clCount > 1) bad ||= 'more than one Content-Length'; return;
       case 'transfer-encoding': transferEncoding = transferEncoding ? `${transferEncoding}, ${value}` : value; return;
       case 'x-forwarded-for': xff = xff ? `${xff}, ${value}` : value; return;
-      case 'connection': connection = value; return;
+      case 'connection': connection = connection ? `${connection}, ${value}` : value; return;
     }
     flat.push(name, value);
   });
@@ -98,7 +98,7 @@ export function handleRequest(ctx: ListenerContext, res: HttpResponse, req: Http
   if (!isToken(method)) bad ||= 'invalid method';
   if (bad) {
     counters.inc('bad_requests');
-    respondError(ctx, res, 400, bad, true);
+    refuseFraming(ctx, res, bad);
     return;
   }
 
@@ -216,6 +216,21 @@ function readToken(ctx: ListenerContext, pool: PoolRuntime, token: string, out: 
   return true;
 }
 
+/**
+ * 400 for a request whose framing we will not guess at, and the end of its connection. The
+ * answer waits for the next tick: uWS parses every request already buffered on the connection
+ * before returning to the loop, and a request pipelined behind this one would otherwise be
+ * dispatched (and forwarded) even though we cannot know where this one's body ends. Answering
+ * later makes uWS drop such a connection instead; a lone bad request still gets its 400.
+ */
+function refuseFraming(ctx: ListenerContext, res: HttpResponse, why: string): void {
+  let aborted = false;
+  res.onAborted(() => (aborted = true));
+  setImmediate(() => {
+    if (!aborted) respondError(ctx, res, 400, why, true);
+  });
+}
+
 /** A short plain-text error naming the cause. */
 function respondError(ctx: ListenerContext, res: HttpResponse, status: number, why: string, close: boolean): void {
   ctx.counters.inc(status >= 500 ? 'responses_5xx' : 'responses_4xx');
@@ -254,6 +269,10 @@ export class Exchange implements UpstreamSink {
   private pendingOffset = 0;
   private upstreamPaused = false;
   private upstreamEnded = false;
+  /** Chunked/close-delimited body parsed under cork, written once the cork scope ends (flushStream). */
+  private streamed: Buffer[] = [];
+  private streamedBytes = 0;
+  private endAfterStream = false;
   private headOnly: boolean;
 
   constructor(
@@ -387,6 +406,7 @@ export class Exchange implements UpstreamSink {
   }
 
   onUpstreamDrain(): void {
+    if (this.phase === Phase.Waiting && !this.bodyEnded) this.deadline = Date.now() + this.ctx.runtime().config.timeouts.idleMs;
     this.resumeClient();
   }
 
@@ -414,6 +434,10 @@ export class Exchange implements UpstreamSink {
     const issue = this.sticky.tokenBackend !== pool.byId.get(served.id) || this.sticky.refresh;
     let declaredLength = -1;
     let token = '';
+    let connection = '';
+    for (let i = 0; i < headers.length; i += 2) {
+      if (headers[i]!.length === 10 && headers[i]!.toLowerCase() === 'connection') connection += `${headers[i + 1]},`;
+    }
     for (let i = 0; i < headers.length; i += 2) {
       const name = headers[i]!;
       const lower = name.toLowerCase();
@@ -422,6 +446,8 @@ export class Exchange implements UpstreamSink {
         if (lower === 'content-length') declaredLength = Number(value);
         continue;
       }
+      // Headers the backend named in Connection are hop-by-hop too (RFC 9110 §7.6.1).
+      if (connection && connectionListed(connection, lower)) continue;
       if (lower === 'set-cookie' && pool.sticky.mode === 'prefix') {
         const parsed = parseSetCookie(value);
         if (parsed && parsed.name === pool.sticky.cookie && !parsed.deletes) {
@@ -480,13 +506,44 @@ export class Exchange implements UpstreamSink {
         res.onWritable((off) => this.onWritable(off));
       }
     } else if (this.out === Out.Stream) {
-      if (!res.write(chunk)) {
-        this.pauseUpstream();
-        res.onWritable(() => {
-          this.resumeUpstream();
-          return true;
-        });
-      }
+      // Not written here, under cork: this uWS build's corked write() drops a chunk's data
+      // (after sending its size line) when flushing the cork buffer hits backpressure. The
+      // bytes are written by flushStream once the cork scope has ended.
+      this.streamed.push(chunk);
+      this.streamedBytes += chunk.length;
+    }
+  }
+
+  /** Writes the chunked/close-delimited body parsed in the last corked scope. */
+  flushStream(): void {
+    if (this.streamed.length === 0 && !this.endAfterStream) return;
+    if (this.resDone) {
+      this.streamed = [];
+      return;
+    }
+    const res = this.res;
+    const chunks = this.streamed;
+    this.streamed = [];
+    let ok = true;
+    const writeAll = () => {
+      for (const chunk of chunks) ok = res.write(chunk) && ok;
+      if (this.endAfterStream) res.end();
+    };
+    // A batch that surely fits uWS's 16 KiB cork buffer (with chunk framing) goes out in one
+    // syscall; anything larger is written uncorked, where uWS buffers what the socket refuses.
+    if (this.streamedBytes + 16 * chunks.length + 64 < 12 * 1024) res.cork(writeAll);
+    else writeAll();
+    this.streamedBytes = 0;
+    if (this.endAfterStream) {
+      this.endAfterStream = false;
+      this.clientFinished();
+    } else if (!ok) {
+      this.pauseUpstream();
+      res.onWritable(() => {
+        this.deadline = Date.now() + this.ctx.runtime().config.timeouts.idleMs;
+        this.resumeUpstream();
+        return true;
+      });
     }
   }
 
@@ -501,6 +558,7 @@ export class Exchange implements UpstreamSink {
         this.clientFinished();
         return true;
       }
+      this.deadline = Date.now() + this.ctx.runtime().config.timeouts.idleMs;
       if (!ok) return false;
       this.pending.shift();
       offset = res.getWriteOffset();
@@ -541,12 +599,13 @@ export class Exchange implements UpstreamSink {
     }
     const res = this.res;
     if (this.out === Out.None) {
-      if (this.total >= 0) res.endWithoutBody(this.total);
-      else res.endWithoutBody();
+      // endWithoutBody(n) leaves uWS expecting n more bytes and wedges keep-alive: declare
+      // HEAD's length as a header instead.
+      if (this.total >= 0) res.writeHeader('content-length', String(this.total));
+      res.endWithoutBody();
       this.clientFinished();
     } else if (this.out === Out.Stream) {
-      res.end();
-      this.clientFinished();
+      this.endAfterStream = true; // flushStream ends the response after the last bytes
     } else if (this.total === 0) {
       res.end();
       this.clientFinished();
@@ -589,10 +648,9 @@ export class Exchange implements UpstreamSink {
         this.connectTo(pool.backends[next]!);
         return;
       }
-      this.ctx.counters.inc('no_backend');
-      this.finishWithError(503, `no healthy backend in pool '${pool.name}' (last attempt: ${why})`);
-      return;
     }
+    // This request did reach for backends and every attempt failed: that is a 502 naming the
+    // failure. (503 is for a request that found no backend up to try at all.)
     this.finishWithError(502, why);
   }
 
@@ -616,8 +674,14 @@ export class Exchange implements UpstreamSink {
         this.finishWithError(504, `${where} did not answer in time`);
         return;
       case Phase.Streaming:
-        this.ctx.counters.inc('upstream_timeouts');
-        this.finishWithError(504, `${where} stalled mid-response`);
+        // Paused upstream means we were waiting for the client to read, not for the backend.
+        if (this.upstreamPaused || this.upstreamEnded) {
+          this.ctx.counters.inc('client_timeouts');
+          this.finishWithError(504, 'client stopped reading');
+        } else {
+          this.ctx.counters.inc('upstream_timeouts');
+          this.finishWithError(504, `${where} stalled mid-response`);
+        }
         return;
       case Phase.Done:
         return;

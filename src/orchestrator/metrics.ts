@@ -41,6 +41,7 @@ export function createMetrics(src: MetricSources): { text(): Promise<string>; co
     ['tether_upstream_retries_total', 'upstream_retries', 'Requests retried on another connection or backend'],
     ['tether_upstream_connections_opened_total', 'upstream_connections_opened', 'New backend connections (keep-alive misses)'],
     ['tether_client_aborts_total', 'client_aborts', 'Clients that went away before their response finished'],
+    ['tether_client_timeouts_total', 'client_timeouts', 'Responses cut because the client stopped reading for --idle-timeout'],
     ['tether_tokens_issued_total', 'tokens_issued', 'Route tokens issued (new, failed over or refreshed)'],
   ];
   for (const [name, counter, help] of simple) mirroredCounter(registry, name, help, () => r.total(counter));

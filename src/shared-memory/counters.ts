@@ -40,6 +40,7 @@ export const GLOBAL_COUNTERS = [
   'sticky_failovers',
   'tokens_issued',
   'active_requests',
+  'client_timeouts',
 ] as const;
 
 export const BACKEND_COUNTERS = ['requests', 'connect_errors', 'active'] as const;

@@ -13,6 +13,8 @@ export interface UpstreamSink extends ResponseHandlers {
   /** The connection failed. `connected` says whether it was ever established. */
   onUpstreamFailure(conn: UpstreamConnection, error: Error, connected: boolean): void;
   onUpstreamDrain(): void;
+  /** After each corked parse: write what had to wait for the cork scope to end. */
+  flushStream(): void;
 }
 
 export class UpstreamConnection implements ResponseHandlers {
@@ -60,6 +62,7 @@ export class UpstreamConnection implements ResponseHandlers {
         this.fail(err);
       }
     });
+    sink.flushStream();
   }
 
   private onClose(): void {
@@ -72,6 +75,7 @@ export class UpstreamConnection implements ResponseHandlers {
       // EOF completes a close-delimited body; anything else is a premature end.
       try {
         sink.cork(() => this.parser.finish());
+        sink.flushStream();
         if (!this.parser.busy) return;
       } catch (err) {
         if (!(err instanceof UpstreamParseError)) throw err;
