@@ -1,0 +1,140 @@
+// Writes the seed corpora for the libFuzzer targets in native/fuzz/, in their input layouts:
+//   node native/fuzz/gen-seeds.mjs   →   test/fixtures/fuzz/token_open/*, test/fixtures/fuzz/hmac_verify/*
+// Tokens are sealed here with node:crypto under the ring of test/fixtures/token-vectors.txt (keys
+// SHA-256("tether token vector key <id>"), ids 7, 0, 255), which token_open_fuzz.cc derives the
+// same way; nonces and payloads come from fixed labels, so reruns give identical files.
+import { createCipheriv, createHash, createHmac } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const sha256 = (label) => createHash('sha256').update(label).digest();
+const keyFor = (id) => sha256(`tether token vector key ${id}`);
+const nonceFor = (label) => sha256(`tether fuzz seed nonce ${label}`).subarray(0, 12);
+
+// Wire format from native/include/tether/token.h:
+// version(1)=0x01 | keyId(1) | nonce(12) | AES-256-GCM(payload) | tag(16), base64url unpadded;
+// GCM AAD = version | keyId | caller AAD.
+function rawToken(keyId, key, nonce, payload, aad, version = 1) {
+  const header = Buffer.from([version, keyId]);
+  const cipher = createCipheriv('aes-256-gcm', key, nonce, { authTagLength: 16 });
+  cipher.setAAD(Buffer.concat([header, aad]));
+  const ciphertext = Buffer.concat([cipher.update(payload), cipher.final()]);
+  return Buffer.concat([header, nonce, ciphertext, cipher.getAuthTag()]);
+}
+
+function aadFor(pool, mode) {
+  const p = Buffer.from(pool);
+  const m = Buffer.from(mode);
+  const out = Buffer.alloc(4 + p.length + m.length);
+  out.writeUInt16BE(p.length, 0);
+  p.copy(out, 2);
+  out.writeUInt16BE(m.length, 2 + p.length);
+  m.copy(out, 4 + p.length);
+  return out;
+}
+
+// token_open input: L (1 byte) | caller AAD (L bytes) | token characters.
+function tokenOpenInput(aad, token) {
+  if (aad.length > 255) throw new Error('AAD longer than the 1-byte length field');
+  return Buffer.concat([Buffer.from([aad.length]), aad, Buffer.from(token, 'latin1')]);
+}
+
+// hmac_verify input: K (1 byte) | M (1 byte) | key (K) | candidate mac (M) | data.
+function hmacInput(key, mac, data) {
+  return Buffer.concat([Buffer.from([key.length, mac.length]), key, mac, data]);
+}
+
+function writeCorpus(target, seeds) {
+  const dir = join(root, 'test', 'fixtures', 'fuzz', target);
+  mkdirSync(dir, { recursive: true });
+  for (const [name, bytes] of Object.entries(seeds)) writeFileSync(join(dir, name), bytes);
+  console.log(`wrote ${Object.keys(seeds).length} seeds to ${dir}`);
+}
+
+const b64u = (buf) => buf.toString('base64url');
+const routePayload = Buffer.concat([
+  Buffer.from([0, 0x65, 0x53, 0xf1, 0x00]),
+  Buffer.alloc(8),
+  Buffer.from([5]),
+  Buffer.from('app-1'),
+]);
+const payloads = {
+  empty: Buffer.alloc(0),
+  one: Buffer.from([0x2a]),
+  two: Buffer.from([0x2a, 0x2b]),
+  route: routePayload,
+  max: Buffer.from(Array.from({ length: 255 }, (_, i) => (i * 7 + 3) & 0xff)),
+};
+const aads = {
+  empty: Buffer.alloc(0),
+  web: aadFor('web', 'cookie'),
+  // 254 and 255 bytes straddle the core's joined-AAD stack buffer (256 with the 2-byte header).
+  a254: Buffer.alloc(254, 0x61),
+  a255: Buffer.alloc(255, 0x62),
+};
+
+const token = {};
+for (const [pname, payload] of Object.entries(payloads)) {
+  for (const [aname, aad] of Object.entries(aads)) {
+    if (pname !== 'route' && aname.startsWith('a25')) continue;
+    const t = b64u(rawToken(7, keyFor(7), nonceFor(`${pname}/${aname}`), payload, aad));
+    token[`ok-key7-${pname}-aad-${aname}`] = tokenOpenInput(aad, t);
+  }
+}
+for (const id of [0, 255]) {
+  const t = b64u(rawToken(id, keyFor(id), nonceFor(`old key ${id}`), routePayload, aads.web));
+  token[`ok-key${id}-route-aad-web`] = tokenOpenInput(aads.web, t);
+}
+
+const good = rawToken(7, keyFor(7), nonceFor('negative'), routePayload, aads.web);
+const goodToken = b64u(good);
+const edit = (fn) => {
+  const copy = Buffer.from(good);
+  fn(copy);
+  return b64u(copy);
+};
+const bad = {
+  'auth-other-aad': [aadFor('api', 'cookie'), goodToken],
+  'auth-tag-flip': [aads.web, edit((b) => (b[b.length - 1] ^= 1))],
+  'auth-key-swapped-to-0': [aads.web, edit((b) => (b[1] = 0))],
+  'unknown-key-9': [aads.web, edit((b) => (b[1] = 9))],
+  'bad-version-2': [aads.web, edit((b) => (b[0] = 2))],
+  'malformed-raw-29-bytes': [aads.web, b64u(good.subarray(0, 29))],
+  'malformed-raw-286-bytes': [aads.web, b64u(Buffer.concat([good, Buffer.alloc(286 - good.length)]))],
+  'malformed-padding': [aads.web, `${goodToken}==`],
+  'malformed-standard-base64': [aads.web, `${goodToken.slice(0, 10)}+${goodToken.slice(11)}`],
+  'malformed-length-mod-4-is-1': [aads.web, `${goodToken}A`.padEnd(((goodToken.length >> 2) + 1) * 4 + 1, 'A')],
+  'malformed-513-chars': [aads.empty, 'A'.repeat(513)],
+  'bad-version-512-chars': [aads.empty, 'A'.repeat(512)],
+};
+const last = goodToken.length % 4 === 0 ? null : goodToken.at(-1);
+if (last === null) throw new Error('negative seed token must have spare bits');
+const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+bad['malformed-noncanonical-trailing-bits'] = [aads.web, goodToken.slice(0, -1) + alphabet[alphabet.indexOf(last) | 1]];
+for (const [name, [aad, t]] of Object.entries(bad)) token[name] = tokenOpenInput(aad, t);
+token['empty-token'] = tokenOpenInput(aads.web, '');
+writeCorpus('token_open', token);
+
+const macOf = (key, data) => createHmac('sha256', key).update(data).digest();
+const hmacSeeds = {};
+const hmacCases = {
+  'rfc4231-1': [Buffer.alloc(20, 0x0b), Buffer.from('Hi There')],
+  'rfc4231-2': [Buffer.from('Jefe'), Buffer.from('what do ya want for nothing?')],
+  'rfc4231-6-long-key': [Buffer.alloc(131, 0xaa), Buffer.from('Test Using Larger Than Block-Size Key - Hash Key First')],
+  'block-size-key': [Buffer.alloc(64, 0x11), Buffer.from('frame')],
+  'empty-key': [Buffer.alloc(0), Buffer.from('data')],
+  'empty-key-empty-data': [Buffer.alloc(0), Buffer.alloc(0)],
+};
+for (const [name, [key, data]] of Object.entries(hmacCases)) {
+  const mac = macOf(key, data);
+  hmacSeeds[`${name}-good-mac`] = hmacInput(key, mac, data);
+  const flipped = Buffer.from(mac);
+  flipped[31] ^= 0x80;
+  hmacSeeds[`${name}-bad-mac`] = hmacInput(key, flipped, data);
+}
+const [k1, d1] = hmacCases['rfc4231-1'];
+hmacSeeds['short-mac-31'] = hmacInput(k1, macOf(k1, d1).subarray(0, 31), d1);
+hmacSeeds['long-mac-33'] = hmacInput(k1, Buffer.concat([macOf(k1, d1), Buffer.from([0])]), d1);
+writeCorpus('hmac_verify', hmacSeeds);
