@@ -7,15 +7,22 @@ import type { HttpRequest, HttpResponse } from '@trufflesuite/uws-js-unofficial'
 import { chunkHeader, LAST_CHUNK, isToken, type ResponseHandlers } from './upstream/codec.js';
 import { acquire, release, type UpstreamConnection, type UpstreamSink } from './upstream/pool.js';
 import type { BackendRuntime, PoolRuntime, Runtime } from './runtime.js';
-import type { WorkerCounters } from '../shared-memory/counters.js';
+import { C, type WorkerCounters } from '../shared-memory/counters.js';
+import { clock } from './clock.js';
 import type { RouteTokens } from '../sticky/route-token.js';
 import { getCookie, mapCookie, parseSetCookie, removeCookie, replaceSetCookieValue, splitPrefixed } from '../sticky/cookies.js';
 
-/** Request headers a proxy must not forward (RFC 9110 §7.6.1), plus the ones we rewrite. */
-const DROP_REQUEST = new Set([
-  'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade',
-  'content-length', 'expect', 'x-forwarded-proto', 'x-forwarded-host', 'x-forwarded-for',
-]);
+/** Request headers a proxy must not forward (RFC 9110 §7.6.1), plus the ones we rewrite. Names arrive lower-cased. */
+function droppedRequestHeader(name: string): boolean {
+  switch (name) {
+    case 'te': case 'expect': case 'upgrade': case 'trailer': case 'keep-alive': case 'connection':
+    case 'content-length': case 'proxy-connection': case 'transfer-encoding':
+    case 'x-forwarded-for': case 'x-forwarded-host': case 'x-forwarded-proto':
+      return true;
+    default:
+      return false;
+  }
+}
 /** Response headers uWS writes itself or that are hop-by-hop. */
 const DROP_RESPONSE = new Set([
   'connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'content-length', 'trailer', 'upgrade', 'date',
@@ -55,7 +62,8 @@ interface StickyDecision {
 /** Parses the request into an Exchange or answers it (400/503) directly. Never throws. */
 export function handleRequest(ctx: ListenerContext, res: HttpResponse, req: HttpRequest): void {
   const counters = ctx.counters;
-  counters.inc('requests');
+  clock.now = Date.now();
+  counters.inc(C.requests);
   // HttpRequest is stack-allocated: copy everything now.
   const method = req.getCaseSensitiveMethod();
   const query = req.getQuery();
@@ -97,7 +105,7 @@ export function handleRequest(ctx: ListenerContext, res: HttpResponse, req: Http
   }
   if (!isToken(method)) bad ||= 'invalid method';
   if (bad) {
-    counters.inc('bad_requests');
+    counters.inc(C.bad_requests);
     refuseFraming(ctx, res, bad);
     return;
   }
@@ -160,7 +168,7 @@ export function handleRequest(ctx: ListenerContext, res: HttpResponse, req: Http
   let head = '';
   for (let i = 0; i < flat.length; i += 2) {
     const name = flat[i]!;
-    if (DROP_REQUEST.has(name)) continue;
+    if (droppedRequestHeader(name)) continue;
     if (connection && connectionListed(connection, name)) continue;
     head += `${name}: ${flat[i + 1]}\r\n`;
   }
@@ -198,21 +206,21 @@ function readToken(ctx: ListenerContext, pool: PoolRuntime, token: string, out: 
   const c = ctx.counters;
   if (!r.ok) {
     switch (r.reason) {
-      case 'malformed': case 'bad_payload': c.inc('sticky_invalid_malformed'); break;
-      case 'unknown_key': case 'retired_key': c.inc('sticky_invalid_unknown_key'); break;
-      case 'forged': c.inc('sticky_invalid_forged'); break;
-      case 'expired': case 'future': c.inc('sticky_invalid_expired'); break;
+      case 'malformed': case 'bad_payload': c.inc(C.sticky_invalid_malformed); break;
+      case 'unknown_key': case 'retired_key': c.inc(C.sticky_invalid_unknown_key); break;
+      case 'forged': c.inc(C.sticky_invalid_forged); break;
+      case 'expired': case 'future': c.inc(C.sticky_invalid_expired); break;
     }
     return r.reason !== 'malformed';
   }
   const index = pool.byId.get(r.backendId);
   if (index === undefined) {
-    c.inc('sticky_backend_unknown');
+    c.inc(C.sticky_backend_unknown);
     return true;
   }
   out.tokenBackend = index;
   // Sliding expiry: a token past half its life is re-issued so active clients never lapse.
-  out.refresh = (Date.now() / 1000 - r.issuedAt) * 2 > ctx.runtime().config.tokenMaxAgeSec;
+  out.refresh = (clock.now / 1000 - r.issuedAt) * 2 > ctx.runtime().config.tokenMaxAgeSec;
   return true;
 }
 
@@ -233,7 +241,7 @@ function refuseFraming(ctx: ListenerContext, res: HttpResponse, why: string): vo
 
 /** A short plain-text error naming the cause. */
 function respondError(ctx: ListenerContext, res: HttpResponse, status: number, why: string, close: boolean): void {
-  ctx.counters.inc(status >= 500 ? 'responses_5xx' : 'responses_4xx');
+  ctx.counters.inc(status >= 500 ? C.responses_5xx : C.responses_4xx);
   res.cork(() => {
     res.writeStatus(`${status} ${STATUS_TEXT[status] ?? ''}`);
     res.writeHeader('content-type', 'text/plain; charset=utf-8');
@@ -301,16 +309,16 @@ export class Exchange implements UpstreamSink {
     if (t >= 0) {
       if (pool.isUp(t)) index = t;
     } else if (pool.sticky.mode !== 'none') {
-      this.ctx.counters.inc('sticky_misses');
+      this.ctx.counters.inc(C.sticky_misses);
     }
     if (index < 0) index = pool.balancer.pick({ hashKey: this.hashKey }, -1);
     if (index < 0) {
-      this.ctx.counters.inc('no_backend');
+      this.ctx.counters.inc(C.no_backend);
       this.finishWithError(503, `no healthy backend in pool '${pool.name}'`);
       return;
     }
     this.ctx.active.add(this);
-    this.ctx.counters.inc('active_requests');
+    this.ctx.counters.inc(C.active_requests);
     this.connectTo(pool.backends[index]!);
   }
 
@@ -324,12 +332,12 @@ export class Exchange implements UpstreamSink {
     }
     this.attempts++;
     const conn = acquire(backend, cfg.limits.maxResponseHeaderBytes);
-    if (!conn.connected) ctx.counters.inc('upstream_connections_opened');
+    if (!conn.connected) ctx.counters.inc(C.upstream_connections_opened);
     this.conn = conn;
     conn.sink = this;
     conn.parser.expect(this.method);
     this.phase = Phase.Connecting;
-    this.deadline = Date.now() + cfg.timeouts.connectMs;
+    this.deadline = clock.now + cfg.timeouts.connectMs;
     if (conn.connected) this.onConnected(conn);
   }
 
@@ -354,7 +362,7 @@ export class Exchange implements UpstreamSink {
     }
     this.bodyStarted = true;
     this.phase = Phase.Waiting;
-    this.deadline = Date.now() + (this.bodyEnded ? cfg.timeouts.responseMs : cfg.timeouts.idleMs);
+    this.deadline = clock.now + (this.bodyEnded ? cfg.timeouts.responseMs : cfg.timeouts.idleMs);
     if (this.clientPaused && ok) this.resumeClient();
   }
 
@@ -369,6 +377,7 @@ export class Exchange implements UpstreamSink {
   }
 
   private onClientData(ab: ArrayBuffer, isLast: boolean): void {
+    clock.now = Date.now();
     // The ArrayBuffer is only valid during this call: copy it.
     const chunk = ab.byteLength > 0 ? Buffer.from(new Uint8Array(ab)) : null;
     if (isLast) this.bodyEnded = true;
@@ -381,7 +390,7 @@ export class Exchange implements UpstreamSink {
       if (chunk) ok = this.writeBody(chunk);
       if (isLast && this.body === Body.Chunked) ok = socket.write(LAST_CHUNK, 'latin1');
       if (!ok) this.pauseClient();
-      if (this.phase === Phase.Waiting) this.deadline = Date.now() + (isLast ? cfg.timeouts.responseMs : cfg.timeouts.idleMs);
+      if (this.phase === Phase.Waiting) this.deadline = clock.now + (isLast ? cfg.timeouts.responseMs : cfg.timeouts.idleMs);
       return;
     }
     if (chunk) {
@@ -406,7 +415,7 @@ export class Exchange implements UpstreamSink {
   }
 
   onUpstreamDrain(): void {
-    if (this.phase === Phase.Waiting && !this.bodyEnded) this.deadline = Date.now() + this.ctx.runtime().config.timeouts.idleMs;
+    if (this.phase === Phase.Waiting && !this.bodyEnded) this.deadline = clock.now + this.ctx.runtime().config.timeouts.idleMs;
     this.resumeClient();
   }
 
@@ -425,7 +434,7 @@ export class Exchange implements UpstreamSink {
     const res = this.res;
     const pool = this.pool;
     this.phase = Phase.Streaming;
-    this.deadline = Date.now() + cfg.timeouts.idleMs;
+    this.deadline = clock.now + cfg.timeouts.idleMs;
     this.status = status;
     this.headSent = true;
     this.countSticky(this.backend);
@@ -477,7 +486,7 @@ export class Exchange implements UpstreamSink {
   private issueToken(backend: BackendRuntime): string {
     try {
       const token = this.ctx.tokens.issue(this.pool.name, this.pool.sticky.mode, backend.id);
-      this.ctx.counters.inc('tokens_issued');
+      this.ctx.counters.inc(C.tokens_issued);
       return token;
     } catch (err) {
       this.ctx.log('error', 'could not seal a route token', { err: (err as Error).message, code: (err as { code?: string }).code });
@@ -488,11 +497,12 @@ export class Exchange implements UpstreamSink {
   onBody(chunk: Buffer): void {
     if (this.resDone) return;
     const cfg = this.ctx.runtime().config;
-    this.deadline = Date.now() + cfg.timeouts.idleMs;
+    this.deadline = clock.now + cfg.timeouts.idleMs;
     const res = this.res;
+    // `chunk` is a view of the upstream read buffer: whatever is kept past this call is copied.
     if (this.out === Out.Length) {
       if (this.pending.length > 0) {
-        this.pending.push(chunk);
+        this.pending.push(Buffer.from(chunk));
         return;
       }
       const offset = res.getWriteOffset();
@@ -500,7 +510,7 @@ export class Exchange implements UpstreamSink {
       if (done) {
         this.clientFinished();
       } else if (!ok) {
-        this.pending.push(chunk);
+        this.pending.push(Buffer.from(chunk));
         this.pendingOffset = offset;
         this.pauseUpstream();
         res.onWritable((off) => this.onWritable(off));
@@ -509,6 +519,7 @@ export class Exchange implements UpstreamSink {
       // Not written here, under cork: this uWS build's corked write() drops a chunk's data
       // (after sending its size line) when flushing the cork buffer hits backpressure. The
       // bytes are written by flushStream once the cork scope has ended.
+      // Still inside the same read callback when flushStream runs, so a view suffices.
       this.streamed.push(chunk);
       this.streamedBytes += chunk.length;
     }
@@ -540,7 +551,7 @@ export class Exchange implements UpstreamSink {
     } else if (!ok) {
       this.pauseUpstream();
       res.onWritable(() => {
-        this.deadline = Date.now() + this.ctx.runtime().config.timeouts.idleMs;
+        this.deadline = (clock.now = Date.now()) + this.ctx.runtime().config.timeouts.idleMs;
         this.resumeUpstream();
         return true;
       });
@@ -549,6 +560,7 @@ export class Exchange implements UpstreamSink {
 
   /** uWS drained: resend the unsent tail of each pending chunk (uWS tryEnd does not buffer it). */
   private onWritable(offset: number): boolean {
+    clock.now = Date.now();
     const res = this.res;
     while (this.pending.length > 0) {
       const chunk = this.pending[0]!;
@@ -558,7 +570,7 @@ export class Exchange implements UpstreamSink {
         this.clientFinished();
         return true;
       }
-      this.deadline = Date.now() + this.ctx.runtime().config.timeouts.idleMs;
+      this.deadline = clock.now + this.ctx.runtime().config.timeouts.idleMs;
       if (!ok) return false;
       this.pending.shift();
       offset = res.getWriteOffset();
@@ -591,7 +603,7 @@ export class Exchange implements UpstreamSink {
       this.conn = null;
       this.upstreamPaused = false;
       conn.socket.resume();
-      release(conn, Date.now(), this.ctx.runtime().config.limits.maxIdlePerBackend);
+      release(conn, clock.now, this.ctx.runtime().config.limits.maxIdlePerBackend);
     }
     if (this.resDone) {
       this.complete();
@@ -619,20 +631,20 @@ export class Exchange implements UpstreamSink {
     const ctx = this.ctx;
     const backend = this.backend!;
     if (!connected) {
-      ctx.counters.inc('upstream_connect_errors');
+      ctx.counters.inc(C.upstream_connect_errors);
       ctx.counters.incBackend(backend.slot, 'connect_errors');
-      ctx.counters.markBackendFailure(backend.slot, Date.now(), 1_000, 30_000);
+      ctx.counters.markBackendFailure(backend.slot, clock.now, 1_000, 30_000);
       this.retryOrFail(backend, `backend ${backend.id} (${backend.host}:${backend.port}) refused or dropped the connection: ${error.message}`);
       return;
     }
     // A reused keep-alive socket the backend had closed: safe to replay only if idempotent and
     // no response byte came back and the whole request is still ours to resend.
     if (conn.uses > 1 && !conn.gotBytes && !this.headSent && IDEMPOTENT.has(this.method) && this.body === Body.None) {
-      ctx.counters.inc('upstream_retries');
+      ctx.counters.inc(C.upstream_retries);
       this.connectTo(backend);
       return;
     }
-    ctx.counters.inc('upstream_protocol_errors');
+    ctx.counters.inc(C.upstream_protocol_errors);
     this.finishWithError(502, `backend ${backend.id} failed mid-response: ${error.message}`);
   }
 
@@ -644,7 +656,7 @@ export class Exchange implements UpstreamSink {
     if (this.attempts < MAX_ATTEMPTS && !this.resDone) {
       const next = pool.balancer.pick({ hashKey: this.hashKey }, failedIndex);
       if (next >= 0) {
-        this.ctx.counters.inc('upstream_retries');
+        this.ctx.counters.inc(C.upstream_retries);
         this.connectTo(pool.backends[next]!);
         return;
       }
@@ -660,26 +672,26 @@ export class Exchange implements UpstreamSink {
     const where = backend ? `backend ${backend.id}` : 'backend';
     switch (this.phase) {
       case Phase.Connecting: {
-        this.ctx.counters.inc('upstream_connect_errors');
+        this.ctx.counters.inc(C.upstream_connect_errors);
         this.conn?.destroy();
         this.conn = null;
         if (backend) {
-          this.ctx.counters.markBackendFailure(backend.slot, Date.now(), 1_000, 30_000);
+          this.ctx.counters.markBackendFailure(backend.slot, clock.now, 1_000, 30_000);
           this.retryOrFail(backend, `${where} did not accept the connection in time`);
         } else this.finishWithError(504, 'timed out');
         return;
       }
       case Phase.Waiting:
-        this.ctx.counters.inc('upstream_timeouts');
+        this.ctx.counters.inc(C.upstream_timeouts);
         this.finishWithError(504, `${where} did not answer in time`);
         return;
       case Phase.Streaming:
         // Paused upstream means we were waiting for the client to read, not for the backend.
         if (this.upstreamPaused || this.upstreamEnded) {
-          this.ctx.counters.inc('client_timeouts');
+          this.ctx.counters.inc(C.client_timeouts);
           this.finishWithError(504, 'client stopped reading');
         } else {
-          this.ctx.counters.inc('upstream_timeouts');
+          this.ctx.counters.inc(C.upstream_timeouts);
           this.finishWithError(504, `${where} stalled mid-response`);
         }
         return;
@@ -693,7 +705,7 @@ export class Exchange implements UpstreamSink {
     const t = this.sticky.tokenBackend;
     if (t < 0 || this.stickyCounted) return;
     this.stickyCounted = true;
-    this.ctx.counters.inc(served && this.pool.byId.get(served.id) === t ? 'sticky_hits' : 'sticky_failovers');
+    this.ctx.counters.inc(served && this.pool.byId.get(served.id) === t ? C.sticky_hits : C.sticky_failovers);
   }
 
   private finishWithError(status: number, why: string): void {
@@ -721,14 +733,14 @@ export class Exchange implements UpstreamSink {
     this.resDone = true;
     const c = this.ctx.counters;
     const s = this.status;
-    c.inc(s < 200 ? 'responses_1xx' : s < 300 ? 'responses_2xx' : s < 400 ? 'responses_3xx' : s < 500 ? 'responses_4xx' : 'responses_5xx');
+    c.inc(s < 200 ? C.responses_1xx : s < 300 ? C.responses_2xx : s < 400 ? C.responses_3xx : s < 500 ? C.responses_4xx : C.responses_5xx);
     if (this.upstreamEnded) this.complete();
   }
 
   private onClientAborted(): void {
     if (this.resDone) return;
     this.resDone = true;
-    this.ctx.counters.inc('client_aborts');
+    this.ctx.counters.inc(C.client_aborts);
     this.conn?.destroy();
     this.conn = null;
     this.complete();
@@ -737,7 +749,7 @@ export class Exchange implements UpstreamSink {
   private complete(): void {
     if (this.phase === Phase.Done) return;
     this.phase = Phase.Done;
-    if (this.ctx.active.delete(this)) this.ctx.counters.inc('active_requests', -1);
+    if (this.ctx.active.delete(this)) this.ctx.counters.inc(C.active_requests, -1);
     if (this.backend) {
       this.ctx.counters.incBackend(this.backend.slot, 'requests');
       this.ctx.counters.incBackend(this.backend.slot, 'active', -1);

@@ -8,6 +8,7 @@ import { handleRequest, type Exchange, type ListenerContext } from './http-liste
 import { Runtime } from './runtime.js';
 import { decode, encode, type FromWorker, type ToWorker, type WorkerInit } from './messages.js';
 import { sweepIdle } from './upstream/pool.js';
+import { clock } from './clock.js';
 import { WorkerCounters } from '../shared-memory/counters.js';
 import { createTokenCrypto } from '../native/index.js';
 import { RouteTokens } from '../sticky/route-token.js';
@@ -27,10 +28,10 @@ function main(): void {
   const init = workerData as WorkerInit;
   const uws = loadUws();
   const counters = new WorkerCounters(init.shared, init.layout, init.workerIndex);
-  const tokens = new RouteTokens(createTokenCrypto(), { maxAgeSec: init.config.tokenMaxAgeSec });
+  const tokens = new RouteTokens(createTokenCrypto(), { maxAgeSec: init.config.tokenMaxAgeSec, now: () => clock.now });
   const applyKeyRing = (ring: KeyRing) => tokens.setKeyRing(ring.keys, ring.sealKeyId);
   applyKeyRing(init.keyRing);
-  const runtime = new Runtime(init.config, init.slots, counters);
+  const runtime = new Runtime(init.config, init.slots, counters, () => clock.now);
   const active = new Set<Exchange>();
   const ctx: ListenerContext = { runtime: () => runtime, tokens, counters, active, log };
 
@@ -68,7 +69,7 @@ function main(): void {
   }
 
   const sweeper = setInterval(() => {
-    const now = Date.now();
+    const now = (clock.now = Date.now());
     for (const ex of active) if (ex.deadline <= now) ex.onDeadline();
     for (const pool of runtime.pools.values()) for (const b of pool.backends) sweepIdle(b, now, runtime.config.timeouts.keepAliveMs);
   }, SWEEP_MS);

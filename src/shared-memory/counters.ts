@@ -14,34 +14,45 @@
 // metrics. Backend state is written by any worker (last writer wins; values are deadlines and
 // gauges that tolerate it). Aligned 8-byte stores do not tear on the platforms Node supports.
 
-/** Counters kept per worker, not per backend. Order is the layout: append only. */
-export const GLOBAL_COUNTERS = [
-  'requests',
-  'responses_1xx',
-  'responses_2xx',
-  'responses_3xx',
-  'responses_4xx',
-  'responses_5xx',
-  'bad_requests',
-  'no_backend',
-  'upstream_connect_errors',
-  'upstream_timeouts',
-  'upstream_protocol_errors',
-  'upstream_retries',
-  'upstream_connections_opened',
-  'client_aborts',
-  'sticky_hits',
-  'sticky_misses',
-  'sticky_invalid_malformed',
-  'sticky_invalid_unknown_key',
-  'sticky_invalid_forged',
-  'sticky_invalid_expired',
-  'sticky_backend_unknown',
-  'sticky_failovers',
-  'tokens_issued',
-  'active_requests',
-  'client_timeouts',
-] as const;
+/**
+ * Counters kept per worker, not per backend, by slot. The values are the layout: append only,
+ * never renumber. Call sites pass `C.name` (a constant property load), not a string to look up.
+ */
+export const C = {
+  requests: 0,
+  responses_1xx: 1,
+  responses_2xx: 2,
+  responses_3xx: 3,
+  responses_4xx: 4,
+  responses_5xx: 5,
+  bad_requests: 6,
+  no_backend: 7,
+  upstream_connect_errors: 8,
+  upstream_timeouts: 9,
+  upstream_protocol_errors: 10,
+  upstream_retries: 11,
+  upstream_connections_opened: 12,
+  client_aborts: 13,
+  sticky_hits: 14,
+  sticky_misses: 15,
+  sticky_invalid_malformed: 16,
+  sticky_invalid_unknown_key: 17,
+  sticky_invalid_forged: 18,
+  sticky_invalid_expired: 19,
+  sticky_backend_unknown: 20,
+  sticky_failovers: 21,
+  tokens_issued: 22,
+  active_requests: 23,
+  client_timeouts: 24,
+} as const;
+
+export type GlobalCounter = keyof typeof C;
+
+/** Counter names in slot order. */
+export const GLOBAL_COUNTERS: readonly GlobalCounter[] = (Object.keys(C) as GlobalCounter[]).sort((a, b) => C[a] - C[b]);
+GLOBAL_COUNTERS.forEach((name, i) => {
+  if (C[name] !== i) throw new Error(`counter slots must be 0..n-1 without gaps: ${name} is ${C[name]}, expected ${i}`);
+});
 
 export const BACKEND_COUNTERS = ['requests', 'connect_errors', 'active'] as const;
 
@@ -53,10 +64,8 @@ export const BACKEND_STATE = [
   'failures',
 ] as const;
 
-export type GlobalCounter = (typeof GLOBAL_COUNTERS)[number];
 export type BackendCounter = (typeof BACKEND_COUNTERS)[number];
 
-const G: Record<GlobalCounter, number> = Object.fromEntries(GLOBAL_COUNTERS.map((n, i) => [n, i])) as never;
 const B: Record<BackendCounter, number> = Object.fromEntries(BACKEND_COUNTERS.map((n, i) => [n, i])) as never;
 
 export interface SharedLayout {
@@ -97,8 +106,9 @@ export class WorkerCounters {
     this.workerCapacity = layout.workerCapacity;
   }
 
-  inc(name: GlobalCounter, by = 1): void {
-    this.slots[this.base + G[name]]! += by;
+  /** Adds to a counter slot (`C.requests`, …). */
+  inc(slot: number, by = 1): void {
+    this.slots[this.base + slot]! += by;
   }
 
   incBackend(slot: number, name: BackendCounter, by = 1): void {
@@ -144,7 +154,7 @@ export class CounterReader {
   total(name: GlobalCounter): number {
     const stride = workerBlockSlots(this.layout);
     let sum = 0;
-    for (let w = 0; w < this.layout.workerCapacity; w++) sum += this.slots[w * stride + G[name]]!;
+    for (let w = 0; w < this.layout.workerCapacity; w++) sum += this.slots[w * stride + C[name]]!;
     return sum;
   }
 
@@ -163,7 +173,7 @@ export class CounterReader {
   /** A dead worker's gauges would stay raised forever: zero them before its replacement starts. */
   clearGauges(workerIndex: number): void {
     const base = workerIndex * workerBlockSlots(this.layout);
-    this.slots[base + G.active_requests] = 0;
+    this.slots[base + C.active_requests] = 0;
     for (let s = 0; s < this.layout.backendCapacity; s++) {
       this.slots[base + GLOBAL_COUNTERS.length + s * BACKEND_COUNTERS.length + B.active] = 0;
     }

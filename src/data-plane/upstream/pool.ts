@@ -4,6 +4,7 @@
 import net from 'node:net';
 import { ResponseParser, UpstreamParseError, type ResponseHandlers } from './codec.js';
 import type { BackendRuntime } from '../runtime.js';
+import { clock } from '../clock.js';
 
 /** What an in-flight exchange must handle from its upstream connection. */
 export interface UpstreamSink extends ResponseHandlers {
@@ -16,6 +17,13 @@ export interface UpstreamSink extends ResponseHandlers {
   /** After each corked parse: write what had to wait for the cork scope to end. */
   flushStream(): void;
 }
+
+/**
+ * Every upstream socket of this thread reads into this one buffer (Node's `onread`): no
+ * allocation and no stream machinery per read. Safe because each read is parsed and handed on
+ * synchronously; whoever keeps body bytes past the callback must copy them.
+ */
+const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
 
 export class UpstreamConnection implements ResponseHandlers {
   readonly socket: net.Socket;
@@ -33,27 +41,37 @@ export class UpstreamConnection implements ResponseHandlers {
 
   constructor(readonly backend: BackendRuntime, maxHeaderBytes: number) {
     this.parser = new ResponseParser(this, { maxHeaderBytes });
-    this.socket = net.connect({ host: backend.host, port: backend.port, noDelay: true });
+    this.socket = net.connect({
+      host: backend.host,
+      port: backend.port,
+      noDelay: true,
+      onread: { buffer: READ_BUFFER, callback: (n: number, buf: Uint8Array) => this.onData(Buffer.from(buf.buffer, buf.byteOffset, n)) },
+    });
     this.socket.on('connect', () => {
+      clock.now = Date.now();
       this.connected = true;
       this.sink?.onConnected(this);
     });
-    this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    this.socket.on('drain', () => this.sink?.onUpstreamDrain());
+    this.socket.on('drain', () => {
+      clock.now = Date.now();
+      this.sink?.onUpstreamDrain();
+    });
     this.socket.on('error', (err) => {
       this.failure ??= err;
     });
     this.socket.on('close', () => this.onClose());
   }
 
-  private onData(chunk: Buffer): void {
+  /** `chunk` is a view of READ_BUFFER: valid only until this returns. */
+  private onData(chunk: Buffer): boolean {
     const sink = this.sink;
     if (!sink) {
       // Bytes on an idle connection: the backend is confused; never reuse it.
       this.destroy();
-      return;
+      return false;
     }
     this.gotBytes = true;
+    clock.now = Date.now();
     sink.cork(() => {
       try {
         this.parser.execute(chunk);
@@ -63,9 +81,11 @@ export class UpstreamConnection implements ResponseHandlers {
       }
     });
     sink.flushStream();
+    return true;
   }
 
   private onClose(): void {
+    clock.now = Date.now();
     const sink = this.sink;
     if (!sink) {
       removeIdle(this);

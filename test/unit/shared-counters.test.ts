@@ -1,0 +1,66 @@
+// The shared-memory counter layout is read by the orchestrator and written by workers built
+// from the same module; these tests pin it (slots, sizes, sums, gauges, health backoff).
+import { describe, expect, it } from 'vitest';
+import {
+  BACKEND_COUNTERS, BACKEND_STATE, C, CounterReader, GLOBAL_COUNTERS, WorkerCounters, createSharedState, sharedBytes, workerBlockSlots,
+} from '../../src/shared-memory/counters.js';
+
+const layout = { workerCapacity: 3, backendCapacity: 4 };
+
+describe('shared counters', () => {
+  it('pins the layout: slots in order, sizes from the formula', () => {
+    expect(GLOBAL_COUNTERS[0]).toBe('requests');
+    expect(GLOBAL_COUNTERS[C.client_timeouts]).toBe('client_timeouts');
+    GLOBAL_COUNTERS.forEach((name, i) => expect(C[name]).toBe(i));
+    expect(workerBlockSlots(layout)).toBe(GLOBAL_COUNTERS.length + BACKEND_COUNTERS.length * 4);
+    expect(sharedBytes(layout)).toBe(8 * (workerBlockSlots(layout) * 3 + BACKEND_STATE.length * 4));
+    expect(createSharedState(layout).byteLength).toBe(sharedBytes(layout));
+  });
+
+  it('sums each counter over workers, without one worker touching another block', () => {
+    const buf = createSharedState(layout);
+    const workers = [0, 1, 2].map((i) => new WorkerCounters(buf, layout, i));
+    workers[0]!.inc(C.requests);
+    workers[1]!.inc(C.requests, 2);
+    workers[2]!.inc(C.tokens_issued, 5);
+    workers[1]!.incBackend(3, 'requests', 7);
+    workers[2]!.incBackend(3, 'requests');
+    const r = new CounterReader(buf, layout);
+    expect(r.total('requests')).toBe(3);
+    expect(r.total('tokens_issued')).toBe(5);
+    expect(r.total('responses_2xx')).toBe(0);
+    expect(r.backendTotal(3, 'requests')).toBe(8);
+    expect(r.backendTotal(2, 'requests')).toBe(0);
+    expect(() => new WorkerCounters(buf, layout, 3)).toThrow(/below 3/);
+  });
+
+  it('clears a dead worker\'s gauges and keeps its counters', () => {
+    const buf = createSharedState(layout);
+    const w = new WorkerCounters(buf, layout, 1);
+    w.inc(C.requests, 10);
+    w.inc(C.active_requests, 4);
+    w.incBackend(0, 'active', 2);
+    const r = new CounterReader(buf, layout);
+    expect(w.backendActive(0)).toBe(2);
+    r.clearGauges(1);
+    expect(r.total('active_requests')).toBe(0);
+    expect(r.backendTotal(0, 'active')).toBe(0);
+    expect(r.total('requests')).toBe(10);
+  });
+
+  it('backs a failing backend off exponentially, capped, and resets on success; every worker sees it', () => {
+    const buf = createSharedState(layout);
+    const a = new WorkerCounters(buf, layout, 0);
+    const b = new WorkerCounters(buf, layout, 2);
+    a.markBackendFailure(1, 1_000, 100, 1_000);
+    expect(b.backendDownUntil(1)).toBe(1_100);
+    b.markBackendFailure(1, 2_000, 100, 1_000);
+    expect(a.backendDownUntil(1)).toBe(2_200);
+    for (let i = 0; i < 10; i++) a.markBackendFailure(1, 3_000, 100, 1_000);
+    expect(b.backendDownUntil(1)).toBe(4_000);
+    expect(new CounterReader(buf, layout).backendDownUntil(1)).toBe(4_000);
+    b.markBackendSuccess(1);
+    expect(a.backendDownUntil(1)).toBe(0);
+    expect(a.backendDownUntil(0)).toBe(0);
+  });
+});
