@@ -5,7 +5,13 @@ import { createRequire } from 'node:module';
 import { TetherError } from '../errors.js';
 import type * as UwsTypes from '@trufflesuite/uws-js-unofficial';
 
-export type Uws = typeof UwsTypes;
+/**
+ * The package's types omit TemplatedApp.close() (close every socket of the app, listeners
+ * included), which this build has. Workers depend on it: a thread that ends with uWS sockets
+ * open aborts the whole process.
+ */
+export type UwsApp = UwsTypes.TemplatedApp & { close(): void };
+export type Uws = Omit<typeof UwsTypes, 'App'> & { App(options?: UwsTypes.AppOptions): UwsApp };
 
 const require = createRequire(import.meta.url);
 
@@ -18,12 +24,13 @@ export function loadUws(): Uws {
     throw new TetherError(
       'TETHER_ERR_UWS_LOAD',
       `uWebSockets.js has no binary ${file} for ${process.platform}/${process.arch} on Node ABI ${process.versions.modules}` +
-        ' (supported: Node 18/20 on linux x64/arm64, darwin, win32). Run `npm ci` and use Node 20.',
+        ' (supported: Node 18/20 on linux x64/arm64, darwin, win32). Run `npm install` and use Node 20.',
       { cause },
     );
   }
+  let uws: Uws;
   try {
-    return require(path) as Uws;
+    uws = require(path) as Uws;
   } catch (cause) {
     throw new TetherError(
       'TETHER_ERR_UWS_LOAD',
@@ -31,4 +38,8 @@ export function loadUws(): Uws {
       { cause },
     );
   }
+  if (typeof (uws.App() as Partial<UwsApp>).close !== 'function') {
+    throw new TetherError('TETHER_ERR_UWS_LOAD', `uWebSockets.js binary ${path} has no App.close(); this Tether needs 20.30.0-unofficial.0`);
+  }
+  return uws;
 }

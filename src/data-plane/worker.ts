@@ -36,7 +36,28 @@ function main(): void {
   const ctx: ListenerContext = { runtime: () => runtime, tokens, counters, active, log };
 
   const app = uws.App();
+  // A thread that ends with uWS sockets open aborts the whole process (libuv's loop-close
+  // check), so every way out of a worker closes the app first; the orchestrator then replaces
+  // this worker and counts it.
+  const die = (why: string, err: unknown) => {
+    log('error', `worker ${init.workerIndex} failed: ${why}`, { err: String((err as Error)?.stack ?? err) });
+    app.close();
+    process.exit(70);
+  };
+  process.on('uncaughtException', (err) => die('uncaught exception', err));
+  process.on('unhandledRejection', (err) => die('unhandled rejection', err));
+  // Test-only (TETHER_FAULT_INJECTION=1): a request with `x-tether-fault: crash-worker` makes
+  // this worker fail the way a bug would, so tests can watch it being replaced.
+  const faultInjection = process.env.TETHER_FAULT_INJECTION === '1';
+
   app.any('/*', (res, req) => {
+    if (faultInjection && req.getHeader('x-tether-fault') === 'crash-worker') {
+      res.onAborted(() => {});
+      setImmediate(() => {
+        throw new Error('injected fault: crash-worker');
+      });
+      return;
+    }
     try {
       handleRequest(ctx, res, req);
     } catch (err) {
@@ -58,7 +79,8 @@ function main(): void {
     app.listen(addr.host, addr.port, (ls) => {
       if (!ls) {
         // Close what did open: a thread exiting with uWS sockets open aborts the process.
-        for (const open of listenSockets.splice(0)) uws.us_listen_socket_close(open);
+        listenSockets.length = 0;
+        app.close();
         send({ v: 1, type: 'listen-failed', workerIndex: init.workerIndex, address: `${addr.host}:${addr.port}` });
         return;
       }
@@ -89,6 +111,7 @@ function main(): void {
             clearInterval(check);
             clearInterval(sweeper);
             send({ v: 1, type: 'drained', workerIndex: init.workerIndex });
+            app.close(); // idle keep-alive connections too: see `die`
             process.exit(0);
           }
         }, 20);
