@@ -23,10 +23,24 @@ function droppedRequestHeader(name: string): boolean {
       return false;
   }
 }
-/** Response headers uWS writes itself or that are hop-by-hop. */
-const DROP_RESPONSE = new Set([
-  'connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'content-length', 'trailer', 'upgrade', 'date',
-]);
+/** Response headers uWS writes itself or that are hop-by-hop; `lower` is the lower-cased name. */
+function droppedResponseHeader(lower: string): boolean {
+  switch (lower) {
+    case 'date': case 'trailer': case 'upgrade': case 'connection': case 'keep-alive':
+    case 'content-length': case 'proxy-connection': case 'transfer-encoding':
+      return true;
+    default:
+      return false;
+  }
+}
+/**
+ * Lengths of the response header names onHead must recognise (the dropped ones and
+ * set-cookie): any other name is passed through without lower-casing it first.
+ */
+const NOTABLE_RESPONSE_NAME_LENGTHS = new Uint8Array(32);
+for (const n of ['date', 'trailer', 'upgrade', 'connection', 'keep-alive', 'content-length', 'proxy-connection', 'transfer-encoding', 'set-cookie']) {
+  NOTABLE_RESPONSE_NAME_LENGTHS[n.length] = 1;
+}
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 /** Past this much request body buffered before the upstream is ready, stop reading the client. */
 const MAX_QUEUED_BODY = 256 * 1024;
@@ -37,6 +51,12 @@ const STATUS_TEXT: Record<number, string> = {
   400: 'Bad Request', 403: 'Forbidden', 404: 'Not Found', 500: 'Internal Server Error', 502: 'Bad Gateway',
   503: 'Service Unavailable', 504: 'Gateway Timeout',
 };
+/** `200 OK` and friends, built once. */
+const STATUS_LINE: Record<number, string> = Object.fromEntries(Object.entries(STATUS_TEXT).map(([code, text]) => [code, `${code} ${text}`]));
+
+function statusLine(status: number, reason: string): string {
+  return reason === STATUS_TEXT[status] ? STATUS_LINE[status]! : `${status} ${reason || STATUS_TEXT[status] || ''}`;
+}
 
 export interface ListenerContext {
   runtime: () => Runtime;
@@ -67,7 +87,8 @@ export function handleRequest(ctx: ListenerContext, res: HttpResponse, req: Http
   // HttpRequest is stack-allocated: copy everything now.
   const method = req.getCaseSensitiveMethod();
   const query = req.getQuery();
-  const target = query ? `${req.getUrl()}?${query}` : req.getUrl();
+  const path = req.getUrl();
+  const target = query ? `${path}?${query}` : path;
   const flat: string[] = [];
   let host = '';
   let hostCount = 0;
@@ -111,10 +132,9 @@ export function handleRequest(ctx: ListenerContext, res: HttpResponse, req: Http
   }
 
   const runtime = ctx.runtime();
-  const colon = host.lastIndexOf(':');
-  const hostname = (colon > 0 && host.indexOf(']') < colon ? host.slice(0, colon) : host).toLowerCase();
-  const pool = runtime.route(hostname, req.getUrl());
-  const clientIp = Buffer.from(res.getRemoteAddressAsText()).toString('latin1');
+  const pool = runtime.hasRoutes ? runtime.route(hostnameOf(host), path) : runtime.defaultPool;
+  // An IP address in ASCII: decoded straight from uWS's ArrayBuffer, no Buffer in between.
+  const clientIp = String.fromCharCode.apply(null, new Uint8Array(res.getRemoteAddressAsText()) as unknown as number[]);
 
   // Sticky lookup (DESIGN step 3). Invalid tokens count and fall through to balancing.
   const sticky: StickyDecision = { tokenBackend: -1, refresh: false };
@@ -180,6 +200,12 @@ export function handleRequest(ctx: ListenerContext, res: HttpResponse, req: Http
   ex.head = `${method} ${target} HTTP/1.1\r\n${head}\r\n`;
   ex.hashKey = hashKeyFor(pool, clientIp, flat, cookie);
   ex.start();
+}
+
+/** The Host header without its port, lower-cased (`[::1]:80` → `[::1]`). */
+function hostnameOf(host: string): string {
+  const colon = host.lastIndexOf(':');
+  return (colon > 0 && host.indexOf(']') < colon ? host.slice(0, colon) : host).toLowerCase();
 }
 
 function connectionListed(connection: string, name: string): boolean {
@@ -438,7 +464,7 @@ export class Exchange implements UpstreamSink {
     this.status = status;
     this.headSent = true;
     this.countSticky(this.backend);
-    res.writeStatus(`${status} ${reason || STATUS_TEXT[status] || ''}`);
+    res.writeStatus(statusLine(status, reason));
     const served = this.backend!;
     const issue = this.sticky.tokenBackend !== pool.byId.get(served.id) || this.sticky.refresh;
     let declaredLength = -1;
@@ -449,19 +475,21 @@ export class Exchange implements UpstreamSink {
     }
     for (let i = 0; i < headers.length; i += 2) {
       const name = headers[i]!;
-      const lower = name.toLowerCase();
       let value = headers[i + 1]!;
-      if (DROP_RESPONSE.has(lower)) {
-        if (lower === 'content-length') declaredLength = Number(value);
-        continue;
-      }
-      // Headers the backend named in Connection are hop-by-hop too (RFC 9110 §7.6.1).
-      if (connection && connectionListed(connection, lower)) continue;
-      if (lower === 'set-cookie' && pool.sticky.mode === 'prefix') {
-        const parsed = parseSetCookie(value);
-        if (parsed && parsed.name === pool.sticky.cookie && !parsed.deletes) {
-          token ||= this.issueToken(served);
-          if (token) value = replaceSetCookieValue(value, parsed, `${token}~${parsed.value}`);
+      if (NOTABLE_RESPONSE_NAME_LENGTHS[name.length] === 1 || connection) {
+        const lower = name.toLowerCase();
+        if (droppedResponseHeader(lower)) {
+          if (lower === 'content-length') declaredLength = Number(value);
+          continue;
+        }
+        // Headers the backend named in Connection are hop-by-hop too (RFC 9110 §7.6.1).
+        if (connection && connectionListed(connection, lower)) continue;
+        if (lower === 'set-cookie' && pool.sticky.mode === 'prefix') {
+          const parsed = parseSetCookie(value);
+          if (parsed && parsed.name === pool.sticky.cookie && !parsed.deletes) {
+            token ||= this.issueToken(served);
+            if (token) value = replaceSetCookieValue(value, parsed, `${token}~${parsed.value}`);
+          }
         }
       }
       res.writeHeader(name, latin1Safe(value));

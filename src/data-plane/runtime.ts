@@ -45,7 +45,10 @@ interface CompiledRoute {
 export class Runtime {
   readonly pools = new Map<string, PoolRuntime>();
   private readonly routes: CompiledRoute[];
-  private readonly defaultPool: PoolRuntime;
+  /** Where requests go when no route matches (the pool named `default`, else the first). */
+  readonly defaultPool: PoolRuntime;
+  /** False when every request goes to the default pool: the Host header need not be parsed. */
+  readonly hasRoutes: boolean;
 
   constructor(
     readonly config: Config,
@@ -60,6 +63,7 @@ export class Runtime {
     if (!first) throw new Error('expected at least one pool in the configuration');
     this.defaultPool = first;
     this.routes = compileRoutes(config.routes, this.pools);
+    this.hasRoutes = this.routes.length > 0;
   }
 
   /** Host (without port, lower-case) and path → pool. First match in specificity order; otherwise the default pool. */

@@ -13,7 +13,7 @@ import { answersOn, findExecutable, firstLineOf } from './common.js';
 export const name = 'haproxy';
 export const cookieName = 'SRV';
 export const describe =
-  'HAProxy: nbthread W, balance roundrobin, cookie SRV insert indirect nocache, http-reuse always, no logs';
+  'HAProxy: nbthread W, balance roundrobin, cookie SRV insert indirect nocache, http-reuse always, X-Forwarded-*, no logs';
 
 export function available() {
   const binary = findExecutable('haproxy');
@@ -36,6 +36,8 @@ global
 defaults
     mode http
     option http-keep-alive
+    # The same job Tether does on every request: X-Forwarded-For/-Proto/-Host to the backend.
+    option forwardfor
     timeout connect 5s
     timeout client 30s
     timeout server 30s
@@ -44,6 +46,8 @@ defaults
 
 frontend bench
     bind 127.0.0.1:${port}
+    http-request set-header X-Forwarded-Proto http
+    http-request set-header X-Forwarded-Host %[req.hdr(host)]
     default_backend app
 
 backend app

@@ -40,7 +40,7 @@ if (cluster.isPrimary) {
 } else {
   const byName = new Map(backends.map((b) => [b.name, b]));
   const agent = new http.Agent({ keepAlive: true, maxSockets: 256, maxFreeSockets: 256 });
-  const proxy = httpProxy.createProxyServer({ agent, xfwd: false });
+  const proxy = httpProxy.createProxyServer({ agent, xfwd: true });
   const cookiePattern = new RegExp(`(?:^|;\\s*)${COOKIE}=([^;]*)`);
   let next = 0;
 

@@ -103,6 +103,10 @@ ${backends.map((b) => `        127.0.0.1:${b.port} ${b.name};`).join('\n')}
             proxy_pass http://$sticky_upstream;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
+            # The same job Tether does on every request.
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto $scheme;
+            proxy_set_header X-Forwarded-Host $host;
             add_header Set-Cookie $route_cookie;
             add_header Cache-Control $route_cookie_cache_control;
         }
