@@ -10,7 +10,7 @@ import { startProcess, waitUntilAnswers, freePort } from '../processes.js';
 
 export const name = 'tether';
 export const cookieName = 'TETHER';
-export const describe = 'Tether: dist/cli.js --sticky cookie --workers W (worker threads), one fresh AES-256 key';
+export const describe = 'Tether: node --single-threaded-gc dist/cli.js --sticky cookie --workers W (worker threads), one fresh AES-256 key';
 
 function cliPath(repoRoot) {
   return join(repoRoot, 'dist', 'cli.js');
@@ -28,6 +28,8 @@ export async function start({ backends, workers, port, dir, repoRoot }) {
   const keyFile = join(dir, 'tether.keys');
   writeFileSync(keyFile, `1 ${randomBytes(32).toString('hex')}\n`, { mode: 0o600 });
   const args = [
+    // As the `tether` command runs itself (its shebang): see src/cli.ts.
+    '--single-threaded-gc',
     cliPath(repoRoot),
     '--listen', `127.0.0.1:${port}`,
     '--admin', `127.0.0.1:${adminPort}`,
