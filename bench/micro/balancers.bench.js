@@ -4,6 +4,7 @@
 
 import Benchmark from 'benchmark';
 import { pathToFileURL } from 'node:url';
+import { runSuite } from './harness.js';
 import { createBalancer } from '../../dist/data-plane/balancers/index.js';
 import { getCookie, mapCookie, removeCookie, splitPrefixed } from '../../dist/sticky/cookies.js';
 
@@ -75,18 +76,7 @@ export function buildSuite() {
 
 /** Runs the suite and returns [{name, nsPerOp, rme, samples}]. */
 export function run({ log = true } = {}) {
-  return new Promise((resolve) => {
-    const suite = buildSuite();
-    const results = [];
-    suite.on('cycle', (event) => {
-      const t = event.target;
-      const row = { name: t.name, nsPerOp: 1e9 / t.hz, rme: t.stats.rme, samples: t.stats.sample.length };
-      results.push(row);
-      if (log) console.log(`${row.name.padEnd(52)} ${row.nsPerOp.toFixed(1).padStart(8)} ns/op  ±${row.rme.toFixed(1)}%`);
-    });
-    suite.on('complete', () => resolve(results));
-    suite.run({ async: false });
-  });
+  return runSuite(buildSuite(), { log });
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {

@@ -6,6 +6,7 @@
 import Benchmark from 'benchmark';
 import { randomBytes } from 'node:crypto';
 import { pathToFileURL } from 'node:url';
+import { runSuite } from './harness.js';
 import { createTokenCrypto, hmacSha256, hmacVerify } from '../../dist/native/index.js';
 import { createReferenceTokenCrypto, referenceHmacSha256, referenceHmacVerify } from '../../dist/native/reference.js';
 import { encodePayload, tokenAad } from '../../dist/sticky/route-token.js';
@@ -69,18 +70,7 @@ export function buildSuite() {
 
 /** Runs the suite and returns [{name, nsPerOp, rme, samples}]. */
 export function run({ log = true } = {}) {
-  return new Promise((resolve) => {
-    const suite = buildSuite();
-    const results = [];
-    suite.on('cycle', (event) => {
-      const t = event.target;
-      const row = { name: t.name, nsPerOp: 1e9 / t.hz, rme: t.stats.rme, samples: t.stats.sample.length };
-      results.push(row);
-      if (log) console.log(`${row.name.padEnd(52)} ${row.nsPerOp.toFixed(1).padStart(8)} ns/op  ±${row.rme.toFixed(1)}%`);
-    });
-    suite.on('complete', () => resolve(results));
-    suite.run({ async: false });
-  });
+  return runSuite(buildSuite(), { log });
 }
 
 /** One line per op: native ns/op, node:crypto ns/op, and how many times faster native is. */
