@@ -183,7 +183,7 @@ export function handleRequest(ctx: ListenerContext, res: HttpResponse, req: Http
   }
   if (presented) readToken(ctx, pool, presented, sticky);
 
-  const ex = new Exchange(ctx, res, pool, method, target, clientIp, body, length, sticky);
+  const ex = new Exchange(ctx, res, pool, method, body, sticky);
   // Head, minus framing and the backend-specific parts, built once for every attempt.
   let head = '';
   for (let i = 0; i < flat.length; i += 2) {
@@ -284,7 +284,6 @@ export class Exchange implements UpstreamSink {
   private backend: BackendRuntime | null = null;
   private conn: UpstreamConnection | null = null;
   private attempts = 0;
-  private failedIndex = -1;
   /** Client gone (onAborted) or response finished: `res` must not be touched. */
   private resDone = false;
   private headSent = false;
@@ -314,10 +313,7 @@ export class Exchange implements UpstreamSink {
     private readonly res: HttpResponse,
     private readonly pool: PoolRuntime,
     private readonly method: string,
-    readonly target: string,
-    private readonly clientIp: string,
     private readonly body: Body,
-    private readonly length: number,
     private readonly sticky: StickyDecision,
   ) {
     this.bodyEnded = body === Body.None;
@@ -404,13 +400,16 @@ export class Exchange implements UpstreamSink {
 
   private onClientData(ab: ArrayBuffer, isLast: boolean): void {
     clock.now = Date.now();
+    // Answered already (an error, or the backend replied early): the rest of the body has
+    // nowhere to go, and must not pile up here.
+    if (this.phase === Phase.Done) return;
     // The ArrayBuffer is only valid during this call: copy it.
     const chunk = ab.byteLength > 0 ? Buffer.from(new Uint8Array(ab)) : null;
     if (isLast) this.bodyEnded = true;
     const cfg = this.ctx.runtime().config;
     if (this.bodyStarted) {
       // Upstream already finished or failed (an early response): the rest is not needed.
-      if (!this.conn || this.phase === Phase.Done) return;
+      if (!this.conn) return;
       const socket = this.conn.socket;
       let ok = true;
       if (chunk) ok = this.writeBody(chunk);
@@ -680,7 +679,6 @@ export class Exchange implements UpstreamSink {
   private retryOrFail(failed: BackendRuntime, why: string): void {
     const pool = this.pool;
     const failedIndex = pool.byId.get(failed.id)!;
-    this.failedIndex = failedIndex;
     if (this.attempts < MAX_ATTEMPTS && !this.resDone) {
       const next = pool.balancer.pick({ hashKey: this.hashKey }, failedIndex);
       if (next >= 0) {
