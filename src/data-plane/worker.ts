@@ -71,6 +71,12 @@ function main(): void {
     }
   });
 
+  const sweeper = setInterval(() => {
+    const now = (clock.now = Date.now());
+    for (const ex of active) if (ex.deadline <= now) ex.onDeadline();
+    for (const pool of runtime.pools.values()) for (const b of pool.backends) sweepIdle(b, now, runtime.config.timeouts.keepAliveMs);
+  }, SWEEP_MS);
+
   const listenSockets: us_listen_socket[] = [];
   const ports: number[] = [];
   const addresses = init.config.listen;
@@ -82,19 +88,15 @@ function main(): void {
         listenSockets.length = 0;
         app.close();
         send({ v: 1, type: 'listen-failed', workerIndex: init.workerIndex, address: `${addr.host}:${addr.port}` });
-        return;
+        // Exit so the orchestrator can retry this worker (with backoff) or stop, as it decides.
+        clearInterval(sweeper);
+        process.exit(3);
       }
       listenSockets.push(ls);
       ports[i] = uws.us_socket_local_port(ls as never);
       if (--pending === 0) send({ v: 1, type: 'listening', workerIndex: init.workerIndex, ports });
     });
   }
-
-  const sweeper = setInterval(() => {
-    const now = (clock.now = Date.now());
-    for (const ex of active) if (ex.deadline <= now) ex.onDeadline();
-    for (const pool of runtime.pools.values()) for (const b of pool.backends) sweepIdle(b, now, runtime.config.timeouts.keepAliveMs);
-  }, SWEEP_MS);
 
   parentPort!.on('message', (data: unknown) => {
     const msg = decode<ToWorker>(data);

@@ -29,6 +29,8 @@ interface WorkerSlot {
   index: number;
   worker: Worker | null;
   listening: boolean;
+  /** Has listened at least once: only such a slot is restarted when its worker exits. */
+  served: boolean;
   consecutiveFailures: number;
 }
 
@@ -61,7 +63,7 @@ export async function startTether(config: Config, log: Logger): Promise<RunningT
   let keyReloads = 0;
   let shuttingDown = false;
 
-  const workers: WorkerSlot[] = Array.from({ length: config.workers }, (_, index) => ({ index, worker: null, listening: false, consecutiveFailures: 0 }));
+  const workers: WorkerSlot[] = Array.from({ length: config.workers }, (_, index) => ({ index, worker: null, listening: false, served: false, consecutiveFailures: 0 }));
   // Port 0 means "any": the first worker picks, the others join it on the same port.
   let listenConfig = config;
 
@@ -89,6 +91,7 @@ export async function startTether(config: Config, log: Logger): Promise<RunningT
         switch (msg.type) {
           case 'listening':
             slot.listening = true;
+            slot.served = true;
             slot.consecutiveFailures = 0;
             if (!settled) {
               settled = true;
@@ -122,7 +125,14 @@ export async function startTether(config: Config, log: Logger): Promise<RunningT
         if (slot.worker !== worker) return;
         slot.worker = null;
         slot.listening = false;
-        if (shuttingDown || !settled) return;
+        if (!settled) {
+          // Exited before listening (its listen-failed message may not have made it out).
+          settled = true;
+          clearTimeout(timer);
+          reject(new TetherError('TETHER_ERR_WORKER', `worker ${slot.index} exited with code ${code} before listening (address in use?)`));
+        }
+        // A worker that never listened is a start-up failure (the caller stops everything).
+        if (shuttingDown || !slot.served) return;
         workerRestarts++;
         slot.consecutiveFailures++;
         const delay = Math.min(5_000, 100 * 2 ** (slot.consecutiveFailures - 1));

@@ -1,0 +1,29 @@
+// Start-up failure on a port that is already taken: a clean, prompt exit with a message naming
+// the address — not a V8/libuv abort (a worker thread exiting with uWS sockets open used to take
+// the process down) and not a restart loop.
+import net from 'node:net';
+import { execFile } from 'node:child_process';
+import { expect, it } from 'vitest';
+import { CLI } from '../helpers/tether.js';
+
+it('a taken --listen port: exit code 1 within the deadline, TETHER_ERR_LISTEN naming the address', async () => {
+  const holder = net.createServer();
+  await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', () => resolve()));
+  const port = (holder.address() as net.AddressInfo).port;
+  try {
+    const result = await new Promise<{ code: number | null; out: string }>((resolve) => {
+      execFile(
+        process.execPath,
+        ['--single-threaded-gc', CLI, '--listen', `127.0.0.1:${port}`, '--admin', 'off', '--workers', '2', '--no-demo', '--backend', 'a=127.0.0.1:1'],
+        { timeout: 20_000 },
+        (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, out: stdout + stderr }),
+      );
+    });
+    expect(result.code, result.out).toBe(1);
+    expect(result.out).toContain('TETHER_ERR_LISTEN');
+    expect(result.out).toContain(`127.0.0.1:${port}`);
+    expect(result.out).not.toMatch(/Assertion failed|Aborted|uv_loop_close/);
+  } finally {
+    holder.close();
+  }
+});
