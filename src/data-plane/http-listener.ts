@@ -169,11 +169,13 @@ export function handleRequest(ctx: ListenerContext, res: HttpResponse, req: Http
       break;
     }
     case 'header': {
-      for (let i = 0; i < flat.length; i += 2) {
+      // The first copy is the token; every copy is ours and none reaches the backend.
+      for (let i = 0; i < flat.length; ) {
         if (flat[i] === pool.headerLower) {
-          presented = flat[i + 1]!;
+          presented ||= flat[i + 1]!;
           flat.splice(i, 2);
-          break;
+        } else {
+          i += 2;
         }
       }
       break;

@@ -158,7 +158,12 @@ export async function startTether(config: Config, log: Logger): Promise<RunningT
   try {
     // uWS sets SO_REUSEPORT only for an explicit port, so port 0 is resolved here first and
     // every worker binds the same explicit port.
-    listenConfig = { ...config, listen: await Promise.all(config.listen.map(async (l) => ({ host: l.host, port: l.port || (await freePort(l.host)) }))) };
+    // An explicit port is probed without SO_REUSEPORT first: the workers' reuseport sockets
+    // would otherwise silently share a port with another process (say, a second Tether).
+    listenConfig = {
+      ...config,
+      listen: await Promise.all(config.listen.map(async (l) => ({ host: l.host, port: await exclusivePort(l.host, l.port) }))),
+    };
     await Promise.all(workers.map((w) => spawn(w)));
     if (config.admin) {
       admin = await startAdmin(config.admin, {
@@ -225,12 +230,25 @@ export async function startTether(config: Config, log: Logger): Promise<RunningT
   };
 }
 
-/** A port the kernel considers free on `host` right now (bound and released). */
-function freePort(host: string): Promise<number> {
+/**
+ * `port` on `host` if nothing holds it right now (0: any free port), checked by binding it
+ * without SO_REUSEPORT and releasing it.
+ */
+function exclusivePort(host: string, port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
-    srv.once('error', (err) => reject(new TetherError('TETHER_ERR_LISTEN', `cannot listen on ${host}: ${err.message}`, { cause: err })));
-    srv.listen(0, host, () => {
+    srv.once('error', (err: NodeJS.ErrnoException) =>
+      reject(
+        new TetherError(
+          'TETHER_ERR_LISTEN',
+          err.code === 'EADDRINUSE'
+            ? `cannot listen on ${host}:${port}: already in use by another process (another Tether?)`
+            : `cannot listen on ${host}:${port}: ${err.message}`,
+          { cause: err },
+        ),
+      ),
+    );
+    srv.listen({ port, host, exclusive: true }, () => {
       const { port } = srv.address() as net.AddressInfo;
       srv.close(() => resolve(port));
     });

@@ -27,3 +27,23 @@ it('a taken --listen port: exit code 1 within the deadline, TETHER_ERR_LISTEN na
     holder.close();
   }
 });
+
+it('a second Tether on the port a running one holds is refused, not silently sharing it', async () => {
+  const { startTether } = await import('../helpers/tether.js');
+  const first = await startTether(['--no-demo', '--backend', 'a=127.0.0.1:1'], { workers: 2 });
+  try {
+    const result = await new Promise<{ code: number | null; out: string }>((resolve) => {
+      execFile(
+        process.execPath,
+        ['--single-threaded-gc', CLI, '--listen', `127.0.0.1:${first.port}`, '--admin', 'off', '--workers', '1', '--no-demo', '--backend', 'a=127.0.0.1:1'],
+        { timeout: 20_000 },
+        (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, out: stdout + stderr }),
+      );
+    });
+    expect(result.code, result.out).toBe(1);
+    expect(result.out).toContain('already in use by another process');
+    expect(first.proc.exitCode).toBeNull();
+  } finally {
+    expect(await first.stop()).toBe(0);
+  }
+});
