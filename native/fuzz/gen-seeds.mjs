@@ -3,10 +3,11 @@
 // Tokens are sealed here with node:crypto under the ring of test/fixtures/token-vectors.txt (keys
 // SHA-256("tether token vector key <id>"), ids 7, 0, 255), which token_open_fuzz.cc derives the
 // same way; nonces and payloads come from fixed labels, so reruns give identical files.
-import { createCipheriv, createHash, createHmac } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { aadFor, rawToken } from '../../test/fixtures/token-format.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const sha256 = (label) => createHash('sha256').update(label).digest();
@@ -16,24 +17,7 @@ const nonceFor = (label) => sha256(`tether fuzz seed nonce ${label}`).subarray(0
 // Wire format from native/include/tether/token.h:
 // version(1)=0x01 | keyId(1) | nonce(12) | AES-256-GCM(payload) | tag(16), base64url unpadded;
 // GCM AAD = version | keyId | caller AAD.
-function rawToken(keyId, key, nonce, payload, aad, version = 1) {
-  const header = Buffer.from([version, keyId]);
-  const cipher = createCipheriv('aes-256-gcm', key, nonce, { authTagLength: 16 });
-  cipher.setAAD(Buffer.concat([header, aad]));
-  const ciphertext = Buffer.concat([cipher.update(payload), cipher.final()]);
-  return Buffer.concat([header, nonce, ciphertext, cipher.getAuthTag()]);
-}
 
-function aadFor(pool, mode) {
-  const p = Buffer.from(pool);
-  const m = Buffer.from(mode);
-  const out = Buffer.alloc(4 + p.length + m.length);
-  out.writeUInt16BE(p.length, 0);
-  p.copy(out, 2);
-  out.writeUInt16BE(m.length, 2 + p.length);
-  m.copy(out, 4 + p.length);
-  return out;
-}
 
 // token_open input: L (1 byte) | caller AAD (L bytes) | token characters.
 function tokenOpenInput(aad, token) {
