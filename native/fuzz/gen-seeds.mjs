@@ -7,7 +7,7 @@ import { createHash, createHmac } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { aadFor, rawToken } from '../../test/fixtures/token-format.mjs';
+import { ROUTE_PAYLOAD, aadFor, rawToken } from '../../test/fixtures/token-format.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const sha256 = (label) => createHash('sha256').update(label).digest();
@@ -38,12 +38,7 @@ function writeCorpus(target, seeds) {
 }
 
 const b64u = (buf) => buf.toString('base64url');
-const routePayload = Buffer.concat([
-  Buffer.from([0, 0x65, 0x53, 0xf1, 0x00]),
-  Buffer.alloc(8),
-  Buffer.from([5]),
-  Buffer.from('app-1'),
-]);
+const routePayload = ROUTE_PAYLOAD;
 const payloads = {
   empty: Buffer.alloc(0),
   one: Buffer.from([0x2a]),

@@ -29,7 +29,8 @@ const defaultHandler: Handler = (req, res, name) => {
   });
 };
 
-export async function startBackend(name: string, handler: Handler = defaultHandler, host = '127.0.0.1'): Promise<TestBackend> {
+/** `port` 0 (default) picks a free one; a fixed port lets a test restart a backend where it was. */
+export async function startBackend(name: string, handler: Handler = defaultHandler, host = '127.0.0.1', port = 0): Promise<TestBackend> {
   const received: Received[] = [];
   const server = http.createServer((req, res) => {
     received.push({ method: req.method!, url: req.url!, headers: req.headers, rawHeaders: req.rawHeaders, remoteAddress: req.socket.remoteAddress! });
@@ -38,7 +39,7 @@ export async function startBackend(name: string, handler: Handler = defaultHandl
   server.keepAliveTimeout = 60_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(0, host, () => resolve());
+    server.listen(port, host, () => resolve());
   });
   return {
     name,

@@ -167,7 +167,7 @@ describe('sticky failover', () => {
     expect(app2Token).toBeTruthy();
 
     // app1 returns on the same port after its backoff; new clients find it again.
-    app1 = await listenOn('app1', app1Port, echo);
+    app1 = await startBackend('app1', echo, '127.0.0.1', app1Port);
     await pollUntil(
       'a token-less request to reach the recovered app1',
       async () => ((await send({}, { agent: false })).body === 'app1' ? true : undefined),
@@ -181,26 +181,3 @@ describe('sticky failover', () => {
   });
 });
 
-/** Like startBackend, but on a given port (a backend restarting where it was). */
-async function listenOn(name: string, port: number, handler: Handler): Promise<TestBackend> {
-  const received: TestBackend['received'] = [];
-  const server = http.createServer((req, res) => {
-    received.push({ method: req.method!, url: req.url!, headers: req.headers, rawHeaders: req.rawHeaders, remoteAddress: req.socket.remoteAddress! });
-    handler(req, res, name);
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, '127.0.0.1', () => resolve());
-  });
-  return {
-    name,
-    port,
-    server,
-    received,
-    close: () =>
-      new Promise((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
-}
