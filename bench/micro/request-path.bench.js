@@ -4,7 +4,7 @@
 // CPU a request costs Tether, without syscalls or the machine's noise. Run after `npm run build`:
 //   node bench/micro/request-path.bench.js
 import { createRequire } from 'node:module';
-import { handleRequest } from '../../dist/data-plane/http-listener.js';
+import { ActiveExchanges, handleRequest } from '../../dist/data-plane/http-listener.js';
 import { Runtime } from '../../dist/data-plane/runtime.js';
 import { UpstreamConnection } from '../../dist/data-plane/upstream/pool.js';
 import { ResponseParser } from '../../dist/data-plane/upstream/codec.js';
@@ -25,7 +25,7 @@ const counters = new WorkerCounters(createSharedState(layout), layout, 0);
 const runtime = new Runtime(config, { default: { app1: 0, app2: 1 } }, counters);
 const tokens = new RouteTokens(createTokenCrypto(), { maxAgeSec: 86_400 });
 tokens.setKeyRing([{ id: 1, key: Buffer.alloc(32, 7) }], 1);
-const ctx = { runtime: () => runtime, tokens, counters, active: new Set(), log: () => {} };
+const ctx = { runtime: () => runtime, tokens, counters, active: new ActiveExchanges(), log: () => {} };
 const token = tokens.issue('default', 'cookie', 'app1');
 
 // An upstream connection whose socket only accepts writes; responses are fed to it by hand.
@@ -64,10 +64,6 @@ const without = request('');
 /** One full request: the handler, then the backend's response through the upstream connection. */
 function cycle(req) {
   handleRequest(ctx, res, req);
-  for (const b of runtime.pools.get('default').backends) {
-    const conn = b.idle.length ? null : undefined;
-    void conn;
-  }
   // The exchange took the backend's idle connection; answer on it.
   for (const b of runtime.pools.get('default').backends) {
     const busy = busyConnection(b);

@@ -12,6 +12,8 @@ export interface BackendRuntime {
   readonly host: string;
   readonly port: number;
   readonly weight: number;
+  /** Position in its pool's `backends` (what route tokens and balancers resolve to). */
+  readonly index: number;
   /** Index of this backend's counters and health in shared memory. */
   readonly slot: number;
   readonly pool: PoolRuntime;
@@ -115,7 +117,7 @@ function buildPool(
   for (const b of pc.backends) {
     const slot = slots[b.id];
     if (slot === undefined) throw new Error(`backend ${name}/${b.id} has no shared-memory slot`);
-    backends.push({ id: b.id, host: b.address, port: b.port, weight: b.weight, slot, pool, idle: [] });
+    backends.push({ id: b.id, host: b.address, port: b.port, weight: b.weight, index: backends.length, slot, pool, idle: [] });
   }
   (pool as { balancer: Balancer }).balancer = createBalancer(
     pc.balance.algorithm,

@@ -4,7 +4,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import type { us_listen_socket } from '@trufflesuite/uws-js-unofficial';
 import { loadUws } from './uws.js';
-import { handleRequest, type Exchange, type ListenerContext } from './http-listener.js';
+import { ActiveExchanges, handleRequest, type ListenerContext } from './http-listener.js';
 import { Runtime } from './runtime.js';
 import { decode, encode, type FromWorker, type ToWorker, type WorkerInit } from './messages.js';
 import { sweepIdle } from './upstream/pool.js';
@@ -32,7 +32,7 @@ function main(): void {
   const applyKeyRing = (ring: KeyRing) => tokens.setKeyRing(ring.keys, ring.sealKeyId);
   applyKeyRing(init.keyRing);
   const runtime = new Runtime(init.config, init.slots, counters, () => clock.now);
-  const active = new Set<Exchange>();
+  const active = new ActiveExchanges();
   const ctx: ListenerContext = { runtime: () => runtime, tokens, counters, active, log };
 
   const app = uws.App();
@@ -73,7 +73,7 @@ function main(): void {
 
   const sweeper = setInterval(() => {
     const now = (clock.now = Date.now());
-    for (const ex of active) if (ex.deadline <= now) ex.onDeadline();
+    active.expire(now);
     for (const pool of runtime.pools.values()) for (const b of pool.backends) sweepIdle(b, now, runtime.config.timeouts.keepAliveMs);
   }, SWEEP_MS);
 

@@ -179,6 +179,17 @@ describe('response headers', () => {
     expect(names, 'X-Backend-Hop is named by the backend’s Connection field').not.toContain('x-backend-hop');
   });
 
+  it('passes response headers in order, byte for byte, including latin1 values', async () => {
+    const t = await rawBackendResponding(
+      'HTTP/1.1 200 OK\r\nX-First: 1\r\nX-Latin: caf\xe9 \xff\r\nX-Empty:\r\nX-Last: z\r\nContent-Length: 2\r\n\r\nok',
+    );
+    const r = await rawRequest(t.port, 'GET / HTTP/1.1\r\nHost: h\r\n\r\n');
+    expect(r).toMatch(/^HTTP\/1\.1 200 /);
+    // Read as latin1: each byte one character, so 0xE9 and 0xFF must arrive as single bytes.
+    expect(r).toContain('\r\nX-First: 1\r\nX-Latin: caf\xe9 \xff\r\nX-Empty: \r\nX-Last: z\r\n');
+    expect(r).toMatch(/\r\n\r\nok$/);
+  });
+
   it('passes every Set-Cookie from the backend to the client', async () => {
     const cookies = ['a=1; Path=/', 'b=2; HttpOnly', 'c=3; Max-Age=60; SameSite=Lax', 'a=4; Path=/other'];
     const { t } = await setup((req, res) => {
@@ -201,14 +212,6 @@ describe('response headers', () => {
     const r = await rawRequest(t.port, 'GET / HTTP/1.1\r\nHost: h\r\n\r\n');
     expect(r).toMatch(/^HTTP\/1\.1 200 /);
     expect(r).toContain(`\r\nx-big: ${big}\r\n`);
-  });
-
-  it('passes a 15 KiB request header value through unchanged', async () => {
-    const big = 'q'.repeat(15 * 1024);
-    const { backend, t } = await setup();
-    const r = await request({ port: t.port, headers: { 'x-big': big } });
-    expect(r.status).toBe(200);
-    expect(backend.received[0]!.headers['x-big']).toBe(big);
   });
 
   it('passes a 15 KiB request header value through unchanged', async () => {
