@@ -378,6 +378,8 @@ export class Exchange implements UpstreamSink {
   private total = 0;
   private pending: Buffer[] = [];
   private pendingOffset = 0;
+  /** Body bytes of a length-framed response uWS has taken whole (the write offset while nothing is pending). */
+  private sent = 0;
   private upstreamPaused = false;
   private upstreamEnded = false;
   /** Chunked/close-delimited body parsed under cork, written once the cork scope ends (flushStream). */
@@ -629,15 +631,18 @@ export class Exchange implements UpstreamSink {
         this.pending.push(Buffer.from(chunk));
         return;
       }
-      const offset = res.getWriteOffset();
       const [ok, done] = res.tryEnd(chunk, this.total);
       if (done) {
         this.clientFinished();
       } else if (!ok) {
         this.pending.push(Buffer.from(chunk));
-        this.pendingOffset = offset;
+        // Every earlier chunk went out whole (else this one would have queued behind it), so
+        // the body offset where this chunk starts is what we have sent: no getWriteOffset call.
+        this.pendingOffset = this.sent;
         this.pauseUpstream();
         res.onWritable((off) => this.onWritable(off));
+      } else {
+        this.sent += chunk.length;
       }
     } else if (this.out === Out.Stream) {
       // Not written here, under cork: this uWS build's corked write() drops a chunk's data
@@ -699,6 +704,7 @@ export class Exchange implements UpstreamSink {
       this.pending.shift();
       offset = res.getWriteOffset();
       this.pendingOffset = offset;
+      this.sent = offset;
     }
     this.resumeUpstream();
     return true;
@@ -725,8 +731,10 @@ export class Exchange implements UpstreamSink {
     if (conn) {
       if (!this.bodyEnded) conn.reusable = false;
       this.conn = null;
-      this.upstreamPaused = false;
-      conn.socket.resume();
+      if (this.upstreamPaused) {
+        this.upstreamPaused = false;
+        conn.socket.resume();
+      }
       release(conn, clock.now, this.ctx.runtime().config.limits.maxIdlePerBackend);
     }
     if (this.resDone) {

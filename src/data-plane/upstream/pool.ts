@@ -72,17 +72,24 @@ export class UpstreamConnection implements ResponseHandlers {
     }
     this.gotBytes = true;
     clock.now = Date.now();
-    sink.cork(() => {
-      try {
-        this.parser.execute(chunk);
-      } catch (err) {
-        if (!(err instanceof UpstreamParseError)) throw err;
-        this.fail(err);
-      }
-    });
+    this.chunk = chunk;
+    sink.cork(this.parseChunk);
+    this.chunk = null;
     sink.flushStream();
     return true;
   }
+
+  /** The chunk being read, for parseChunk. */
+  private chunk: Buffer | null = null;
+  /** Parses `chunk` (run corked); bound once rather than a closure per read. */
+  private readonly parseChunk = (): void => {
+    try {
+      this.parser.execute(this.chunk!);
+    } catch (err) {
+      if (!(err instanceof UpstreamParseError)) throw err;
+      this.fail(err);
+    }
+  };
 
   private onClose(): void {
     clock.now = Date.now();
