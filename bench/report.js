@@ -22,13 +22,20 @@ export function median(values) {
 
 /**
  * One row per peer for `scenario`: { peer, status, rounds, okRounds, rps, p50Ms, p99Ms,
- * cpuPer1k, peakRssMiB, vsReference, errors, flagged, note }.
- * `runs` are result records from bench/run.js; `peers` is [{ name, available, reason, install }].
+ * cpuPer1k, peakRssMiB, vsReference, errors, flagged, note, extra }.
+ * `runs` are result records from bench/run.js; `peers` is [{ name, available, reason, install }];
+ * `columns` the scenario's own figures ([{ key, label, digits }], read from each run's
+ * load.extra and reported as medians in `extra`). Peers with no run in this scenario (a peer
+ * variant made for another scenario) get no row.
  */
-export function summarizeScenario(runs, scenario, peers) {
+export function summarizeScenario(runs, scenario, peers, columns = []) {
+  // Results files before the `load` field kept the same figures under `wrk`.
+  runs = runs.map((r) => (r.load || !r.wrk ? r : { ...r, load: r.wrk }));
   const counted = runs.filter((r) => r.scenario === scenario && r.round > 0);
+  const ran = new Set(runs.filter((r) => r.scenario === scenario).map((r) => r.peer));
+  peers = peers.filter((p) => ran.has(p.name) || !p.scenarios || p.scenarios.includes(scenario));
   const referenceByRound = new Map(
-    counted.filter((r) => r.peer === REFERENCE_PEER && r.ok).map((r) => [r.round, r.wrk.rps]),
+    counted.filter((r) => r.peer === REFERENCE_PEER && r.ok).map((r) => [r.round, r.load.rps]),
   );
   return peers.map((peer) => {
     if (!peer.available) {
@@ -42,42 +49,44 @@ export function summarizeScenario(runs, scenario, peers) {
     }
     const ratios = ok
       .filter((r) => referenceByRound.has(r.round))
-      .map((r) => r.wrk.rps / referenceByRound.get(r.round));
-    const errors = ok.reduce((sum, r) => sum + r.wrk.errorCount, 0);
+      .map((r) => r.load.rps / referenceByRound.get(r.round));
+    const errors = ok.reduce((sum, r) => sum + r.load.errorCount, 0);
     const failedRounds = mine.length - ok.length;
     const notes = [];
-    if (errors > 0) notes.push(`${errors} wrk errors (non-2xx/3xx or socket)`);
+    if (errors > 0) notes.push(`${errors} failed requests (non-2xx/3xx or socket errors)`);
     if (failedRounds > 0) notes.push(`${failedRounds} round(s) failed`);
     return {
       peer: peer.name,
       status: 'ok',
       rounds: mine.length,
       okRounds: ok.length,
-      rps: median(ok.map((r) => r.wrk.rps)),
-      p50Ms: median(ok.map((r) => r.wrk.p50Ms)),
-      p99Ms: median(ok.map((r) => r.wrk.p99Ms)),
+      rps: median(ok.map((r) => r.load.rps)),
+      p50Ms: median(ok.map((r) => r.load.p50Ms)),
+      p99Ms: median(ok.map((r) => r.load.p99Ms)),
       cpuPer1k: median(ok.map((r) => r.cpuSecondsPer1kRequests)),
       peakRssMiB: Math.max(...ok.map((r) => r.peakRssMiB)),
       vsReference: median(ratios),
       errors,
       flagged: errors > 0 || failedRounds > 0,
       note: notes.join('; '),
+      extra: Object.fromEntries(columns.map((c) => [c.key, median(ok.map((r) => r.load.extra?.[c.key]))])),
     };
   });
 }
 
 const fixed = (value, digits) => (value === null || value === undefined ? '—' : value.toFixed(digits));
 
-/** A plain-text table for rows from summarizeScenario. */
-export function formatTable(rows) {
-  const header = ['peer', 'req/s', 'p50 ms', 'p99 ms', 'CPU s/1k req', 'peak RSS MiB', 'vs HAProxy', 'rounds', 'notes'];
+/** A plain-text table for rows from summarizeScenario, with the scenario's own `columns` after req/s. */
+export function formatTable(rows, columns = []) {
+  const header = ['peer', 'req/s', ...columns.map((c) => c.label), 'p50 ms', 'p99 ms', 'CPU s/1k req', 'peak RSS MiB', 'vs HAProxy', 'rounds', 'notes'];
   const lines = rows.map((row) => {
     if (row.status !== 'ok') {
-      return [row.peer, row.status, '', '', '', '', '', row.rounds ? `0/${row.rounds}` : '', row.note];
+      return [row.peer, row.status, ...columns.map(() => ''), '', '', '', '', '', row.rounds ? `0/${row.rounds}` : '', row.note];
     }
     return [
       row.flagged ? `${row.peer} !` : row.peer,
       fixed(row.rps, 0),
+      ...columns.map((c) => fixed(row.extra?.[c.key] ?? null, c.digits ?? 1)),
       fixed(row.p50Ms, 3),
       fixed(row.p99Ms, 3),
       fixed(row.cpuPer1k, 4),
@@ -88,7 +97,7 @@ export function formatTable(rows) {
     ];
   });
   const all = [header, ...lines];
-  const numeric = new Set([1, 2, 3, 4, 5, 6, 7]);
+  const numeric = new Set(Array.from({ length: 7 + columns.length }, (_, i) => i + 1));
   const widths = header.map((_, i) => Math.max(...all.map((cells) => String(cells[i]).length)));
   const render = (cells) =>
     cells
@@ -103,11 +112,13 @@ export function formatReport(results) {
   const parts = [];
   const o = results.options;
   for (const scenario of results.scenarios) {
-    const rows = summarizeScenario(results.runs, scenario.name, results.peers);
+    const columns = scenario.columns ?? [];
+    const rows = summarizeScenario(results.runs, scenario.name, results.peers, columns);
+    const how = scenario.load ?? `wrk -t${o.threads} -c${o.connections} -d${o.duration}s`;
     parts.push(
       `\n== ${scenario.name}: ${scenario.description}\n` +
-        `   wrk -t${o.threads} -c${o.connections} -d${o.duration}s, ${o.repeat} round(s) after a warm-up, --workers ${o.workers}\n\n` +
-        formatTable(rows),
+        `   ${how}, ${o.repeat} round(s) after ${scenario.warmup === false ? 'an unmeasured first round' : 'a warm-up'}, --workers ${o.workers}\n\n` +
+        formatTable(rows, columns),
     );
   }
   parts.push('\n! = some requests failed (non-2xx/3xx or socket errors) or a round failed; see results.json');

@@ -5,6 +5,7 @@
 // See `node bench/run.js --help`; results go to DIR/results.json and the terminal.
 
 import { parseArgs } from 'node:util';
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import os from 'node:os';
@@ -17,6 +18,8 @@ import { findExecutable } from './load/peers/common.js';
 import { peers as allPeers } from './load/peers/index.js';
 import { scenarios as allScenarios } from './load/scenarios/index.js';
 import { formatReport } from './report.js';
+import { renderHtml } from './report-html.js';
+import { createProgress } from './load/progress.js';
 
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 const BACKEND_NAMES = ['app1', 'app2'];
@@ -35,6 +38,7 @@ const HELP = `usage: node bench/run.js [options]
   --repeat N          measured rounds per scenario, after one warm-up round (default 3; --quick: 1)
   --out DIR           where results.json goes (default bench/out/<timestamp>)
   --quick             smoke run: --duration 3 --repeat 1 --warmup 1 unless given
+  --install-peers     install missing Debian peers and wrk with apt-get first (needs root)
   --help
 `;
 
@@ -53,6 +57,7 @@ function parseOptions(argv) {
       repeat: { type: 'string' },
       out: { type: 'string' },
       quick: { type: 'boolean', default: false },
+      'install-peers': { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
   });
@@ -90,6 +95,7 @@ function parseOptions(argv) {
     workers: integer('workers', 2, 1, 64),
     repeat: integer('repeat', values.quick ? 1 : 3, 1, 50),
     quick: values.quick,
+    installPeers: values['install-peers'],
   };
   if (options.connections < options.threads) problems.push('expected --connections ≥ --threads (wrk needs a connection per thread)');
   if (problems.length > 0) {
@@ -135,12 +141,14 @@ async function runOnce({ peer, scenario, round, options, backends, workDir, setu
   mkdirSync(dir, { recursive: true });
   let started = null;
   let exitedEarly = null;
+  let prepared = null;
   try {
     const port = await freePort();
     started = await peer.start({
       backends: backends.map(({ name, port: p }) => ({ name, port: p })),
       workers: options.workers,
-      connections: options.connections,
+      // Peers size their connection limits by this: the load plus any idle connections the scenario holds.
+      connections: options.connections + (scenario.idleConnections ?? 0),
       port,
       dir,
       repoRoot,
@@ -153,36 +161,52 @@ async function runOnce({ peer, scenario, round, options, backends, workDir, setu
     await started.waitReady(READY_DEADLINE_MS);
     record.readyMs = Date.now() - startedAt;
 
-    const prepared = await scenario.prepare({ url: started.url, peer, backendNames: BACKEND_NAMES });
+    const context = { url: started.url, peer, backendNames: BACKEND_NAMES, backends, options, dir };
+    prepared = await scenario.prepare(context);
     record.checks = prepared.checks;
-    const scriptPath = writeWrkScript(dir, prepared.cookies, `${scenario.name}`);
-    const wrkArgs = { url: started.url, scriptPath, threads: options.threads, connections: options.connections };
-    if (options.warmup > 0) await runWrk({ ...wrkArgs, durationS: options.warmup });
+    // A scenario drives load with wrk (the default) or with its own `measure` (multi-step
+    // clients wrk cannot express); either way the result has the same core fields.
+    let drive;
+    if (scenario.measure) {
+      drive = (durationS) => scenario.measure({ ...context, prepared, durationS });
+    } else {
+      const scriptPath = writeWrkScript(dir, prepared.cookies, `${scenario.name}`);
+      const wrkArgs = { url: started.url, scriptPath, threads: options.threads, connections: options.connections };
+      drive = (durationS) => runWrk({ ...wrkArgs, durationS });
+    }
+    if (options.warmup > 0 && scenario.warmup !== false) await drive(options.warmup);
 
     const pgid = started.handle.pid;
     const cpuBefore = groupCpuTicks(pgid);
     const rss = sampleGroupRss(pgid, { intervalMs: 100, maxSamples: Math.ceil(options.duration * 10) + 200 });
-    let wrk;
+    let load;
     try {
-      wrk = await runWrk({ ...wrkArgs, durationS: options.duration });
+      load = await drive(options.duration);
     } finally {
       const { peakKiB, samples } = rss.stop();
       record.rssSamples = samples;
       record.peakRssMiB = Number((peakKiB / 1024).toFixed(1));
     }
     const cpuSeconds = cpuSecondsBetween(cpuBefore, groupCpuTicks(pgid));
+    // What the scenario held (idle sockets) is let go of here; it may add figures it measured.
+    const cleanup = prepared.cleanup;
+    prepared = null;
+    const after = await cleanup?.();
+    if (after?.extra) load.extra = { ...load.extra, ...after.extra };
     if (exitedEarly) throw new Error(`${peer.name} exited during the run (${exitedEarly.code ?? exitedEarly.signal}):\n${started.handle.output()}`);
 
-    const { raw, ...parsed } = wrk;
-    record.wrk = parsed;
+    const { raw, ...parsed } = load;
+    record.load = { tool: scenario.measure ? 'node' : 'wrk', ...parsed };
     record.cpuSeconds = Number(cpuSeconds.toFixed(2));
-    record.cpuSecondsPer1kRequests = wrk.requests > 0 ? Number(((cpuSeconds * 1000) / wrk.requests).toFixed(5)) : null;
-    record.flagged = wrk.errorCount > 0;
-    if (record.flagged) record.wrkOutput = raw;
+    record.cpuSecondsPer1kRequests = load.requests > 0 ? Number(((cpuSeconds * 1000) / load.requests).toFixed(5)) : null;
+    record.flagged = load.errorCount > 0;
+    if (record.flagged && raw) record.loadOutput = raw;
     record.ok = true;
   } catch (error) {
     record.error = error instanceof Error ? error.message : String(error);
   } finally {
+    // A failed run still lets go of what the scenario held.
+    if (prepared?.cleanup) await prepared.cleanup().catch(() => {});
     if (started) await started.handle.kill(STOP_GRACE_MS);
   }
   return record;
@@ -190,22 +214,58 @@ async function runOnce({ peer, scenario, round, options, backends, workDir, setu
 
 function progressLine(record, options) {
   const label = record.round === 0 ? 'warm-up' : `round ${record.round}/${options.repeat}`;
-  if (!record.ok) return `  ${label.padEnd(11)} ${record.peer.padEnd(10)} FAILED: ${record.error.split('\n')[0]}`;
-  const w = record.wrk;
+  if (!record.ok) return `  ${label.padEnd(11)} ${record.peer.padEnd(14)} FAILED: ${record.error.split('\n')[0]}`;
+  const w = record.load;
   return (
-    `  ${label.padEnd(11)} ${record.peer.padEnd(10)} ${w.rps.toFixed(0).padStart(7)} req/s  p50 ${w.p50Ms.toFixed(3)} ms` +
+    `  ${label.padEnd(11)} ${record.peer.padEnd(14)} ${w.rps.toFixed(0).padStart(7)} req/s  p50 ${w.p50Ms.toFixed(3)} ms` +
     `  p99 ${w.p99Ms.toFixed(3)} ms  CPU ${record.cpuSeconds.toFixed(2)} s  RSS ${record.peakRssMiB.toFixed(1)} MiB` +
-    (record.flagged ? `  ! ${w.errorCount} errors` : '')
+    (record.flagged ? `  ! ${w.errorCount} errors` : '') +
+    (w.extra ? `  ${Object.entries(w.extra).map(([k, v]) => `${k} ${typeof v === 'number' ? Number(v.toFixed(3)) : v}`).join('  ')}` : '')
   );
+}
+
+/**
+ * apt-get install for every missing Debian package among wrk and the selected peers (their
+ * `install` hint names it). Bounded: apt-get gets 10 minutes; failure stops the bench.
+ */
+function installPeers(options) {
+  const missing = [];
+  if (!findExecutable('wrk')) missing.push('wrk');
+  for (const name of options.peers) {
+    const peer = allPeers.find((p) => p.name === name);
+    const status = peer.available({ repoRoot });
+    const m = !status.ok && /apt-get install -y ([\w.+-]+(?: [\w.+-]+)*)$/.exec(status.install ?? '');
+    if (m) missing.push(...m[1].split(' '));
+  }
+  const packages = [...new Set(missing)];
+  if (packages.length === 0) {
+    process.stdout.write('--install-peers: nothing to install\n');
+    return;
+  }
+  if (typeof process.getuid === 'function' && process.getuid() !== 0) {
+    process.stderr.write(`--install-peers needs root to run apt-get; run as root or install: apt-get install -y ${packages.join(' ')}\n`);
+    process.exit(1);
+  }
+  process.stdout.write(`--install-peers: apt-get install -y ${packages.join(' ')}\n`);
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
+  for (const args of [['update'], ['install', '-y', '--no-install-recommends', ...packages]]) {
+    const r = spawnSync('apt-get', args, { stdio: 'inherit', env, timeout: 600_000 });
+    if (r.status !== 0) {
+      process.stderr.write(`--install-peers: apt-get ${args[0]} failed (${r.error?.message ?? `exit ${r.status ?? r.signal}`})\n`);
+      process.exit(1);
+    }
+  }
 }
 
 async function main() {
   const options = parseOptions(process.argv.slice(2));
-  if (!findExecutable('wrk')) {
-    process.stderr.write('wrk not found; install it: apt-get update && apt-get install -y wrk\n');
+  if (options.installPeers) installPeers(options);
+  const scenarios = options.scenarios.map((n) => allScenarios.find((s) => s.name === n));
+  // wrk drives every scenario that does not drive its own load.
+  if (scenarios.some((s) => !s.measure) && !findExecutable('wrk')) {
+    process.stderr.write('wrk not found; install it: apt-get update && apt-get install -y wrk (or run with --install-peers)\n');
     process.exit(1);
   }
-  const scenarios = options.scenarios.map((n) => allScenarios.find((s) => s.name === n));
   const peerStatus = options.peers.map((n) => {
     const peer = allPeers.find((p) => p.name === n);
     return { peer, status: peer.available({ repoRoot }) };
@@ -227,10 +287,17 @@ async function main() {
       name: peer.name,
       describe: peer.describe,
       cookieName: peer.cookieName,
+      ...(peer.scenarios ? { scenarios: peer.scenarios } : {}),
       available: status.ok,
       ...(status.ok ? { version: status.version } : { reason: status.reason, install: status.install }),
     })),
-    scenarios: scenarios.map((s) => ({ name: s.name, description: s.description })),
+    scenarios: scenarios.map((s) => ({
+      name: s.name,
+      description: s.description,
+      ...(s.columns ? { columns: s.columns } : {}),
+      ...(s.loadDescription ? { load: s.loadDescription(options) } : {}),
+      ...(s.warmup === false ? { warmup: false } : {}),
+    })),
     backends: [],
     runs: [],
     complete: false,
@@ -244,7 +311,7 @@ async function main() {
   // Every step is bounded on its own; this bounds the whole, in case something unforeseen
   // (a peer that answers readiness but never finishes a request, say) stacks timeouts.
   const perRunS = options.duration + options.warmup + READY_DEADLINE_MS / 1000 + 25;
-  const budgetS = scenarios.length * runnable.length * (options.repeat + 1) * perRunS + 60;
+  const budgetS = scenarios.length * runnable.length * (options.repeat + 1) * (perRunS + 120) + 60;
   const watchdog = setTimeout(() => {
     process.stderr.write(`\nbench: overall time budget of ${budgetS} s exceeded, stopping everything\n`);
     save();
@@ -252,11 +319,13 @@ async function main() {
   }, budgetS * 1000);
   watchdog.unref();
 
-  const expectedS = scenarios.length * runnable.length * (options.repeat + 1) * (options.duration + options.warmup + 1);
+  const runsPerRound = scenarios.reduce((n, s) => n + runnable.filter((p) => !p.scenarios || p.scenarios.includes(s.name)).length, 0);
+  const expectedS = runsPerRound * (options.repeat + 1) * (options.duration + options.warmup + 1);
   process.stdout.write(
     `tether load bench: ${scenarios.map((s) => s.name).join(', ')} × ${runnable.map((p) => p.name).join(', ') || 'no peers'}` +
       ` — about ${Math.ceil(expectedS / 60)} min; results in ${resultsPath}\n`,
   );
+  const progress = createProgress({ total: runsPerRound * (options.repeat + 1), estimateS: options.duration + options.warmup + 1 });
 
   let backends = [];
   let exitCode = 0;
@@ -264,28 +333,41 @@ async function main() {
     backends = await Promise.all(BACKEND_NAMES.map(startBackend));
     results.backends = backends.map(({ name, port }) => ({ name, port }));
     for (const scenario of scenarios) {
-      process.stdout.write(`\n[${scenario.name}] ${scenario.description}\n`);
+      progress.log(`\n[${scenario.name}] ${scenario.description}`);
       for (let round = 0; round <= options.repeat; round += 1) {
         for (const peer of runnable) {
+          // A peer variant made for one scenario (say, source-IP stickiness for roaming) runs only there.
+          if (peer.scenarios && !peer.scenarios.includes(scenario.name)) continue;
+          progress.start(`${scenario.name} ${round === 0 ? 'warm-up' : `round ${round}/${options.repeat}`} ${peer.name}`);
           const record = await runOnce({ peer, scenario, round, options, backends, workDir, setups });
           results.runs.push(record);
-          process.stdout.write(`${progressLine(record, options)}\n`);
+          progress.tick();
+          progress.log(progressLine(record, options));
         }
       }
     }
     results.complete = true;
   } catch (error) {
+    progress.done();
     exitCode = 1;
     results.error = error instanceof Error ? error.message : String(error);
     process.stderr.write(`bench failed: ${results.error}\n`);
   } finally {
+    progress.done();
     await Promise.all(backends.map((b) => b.handle.kill(STOP_GRACE_MS)));
     await killAll(STOP_GRACE_MS);
     clearTimeout(watchdog);
     save();
     rmSync(workDir, { recursive: true, force: true });
   }
-  process.stdout.write(`${formatReport(results)}\n\nresults: ${resultsPath}\n`);
+  const reportPath = join(options.out, 'report.html');
+  let reportLine = `report:  ${reportPath}`;
+  try {
+    writeFileSync(reportPath, renderHtml(results));
+  } catch (error) {
+    reportLine = `report.html not written: ${error instanceof Error ? error.message : String(error)}`;
+  }
+  process.stdout.write(`${formatReport(results)}\n\nresults: ${resultsPath}\n${reportLine}\n`);
   const failedRuns = results.runs.filter((r) => r.round > 0 && !r.ok).length;
   if (failedRuns > 0) exitCode = 1;
   process.exitCode = exitCode;

@@ -3,6 +3,13 @@
 // default for HTTP/1.1. Run: node bench/load/backend.js NAME [PORT]; prints one JSON line
 // {"ready":true,"name":…,"port":…} once listening, exits on SIGTERM/SIGINT.
 //
+// Two routes for the large-body scenario (every other path and method: the name, as above):
+//   GET /large?bytes=N   N bytes with Content-Length, streamed from one preallocated buffer
+//                        with uWS backpressure (tryEnd/onWritable): flat backend memory for any
+//                        N, and bytes leave only as fast as the balancer reads them.
+//   POST /upload         reads the body (Content-Length or chunked; uWS de-chunks) and answers
+//                        the number of bytes it received, as decimal text.
+//
 // The native binary is loaded directly: the package main silently falls back to a `ws`-based
 // emulation when the binary does not load, and that would bench the emulation instead.
 
@@ -25,10 +32,64 @@ if (!name || !/^[A-Za-z][A-Za-z0-9_-]{0,31}$/.test(name) || !Number.isInteger(re
   process.exit(2);
 }
 
+/** The bytes every /large response repeats; 1 MiB per tryEnd keeps syscalls few. */
+const LARGE_CHUNK = Buffer.alloc(1024 * 1024, 'tether-bench-');
+const MAX_LARGE_BYTES = Number.MAX_SAFE_INTEGER;
+
+/**
+ * Writes body bytes [offset, total) of a /large response until the socket pushes back.
+ * uWS's tryEnd writes what the socket takes *without* buffering the rest, so on backpressure
+ * the onWritable handler resumes from the offset uWS reports. Returns true once the whole
+ * response is out (tryEnd's `done`), false on backpressure: exactly onWritable's contract.
+ */
+function pumpLarge(res, offset, total) {
+  while (offset < total) {
+    const at = offset % LARGE_CHUNK.length;
+    const length = Math.min(LARGE_CHUNK.length - at, total - offset);
+    const [ok, done] = res.tryEnd(LARGE_CHUNK.subarray(at, at + length), total);
+    if (done) return true;
+    if (!ok) return false;
+    offset += length;
+  }
+  return true;
+}
+
 let listenSocket = null;
 
 uWS
   .App()
+  .get('/large', (res, req) => {
+    const text = req.getQuery('bytes') ?? '';
+    const total = /^\d{1,16}$/.test(text) ? Number(text) : -1;
+    if (total < 0 || total > MAX_LARGE_BYTES) {
+      res.writeStatus('400 Bad Request').end('expected GET /large?bytes=N with N a whole number of bytes\n');
+      return;
+    }
+    if (total === 0) {
+      res.end();
+      return;
+    }
+    // Nothing to clean up on abort (no timers, no streams), but uWS requires the handler.
+    res.onAborted(() => {});
+    res.writeHeader('Content-Type', 'application/octet-stream');
+    if (!pumpLarge(res, 0, total)) res.onWritable((offset) => pumpLarge(res, offset, total));
+  })
+  .post('/upload', (res) => {
+    let received = 0;
+    let aborted = false;
+    res.onAborted(() => {
+      aborted = true;
+    });
+    // Counted, never copied: uWS neuters `chunk` on return, which is fine for a length.
+    res.onData((chunk, isLast) => {
+      received += chunk.byteLength;
+      if (isLast && !aborted) {
+        res.cork(() => {
+          res.writeHeader('Content-Type', 'text/plain').end(String(received));
+        });
+      }
+    });
+  })
   .any('/*', (res) => {
     // Nothing is read from the request and nothing is awaited: answer at once.
     res.cork(() => {

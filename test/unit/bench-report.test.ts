@@ -141,7 +141,7 @@ describe('summaries', () => {
     peer,
     round,
     ok: true,
-    wrk: { rps, p50Ms: 1, p99Ms: 2, errorCount: 0, requests: rps },
+    load: { rps, p50Ms: 1, p99Ms: 2, errorCount: 0, requests: rps },
     cpuSecondsPer1kRequests: 0.02,
     peakRssMiB: round * 10,
     ...extra,
@@ -176,7 +176,7 @@ describe('summaries', () => {
 
   it('flags a peer whose runs had errors or failed', () => {
     const runs = [
-      run('tether', 1, 900, { wrk: { rps: 900, p50Ms: 1, p99Ms: 2, errorCount: 5, requests: 900 } }),
+      run('tether', 1, 900, { load: { rps: 900, p50Ms: 1, p99Ms: 2, errorCount: 5, requests: 900 } }),
       { scenario: 's', peer: 'tether', round: 2, ok: false, error: 'boom' },
       run('haproxy', 1, 1000),
     ];

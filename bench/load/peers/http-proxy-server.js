@@ -55,16 +55,19 @@ if (cluster.isPrimary) {
     res?.end();
   });
 
-  http
-    .createServer((req, res) => {
-      const pinned = cookiePattern.exec(req.headers.cookie ?? '');
-      let backend = pinned ? byName.get(pinned[1]) : undefined;
-      if (!backend) {
-        backend = backends[next % backends.length];
-        next += 1;
-        req.routeCookie = `${COOKIE}=${backend.name}; Path=/`;
-      }
-      proxy.web(req, res, { target: backend.target });
-    })
-    .listen(port, '127.0.0.1');
+  // Node closes idle keep-alive client connections after 5 s by default; 60 s is what the
+  // nginx peer keeps them (HAProxy: 30 s), so many-idle's idle connections outlive the run
+  // here too. Connections carrying load never sit idle that long: no effect elsewhere.
+  const server = http.createServer((req, res) => {
+    const pinned = cookiePattern.exec(req.headers.cookie ?? '');
+    let backend = pinned ? byName.get(pinned[1]) : undefined;
+    if (!backend) {
+      backend = backends[next % backends.length];
+      next += 1;
+      req.routeCookie = `${COOKIE}=${backend.name}; Path=/`;
+    }
+    proxy.web(req, res, { target: backend.target });
+  });
+  server.keepAliveTimeout = 60_000;
+  server.listen(port, '127.0.0.1');
 }

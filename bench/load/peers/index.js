@@ -4,5 +4,8 @@ import * as tether from './tether.js';
 import * as haproxy from './haproxy.js';
 import * as nginx from './nginx.js';
 import * as httpProxy from './http-proxy.js';
+import * as haproxySource from './haproxy-source.js';
+import * as nginxHash from './nginx-hash.js';
 
-export const peers = [tether, haproxy, nginx, httpProxy];
+// Variants that run only in some scenarios (their `scenarios` export) come last.
+export const peers = [tether, haproxy, nginx, httpProxy, haproxySource, nginxHash];

@@ -1,9 +1,25 @@
-// The scenario registry, in the order they run by default. A scenario module exports
-// name, description and prepare({ url, peer, backendNames }) → { cookies, checks }:
-// `cookies` are the Cookie header values wrk sends (one per wrk thread, round robin; none
-// for a cookie-less client), `checks` what was verified before the run (kept in results).
+// The scenario registry, in the order they run by default. A scenario module exports:
+//
+//   name, description
+//   prepare({ url, peer, backendNames, backends, options, dir }) → { cookies, checks, cleanup? }
+//       `cookies`: the Cookie header values wrk sends (one per wrk thread, round robin; none
+//       for a cookie-less client); `checks`: what was verified before the run (kept in
+//       results); `cleanup()`: anything the scenario holds open (sockets), awaited after the run.
+//   measure?({ ...the same, prepared, durationS }) → { requests, durationS, rps, p50Ms, p99Ms,
+//       errors, errorCount, extra?, raw? }
+//       Drives the load itself instead of wrk (multi-step clients wrk cannot express). `extra`
+//       holds the scenario's own figures, named by `columns`.
+//   columns?: [{ key, label, digits }]   extra figures for the report (medians over rounds)
+//   loadDescription?(options) → string   how the load is driven, for the report header
+//   warmup?: false                       skip the warm-up run (the scenario warms up itself)
+//
+// A peer module may export `scenarios: [names]` to run only in those (variants such as
+// source-IP stickiness exist to show what roaming clients lose).
 
 import * as stickyHit from './sticky-hit.js';
 import * as firstVisit from './first-visit.js';
+import * as roaming from './roaming.js';
+import * as largeBody from './large-body.js';
+import * as manyIdle from './many-idle.js';
 
-export const scenarios = [stickyHit, firstVisit];
+export const scenarios = [stickyHit, firstVisit, roaming, largeBody, manyIdle];
