@@ -116,7 +116,7 @@ function summaryTable(rows, columns) {
       `${row.okRounds}/${row.rounds}`,
     ];
     return (
-      `<tr${row.flagged ? ' class="flagged"' : ''}><th>${esc(row.peer)}${row.flagged ? ' <span class="bang" title="some requests or rounds failed">!</span>' : ''}</th>` +
+      `<tr${row.flagged ? ' class="flagged"' : ''}><th>${esc(row.peer)}${row.flagged ? ' <span class="bang" title="see the notes: failed requests or rounds, or a run that was not what the scenario announced">!</span>' : ''}</th>` +
       `${cells.map((c) => `<td class="n">${esc(c)}</td>`).join('')}<td class="note">${esc(row.note)}</td></tr>`
     );
   });

@@ -55,6 +55,8 @@ export function summarizeScenario(runs, scenario, peers, columns = []) {
     const notes = [];
     if (errors > 0) notes.push(`${errors} failed requests (non-2xx/3xx or socket errors)`);
     if (failedRounds > 0) notes.push(`${failedRounds} round(s) failed`);
+    const flags = [...new Set(ok.map((r) => r.load.flag).filter(Boolean))];
+    notes.push(...flags);
     return {
       peer: peer.name,
       status: 'ok',
@@ -67,7 +69,7 @@ export function summarizeScenario(runs, scenario, peers, columns = []) {
       peakRssMiB: Math.max(...ok.map((r) => r.peakRssMiB)),
       vsReference: median(ratios),
       errors,
-      flagged: errors > 0 || failedRounds > 0,
+      flagged: errors > 0 || failedRounds > 0 || flags.length > 0,
       note: notes.join('; '),
       extra: Object.fromEntries(columns.map((c) => [c.key, median(ok.map((r) => r.load.extra?.[c.key]))])),
     };
@@ -121,7 +123,7 @@ export function formatReport(results) {
         formatTable(rows, columns),
     );
   }
-  parts.push('\n! = some requests failed (non-2xx/3xx or socket errors) or a round failed; see results.json');
+  parts.push('\n! = some requests failed (non-2xx/3xx or socket errors), a round failed, or the run was not what the scenario announced (see notes); details in results.json');
   return parts.join('\n');
 }
 

@@ -193,13 +193,15 @@ async function runOnce({ peer, scenario, round, options, backends, workDir, setu
     prepared = null;
     const after = await cleanup?.();
     if (after?.extra) load.extra = { ...load.extra, ...after.extra };
+    // The scenario saw the run measure something other than announced (say, idle connections dropped).
+    if (after?.flag) load.flag = after.flag;
     if (exitedEarly) throw new Error(`${peer.name} exited during the run (${exitedEarly.code ?? exitedEarly.signal}):\n${started.handle.output()}`);
 
     const { raw, ...parsed } = load;
     record.load = { tool: scenario.measure ? 'node' : 'wrk', ...parsed };
     record.cpuSeconds = Number(cpuSeconds.toFixed(2));
     record.cpuSecondsPer1kRequests = load.requests > 0 ? Number(((cpuSeconds * 1000) / load.requests).toFixed(5)) : null;
-    record.flagged = load.errorCount > 0;
+    record.flagged = load.errorCount > 0 || Boolean(load.flag);
     if (record.flagged && raw) record.loadOutput = raw;
     record.ok = true;
   } catch (error) {

@@ -33,6 +33,9 @@ function fakeConnection(backend) {
   const conn = Object.create(UpstreamConnection.prototype);
   Object.assign(conn, { backend, sink: null, connected: true, uses: 1, idleSince: 0, gotBytes: false, reusable: false, failure: null });
   conn.parser = new ResponseParser(conn, { maxHeaderBytes: 65_536 });
+  // Class fields the constructor would have made (it also opens a real socket, which this skips).
+  conn.chunk = null;
+  conn.parseChunk = () => conn.parser.execute(conn.chunk);
   conn.socket = { destroyed: false, readyState: 'open', write: () => true, cork() {}, uncork() {}, pause() {}, resume() {}, destroy() {} };
   return conn;
 }
@@ -74,6 +77,21 @@ const all = runtime.pools.get('default').backends.map((b) => b.idle[0]);
 function busyConnection(b) {
   for (const c of all) if (c.backend === b && c.sink) return c;
   return null;
+}
+
+// Pre-flight: each case must complete a whole exchange, or the suite would time a failure
+// (benchmark.js reports a throwing case as Infinity ns, not as an error).
+for (const [label, req] of [['sticky hit', withToken], ['first visit', without]]) {
+  const before = written;
+  cycle(req);
+  if (ctx.active.size !== 0 || written === before) {
+    throw new Error(`bench harness broken: '${label}' left ${ctx.active.size} exchange(s) open, wrote ${written - before} bytes`);
+  }
+}
+// BENCH_SMOKE=1: the pre-flight only (test/unit/bench-micro.test.ts keeps this file working).
+if (process.env.BENCH_SMOKE === '1') {
+  console.log('request-path bench: pre-flight ok');
+  process.exit(0);
 }
 
 const suite = new Benchmark.Suite('request path');

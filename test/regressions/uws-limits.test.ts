@@ -58,3 +58,25 @@ it('a request head over 16 KiB gets 431 from uWS and is not forwarded', async ()
   expect(ok.status).toBe(200);
   expect(backend.received.slice(before).map((x) => x.url)).toEqual(['/after']);
 });
+
+it('an idle keep-alive client connection is closed by uWS after its fixed idle timeout (about 10 s, not configurable)', async () => {
+  // uWS closes an HTTP connection with no request in flight after HTTP_IDLE_TIMEOUT_S (10 s,
+  // a compile-time constant of this build). Pinned so an upgrade that changes it is noticed;
+  // the README says what a client or a front proxy should set its own idle timeout to.
+  const s = net.connect(t.port, '127.0.0.1');
+  s.on('error', () => {});
+  let text = '';
+  s.on('data', (d) => (text += d.toString('latin1')));
+  const closed = new Promise<boolean>((resolve) => {
+    const timer = setTimeout(() => resolve(false), 30_000);
+    s.on('close', () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
+  s.write('GET /idle HTTP/1.1\r\nHost: h\r\n\r\n', 'latin1');
+  const serverClosed = await closed;
+  s.destroy();
+  expect(text, 'the request was answered first').toMatch(/^HTTP\/1\.1 200 /);
+  expect(serverClosed, 'closed by the server within 30 s of idleness').toBe(true);
+}, 40_000);

@@ -39,8 +39,8 @@ const load = async <T>(relative: string): Promise<T> =>
 const wrk = await load<{ parseWrkOutput(text: string): WrkReport }>('load/wrk.js');
 const report = await load<{
   median(values: unknown[]): number | null;
-  summarizeScenario(runs: unknown[], scenario: string, peers: unknown[]): Row[];
-  formatTable(rows: Row[]): string;
+  summarizeScenario(runs: unknown[], scenario: string, peers: unknown[], columns?: unknown[]): Row[];
+  formatTable(rows: Row[], columns?: unknown[]): string;
 }>('report.js');
 const procStats = await load<{ parseProcStat(text: string): { pgrp: number; ticks: number } | null }>('load/proc-stats.js');
 const cookies = await load<{ routeCookieFrom(headers: Record<string, unknown>, name: string): string | null }>(
@@ -183,6 +183,21 @@ describe('summaries', () => {
     const [tether] = report.summarizeScenario(runs, 's', peers);
     expect(tether?.flagged).toBe(true);
     expect(tether?.okRounds).toBe(1);
+  });
+
+  it('flags and notes a run the scenario says measured something else, and reports scenario columns as medians', () => {
+    const runs = [
+      run('tether', 1, 900, { load: { rps: 900, p50Ms: 1, p99Ms: 2, errorCount: 0, requests: 900, extra: { kept: 0 }, flag: 'dropped idle connections' } }),
+      run('tether', 2, 950, { load: { rps: 950, p50Ms: 1, p99Ms: 2, errorCount: 0, requests: 950, extra: { kept: 10 } } }),
+      run('haproxy', 1, 1000, { load: { rps: 1000, p50Ms: 1, p99Ms: 2, errorCount: 0, requests: 1000, extra: { kept: 100 } } }),
+    ];
+    const columns = [{ key: 'kept', label: 'kept %', digits: 1 }];
+    const [tether, haproxy] = report.summarizeScenario(runs, 's', peers, columns) as (Row & { note: string; extra: Record<string, number> })[];
+    expect(tether?.flagged).toBe(true);
+    expect(tether?.note).toContain('dropped idle connections');
+    expect(tether?.extra.kept).toBe(5);
+    expect(haproxy?.flagged).toBe(false);
+    expect(report.formatTable([tether!, haproxy!], columns)).toMatch(/kept %[\s\S]*5\.0/);
   });
 });
 

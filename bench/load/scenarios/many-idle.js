@@ -194,7 +194,11 @@ export async function prepare({ url, peer, idle = IDLE_CONNECTIONS, concurrency 
       checks.idleOpenAfterRun = held.stillOpen();
       await held.close();
       // In the table: a peer that dropped idle connections mid-run measured a lighter load.
-      return { extra: { idleKeptPct: (100 * checks.idleOpenAfterRun) / idle } };
+      const dropped = idle - checks.idleOpenAfterRun;
+      return {
+        extra: { idleKeptPct: (100 * checks.idleOpenAfterRun) / idle },
+        ...(dropped > 0 ? { flag: `closed ${dropped} of ${idle} idle connections during the run: measured with fewer held` } : {}),
+      };
     },
   };
 }
