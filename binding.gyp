@@ -5,7 +5,8 @@
       "sources": [
         "native/src/addon.cc",
         "native/src/token.cc",
-        "native/src/hmac.cc"
+        "native/src/hmac.cc",
+        "native/src/listen_socket.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

@@ -6,16 +6,19 @@
 #include <openssl/err.h>
 #include <openssl/rand.h>
 
+#include <cerrno>
 #include <cstring>
 #include <string>
 
 #include "tether/hmac.h"
+#include "tether/listen_socket.h"
 #include "tether/token.h"
 
 namespace {
 
 namespace token = tether::token;
 namespace hmac = tether::hmac;
+namespace listen_socket = tether::listen_socket;
 
 // Stable codes; the JS side (src/native/index.ts) documents them with the rest.
 constexpr const char* kErrArgType = "TETHER_ERR_INVALID_ARG_TYPE";
@@ -250,10 +253,46 @@ class TetherAddon : public Napi::Addon<TetherAddon> {
                                                                       napi_enumerable),
                              InstanceMethod<&TetherAddon::HmacVerify>("hmacVerify",
                                                                       napi_enumerable),
+                             InstanceMethod<&TetherAddon::OpenReusePortListener>(
+                                 "openReusePortListener", napi_enumerable),
                          });
   }
 
  private:
+  // openReusePortListener(host: string, port: number, backlog: number): fd. A failed system
+  // call throws an Error whose code is the errno name (EADDRINUSE, EACCES, …) and whose
+  // message names the call and the address.
+  Napi::Value OpenReusePortListener(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 3 || !info[0].IsString() || !info[1].IsNumber() || !info[2].IsNumber()) {
+      Throw(env, ErrorKind::kType, kErrArgType, "expected (host: string, port: number, backlog: number)");
+      return env.Undefined();
+    }
+    std::string host = info[0].As<Napi::String>().Utf8Value();
+    double port = info[1].As<Napi::Number>().DoubleValue();
+    double backlog = info[2].As<Napi::Number>().DoubleValue();
+    if (host.size() > 64 || host.find('\0') != std::string::npos || !(port >= 0 && port <= 65535) ||
+        port != static_cast<double>(static_cast<int>(port)) || !(backlog >= 1 && backlog <= 65535)) {
+      Throw(env, ErrorKind::kRange, kErrArgValue, "expected a numeric address, a port in 0..65535 and a backlog in 1..65535");
+      return env.Undefined();
+    }
+    listen_socket::Result r = listen_socket::OpenReusePort(host.c_str(), static_cast<uint16_t>(port),
+                                                           static_cast<int>(backlog));
+    if (r.fd < 0) {
+      const char* name = r.error == EADDRINUSE      ? "EADDRINUSE"
+                         : r.error == EACCES        ? "EACCES"
+                         : r.error == EADDRNOTAVAIL ? "EADDRNOTAVAIL"
+                         : r.error == EINVAL        ? "EINVAL"
+                         : r.error == EMFILE        ? "EMFILE"
+                                                    : "ESYSCALL";
+      Throw(env, ErrorKind::kError, name,
+            std::string(r.call) + " for " + host + ":" + std::to_string(static_cast<int>(port)) +
+                " failed: " + std::strerror(r.error));
+      return env.Undefined();
+    }
+    return Napi::Number::New(env, r.fd);
+  }
+
   // hmacSha256(key, data, out: Uint8Array(>= 32)): undefined. The caller allocates out, so
   // the result comes from the JS buffer pool instead of a fresh native allocation.
   Napi::Value HmacSha256(const Napi::CallbackInfo& info) {

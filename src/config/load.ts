@@ -26,6 +26,10 @@ function pool(raw: Json, poolName: string): Json {
   return (pools[poolName] ??= {}) as Json;
 }
 
+function passthrough(raw: Json): Json {
+  return (raw.passthrough ??= {}) as Json;
+}
+
 /** Splits an optional `pool/` prefix off a flag value. */
 function poolPrefix(value: string): [string, string] {
   const m = /^([A-Za-z0-9][A-Za-z0-9._-]{0,63})\/(.*)$/.exec(value);
@@ -145,6 +149,37 @@ export const FLAGS: readonly FlagSpec[] = [
       ((raw.routes ??= []) as unknown[]).push(route);
       return undefined;
     },
+  },
+  {
+    flag: 'passthrough', arg: 'HOST:PORT', repeat: true, env: 'TETHER_PASSTHROUGH',
+    help: 'TLS passthrough listener (routed by SNI, never decrypted); repeat for several. Needs --sni routes.',
+    apply(raw, v) {
+      const hp = parseHostPort(v);
+      if (typeof hp === 'string') return hp;
+      (((passthrough(raw).listen ??= []) as unknown[])).push(hp);
+      return undefined;
+    },
+  },
+  {
+    flag: 'sni', arg: 'NAME=POOL[,proxy-protocol][,alpn=P1+P2]', repeat: true,
+    help: "Passthrough route: NAME is a host name, '*.example.com' or '*' (default). Exact beats wildcard beats default.",
+    apply(raw, v) {
+      const m = /^([^=]+)=([^,]+)((?:,[a-z-]+(?:=[^,]*)?)*)$/.exec(v);
+      if (!m) return `expected NAME=POOL[,proxy-protocol][,alpn=P1+P2] but received '${v}'`;
+      const route: Json = { sni: m[1]!.toLowerCase(), pool: m[2] };
+      for (const opt of (m[3] ?? '').split(',').filter(Boolean)) {
+        const [k, val] = splitOnce(opt, '=');
+        if (k === 'proxy-protocol' && val === undefined) route.proxyProtocol = true;
+        else if (k === 'alpn' && val) route.alpn = val.split('+');
+        else return `unknown --sni option '${opt}' in '${v}' (known: proxy-protocol, alpn=P1+P2)`;
+      }
+      ((passthrough(raw).routes ??= []) as unknown[]).push(route);
+      return undefined;
+    },
+  },
+  {
+    flag: 'client-hello-timeout', arg: 'MS', help: 'Passthrough: deadline for a whole ClientHello. Default 5000.',
+    apply: (raw, v) => setNumber(passthrough(raw), 'clientHelloTimeoutMs', v, 'milliseconds'),
   },
   {
     flag: 'workers', arg: 'N', env: 'TETHER_WORKERS',
@@ -369,6 +404,23 @@ function crossCheck(raw: Json): string[] {
       if (typeof pool === 'string' && !(pool in pools)) errors.push(`routes.${i}.pool: no pool named '${pool}' (pools: ${poolNames.join(', ') || 'none'})`);
     });
   }
+  const pt = isPlainObject(raw.passthrough) ? raw.passthrough : {};
+  const ptListen = Array.isArray(pt.listen) ? pt.listen : [];
+  const ptRoutes = Array.isArray(pt.routes) ? pt.routes : [];
+  if (ptListen.length > 0 && ptRoutes.length === 0) {
+    errors.push("passthrough.routes: a passthrough listener needs at least one SNI route (--sni NAME=POOL, or --sni '*=POOL' for every name)");
+  }
+  if (ptRoutes.length > 0 && ptListen.length === 0) errors.push('passthrough.listen: SNI routes given but no passthrough listener (--passthrough HOST:PORT)');
+  const seenSni = new Set<string>();
+  ptRoutes.forEach((r: unknown, i) => {
+    if (!isPlainObject(r)) return;
+    if (typeof r.pool === 'string' && !(r.pool in pools)) {
+      errors.push(`passthrough.routes.${i}.pool: no pool named '${r.pool}' (pools: ${poolNames.join(', ') || 'none'})`);
+    }
+    const key = `${String(r.sni)} ${Array.isArray(r.alpn) ? [...r.alpn].sort().join('+') : '*'}`;
+    if (seenSni.has(key)) errors.push(`passthrough.routes.${i}: '${String(r.sni)}' is routed twice for the same ALPN condition (the second would never match)`);
+    seenSni.add(key);
+  });
   return errors;
 }
 

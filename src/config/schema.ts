@@ -69,6 +69,38 @@ export const routeSchema = z
   })
   .strict();
 
+/** `a.example.com` (exact), `*.example.com` (any name ending in `.example.com`) or `*` (default). */
+const SNI_PATTERN = /^(\*|(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*)$/;
+
+export const MAX_PASSTHROUGH_ROUTES = 256;
+
+export const sniRouteSchema = z
+  .object({
+    sni: z
+      .string()
+      .max(253)
+      .regex(SNI_PATTERN, "expected a lower-case host name ('a.example.com'), a wildcard ('*.example.com') or '*' (default)"),
+    /** Only for clients offering one of these ALPN protocols; omitted = any (or none). */
+    alpn: z.array(z.string().min(1).max(255)).min(1).optional(),
+    pool: name('pool name'),
+    /** Send a PROXY protocol v2 header first, so the backend learns the client address. */
+    proxyProtocol: z.boolean().default(false),
+  })
+  .strict();
+
+export const passthroughSchema = z
+  .object({
+    listen: z.array(hostPort).default([]),
+    routes: z.array(sniRouteSchema).max(MAX_PASSTHROUGH_ROUTES).default([]),
+    /** A client must send its whole ClientHello within this. */
+    clientHelloTimeoutMs: z.number().int().min(1).default(5_000),
+    /** Larger ClientHellos are refused (post-quantum ones are ~2 KiB). */
+    maxClientHelloBytes: z.number().int().min(512).max(65_536).default(16_384),
+    /** A relayed connection silent both ways for this long is closed. */
+    idleTimeoutMs: z.number().int().min(1).default(300_000),
+  })
+  .strict();
+
 export const configSchema = z
   .object({
     listen: z.array(hostPort).min(1).default([{ host: '127.0.0.1', port: 8080 }]),
@@ -82,6 +114,8 @@ export const configSchema = z
     tokenMaxAgeSec: z.number().int().min(1).default(86_400),
     pools: z.record(name('pool name'), poolSchema).default({}),
     routes: z.array(routeSchema).default([]),
+    /** TLS passthrough: routed by SNI, never decrypted. */
+    passthrough: passthroughSchema.default({ listen: [], routes: [], clientHelloTimeoutMs: 5_000, maxClientHelloBytes: 16_384, idleTimeoutMs: 300_000 }),
     timeouts: z
       .object({
         connectMs: z.number().int().min(1).default(3_000),
@@ -112,3 +146,5 @@ export type PoolConfig = z.infer<typeof poolSchema>;
 export type BackendConfig = z.infer<typeof backendSchema>;
 export type StickyConfig = z.infer<typeof stickySchema>;
 export type RouteConfig = z.infer<typeof routeSchema>;
+export type PassthroughConfig = z.infer<typeof passthroughSchema>;
+export type SniRouteConfig = z.infer<typeof sniRouteSchema>;

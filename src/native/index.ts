@@ -231,3 +231,14 @@ export function hmacVerify(key: Uint8Array, data: Uint8Array, mac: Uint8Array): 
   checkBytes(mac, 'mac');
   return native().hmacVerify(key, data, mac);
 }
+
+/**
+ * Opens a listening TCP socket with SO_REUSEPORT on a numeric address and returns its fd, for
+ * `net.Server.listen({ fd })` (Node 20's net cannot set SO_REUSEPORT). Every worker thread
+ * opens its own on the same port; the kernel spreads connections over them. The server adopts
+ * the fd; if listen({ fd }) fails, close it with fs.closeSync. Throws an Error with the errno
+ * name as `code` (EADDRINUSE, EACCES, EADDRNOTAVAIL, …) naming the call and the address.
+ */
+export function openReusePortListener(host: string, port: number, backlog = 511): number {
+  return native().openReusePortListener(host, port, backlog);
+}

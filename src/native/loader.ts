@@ -20,6 +20,8 @@ export interface NativeBinding {
   tokenLimits: { maxPayloadBytes: number; maxTokenChars: number; keySize: number; nonceSize: number };
   hmacSha256(key: Uint8Array, data: Uint8Array, out: Uint8Array): void;
   hmacVerify(key: Uint8Array, data: Uint8Array, mac: Uint8Array): boolean;
+  /** A listening SO_REUSEPORT TCP socket's fd (native/src/listen_socket.cc). */
+  openReusePortListener(host: string, port: number, backlog: number): number;
 }
 
 /** src/native/ and dist/native/ are both two levels below the package root. */
@@ -61,6 +63,7 @@ function isBinding(value: unknown): value is NativeBinding {
     typeof v.TokenCrypto === 'function' &&
     typeof v.hmacSha256 === 'function' &&
     typeof v.hmacVerify === 'function' &&
+    typeof v.openReusePortListener === 'function' &&
     typeof v.tokenLimits === 'object'
   );
 }

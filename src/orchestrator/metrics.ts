@@ -12,6 +12,8 @@ export interface MetricSources {
   workersRunning(): number;
   keyReloads(): number;
   keyRing(): KeyRing;
+  workerCount: number;
+  passthroughRoutes: readonly { sni: string; pool: string }[];
 }
 
 /** A counter whose value is read from somewhere else at scrape time. */
@@ -107,6 +109,61 @@ export function createMetrics(src: MetricSources): { text(): Promise<string>; co
   perBackend('tether_backend_up', '1 unless the backend is in passive-health backoff after connect failures', 'gauge', (s) =>
     r.backendDownUntil(s) <= Date.now() ? 1 : 0,
   );
+  // TLS passthrough.
+  const ptOutcomes: [string, GlobalCounter][] = [
+    ['routed', 'passthrough_routed'],
+    ['not_tls', 'passthrough_not_tls'],
+    ['malformed', 'passthrough_malformed'],
+    ['too_large', 'passthrough_too_large'],
+    ['client_hello_timeout', 'passthrough_hello_timeouts'],
+    ['no_route', 'passthrough_no_route'],
+    ['no_backend', 'passthrough_no_backend'],
+    ['upstream_connect_error', 'passthrough_upstream_connect_errors'],
+  ];
+  new Counter({
+    name: 'tether_passthrough_connections_total',
+    help: 'TLS passthrough connections accepted, by worker thread',
+    labelNames: ['worker'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (let w = 0; w < src.workerCount; w++) this.inc({ worker: String(w) }, r.workerTotal(w, 'passthrough_connections'));
+    },
+  });
+  new Counter({
+    name: 'tether_passthrough_outcomes_total',
+    help: 'What became of passthrough connections: routed to a backend, or closed (not_tls, malformed, too_large, client_hello_timeout, no_route, no_backend, upstream_connect_error)',
+    labelNames: ['outcome'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [outcome, counter] of ptOutcomes) this.inc({ outcome }, r.total(counter));
+    },
+  });
+  mirroredCounter(registry, 'tether_passthrough_idle_timeouts_total', 'Relayed passthrough connections closed for being idle', () => r.total('passthrough_idle_timeouts'));
+  new Gauge({
+    name: 'tether_passthrough_active_connections',
+    help: 'TLS passthrough connections open (reading a ClientHello, connecting or relaying)',
+    registers: [registry],
+    collect() {
+      this.set(r.total('passthrough_active'));
+    },
+  });
+  const perRoute = (name: string, help: string, read: (i: number) => number) =>
+    new Counter({
+      name,
+      help,
+      labelNames: ['sni', 'pool'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        src.passthroughRoutes.forEach((route, i) => this.inc({ sni: route.sni, pool: route.pool }, read(i)));
+      },
+    });
+  perRoute('tether_passthrough_route_connections_total', 'Passthrough connections routed, per SNI route', (i) => r.routeTotal(i, 'connections'));
+  perRoute('tether_passthrough_route_bytes_in_total', 'Bytes received from clients of closed relays, per SNI route', (i) => r.routeTotal(i, 'bytes_in'));
+  perRoute('tether_passthrough_route_bytes_out_total', 'Bytes sent to clients of closed relays, per SNI route', (i) => r.routeTotal(i, 'bytes_out'));
+
   mirroredCounter(registry, 'tether_worker_restarts_total', 'Worker threads that died and were restarted', src.workerRestarts);
   mirroredCounter(registry, 'tether_key_reloads_total', 'Route-token key file reloads', src.keyReloads);
   new Gauge({

@@ -61,7 +61,11 @@ export async function run(argv: readonly string[]): Promise<number> {
     return 1;
   }
   const http = config.listen.map((l, i) => `http://${l.host.includes(':') ? `[${l.host}]` : l.host}:${tether.httpPorts[i]}`);
-  log.info({ event: 'listening', http, httpPorts: tether.httpPorts, adminPort: tether.adminPort, workers: config.workers }, `tether ${VERSION} listening on ${http.join(', ')}`);
+  const tls = config.passthrough.listen.map((l, i) => `tls://${l.host.includes(':') ? `[${l.host}]` : l.host}:${tether.passthroughPorts[i]}`);
+  log.info(
+    { event: 'listening', http, httpPorts: tether.httpPorts, passthrough: tls, passthroughPorts: tether.passthroughPorts, adminPort: tether.adminPort, workers: config.workers },
+    `tether ${VERSION} listening on ${[...http, ...tls].join(', ')}`,
+  );
 
   let signals = 0;
   const onStop = (signal: string) => {

@@ -3,7 +3,7 @@
 import net from 'node:net';
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
-import type { Config } from '../config/schema.js';
+import { MAX_PASSTHROUGH_ROUTES, type Config } from '../config/schema.js';
 import { TetherError } from '../errors.js';
 import { CounterReader, createSharedState, type SharedLayout } from '../shared-memory/counters.js';
 import { decode, encode, type BackendSlots, type FromWorker, type ToWorker, type WorkerInit } from '../data-plane/messages.js';
@@ -17,6 +17,7 @@ const WORKER_URL = new URL('../data-plane/worker.js', import.meta.url);
 
 export interface RunningTether {
   readonly httpPorts: number[];
+  readonly passthroughPorts: number[];
   readonly adminPort: number | null;
   /** Re-read the key file (what SIGHUP does). Throws on a bad key file; the old ring stays. */
   reloadKeys(): void;
@@ -56,7 +57,7 @@ export async function startTether(config: Config, log: Logger): Promise<RunningT
   if (slotNames.length > BACKEND_CAPACITY) {
     throw new TetherError('TETHER_ERR_CONFIG', `at most ${BACKEND_CAPACITY} backends are supported, ${slotNames.length} configured`);
   }
-  const layout: SharedLayout = { workerCapacity: config.workers, backendCapacity: BACKEND_CAPACITY };
+  const layout: SharedLayout = { workerCapacity: config.workers, backendCapacity: BACKEND_CAPACITY, routeCapacity: MAX_PASSTHROUGH_ROUTES };
   const shared = createSharedState(layout);
   const reader = new CounterReader(shared, layout);
   let workerRestarts = 0;
@@ -152,6 +153,8 @@ export async function startTether(config: Config, log: Logger): Promise<RunningT
     workersRunning: () => workers.filter((w) => w.listening).length,
     keyReloads: () => keyReloads,
     keyRing: () => keyRing,
+    workerCount: config.workers,
+    passthroughRoutes: config.passthrough.routes,
   });
 
   let admin: AdminServer | null = null;
@@ -163,6 +166,11 @@ export async function startTether(config: Config, log: Logger): Promise<RunningT
     listenConfig = {
       ...config,
       listen: await Promise.all(config.listen.map(async (l) => ({ host: l.host, port: await exclusivePort(l.host, l.port) }))),
+      // The passthrough sockets are SO_REUSEPORT too (opened by the addon): same rule.
+      passthrough: {
+        ...config.passthrough,
+        listen: await Promise.all(config.passthrough.listen.map(async (l) => ({ host: l.host, port: await exclusivePort(l.host, l.port) }))),
+      },
     };
     await Promise.all(workers.map((w) => spawn(w)));
     if (config.admin) {
@@ -223,6 +231,7 @@ export async function startTether(config: Config, log: Logger): Promise<RunningT
 
   return {
     httpPorts: listenConfig.listen.map((l) => l.port),
+    passthroughPorts: listenConfig.passthrough.listen.map((l) => l.port),
     adminPort: admin?.port ?? null,
     reloadKeys,
     stop,

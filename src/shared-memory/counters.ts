@@ -44,6 +44,20 @@ export const C = {
   tokens_issued: 22,
   active_requests: 23,
   client_timeouts: 24,
+  // TLS passthrough (one per accepted connection, then one outcome each).
+  passthrough_connections: 25,
+  passthrough_routed: 26,
+  passthrough_not_tls: 27,
+  passthrough_malformed: 28,
+  passthrough_too_large: 29,
+  passthrough_hello_timeouts: 30,
+  passthrough_no_route: 31,
+  passthrough_no_backend: 32,
+  passthrough_upstream_connect_errors: 33,
+  passthrough_idle_timeouts: 34,
+  passthrough_active: 35,
+  passthrough_bytes_in: 36,
+  passthrough_bytes_out: 37,
 } as const;
 
 export type GlobalCounter = keyof typeof C;
@@ -66,15 +80,26 @@ export const BACKEND_STATE = [
 
 export type BackendCounter = (typeof BACKEND_COUNTERS)[number];
 
+/** Per passthrough route (its index in config.passthrough.routes). */
+export const ROUTE_COUNTERS = ['connections', 'bytes_in', 'bytes_out'] as const;
+export type RouteCounter = (typeof ROUTE_COUNTERS)[number];
+const R: Record<RouteCounter, number> = { connections: 0, bytes_in: 1, bytes_out: 2 };
+
 const B: Record<BackendCounter, number> = Object.fromEntries(BACKEND_COUNTERS.map((n, i) => [n, i])) as never;
 
 export interface SharedLayout {
   readonly workerCapacity: number;
   readonly backendCapacity: number;
+  /** Passthrough routes with counters (0: none). */
+  readonly routeCapacity?: number;
 }
 
 export function workerBlockSlots(l: SharedLayout): number {
-  return GLOBAL_COUNTERS.length + BACKEND_COUNTERS.length * l.backendCapacity;
+  return GLOBAL_COUNTERS.length + BACKEND_COUNTERS.length * l.backendCapacity + ROUTE_COUNTERS.length * (l.routeCapacity ?? 0);
+}
+
+function routeOffset(l: SharedLayout, route: number, name: RouteCounter): number {
+  return GLOBAL_COUNTERS.length + BACKEND_COUNTERS.length * l.backendCapacity + route * ROUTE_COUNTERS.length + R[name];
 }
 
 export function sharedBytes(l: SharedLayout): number {
@@ -93,8 +118,9 @@ export class WorkerCounters {
   private readonly stateBase: number;
   private readonly stride: number;
   private readonly workerCapacity: number;
+  private readonly routeCapacity: number;
 
-  constructor(buffer: SharedArrayBuffer, layout: SharedLayout, workerIndex: number) {
+  constructor(buffer: SharedArrayBuffer, private readonly layout: SharedLayout, workerIndex: number) {
     if (workerIndex < 0 || workerIndex >= layout.workerCapacity) {
       throw new RangeError(`expected a worker index below ${layout.workerCapacity} but received ${workerIndex}`);
     }
@@ -104,6 +130,13 @@ export class WorkerCounters {
     this.stateBase = workerBlockSlots(layout) * layout.workerCapacity;
     this.stride = workerBlockSlots(layout);
     this.workerCapacity = layout.workerCapacity;
+    this.routeCapacity = layout.routeCapacity ?? 0;
+  }
+
+  /** Adds to a passthrough route's counter; routes beyond the layout's capacity are not counted. */
+  incRoute(route: number, name: RouteCounter, by = 1): void {
+    if (route < 0 || route >= this.routeCapacity) return;
+    this.slots[this.base + routeOffset(this.layout, route, name)]! += by;
   }
 
   /** Adds to a counter slot (`C.requests`, …). */
@@ -170,10 +203,25 @@ export class CounterReader {
     return this.slots[workerBlockSlots(this.layout) * this.layout.workerCapacity + slot * BACKEND_STATE.length]!;
   }
 
+  /** One worker's value of a global counter (to show how work spreads over workers). */
+  workerTotal(workerIndex: number, name: GlobalCounter): number {
+    return this.slots[workerIndex * workerBlockSlots(this.layout) + C[name]]!;
+  }
+
+  routeTotal(route: number, name: RouteCounter): number {
+    if (route < 0 || route >= (this.layout.routeCapacity ?? 0)) return 0;
+    const stride = workerBlockSlots(this.layout);
+    const off = routeOffset(this.layout, route, name);
+    let sum = 0;
+    for (let w = 0; w < this.layout.workerCapacity; w++) sum += this.slots[w * stride + off]!;
+    return sum;
+  }
+
   /** A dead worker's gauges would stay raised forever: zero them before its replacement starts. */
   clearGauges(workerIndex: number): void {
     const base = workerIndex * workerBlockSlots(this.layout);
     this.slots[base + C.active_requests] = 0;
+    this.slots[base + C.passthrough_active] = 0;
     for (let s = 0; s < this.layout.backendCapacity; s++) {
       this.slots[base + GLOBAL_COUNTERS.length + s * BACKEND_COUNTERS.length + B.active] = 0;
     }

@@ -10,6 +10,8 @@ export interface TetherProcess {
   proc: ChildProcess;
   pid: number;
   port: number;
+  /** TLS passthrough ports, in --passthrough order (empty without). */
+  passthroughPorts: number[];
   adminPort: number;
   /** Every stdout/stderr line so far (pino JSON lines and anything else). */
   lines: string[];
@@ -73,6 +75,7 @@ export async function startTether(args: readonly string[], opts: { workers?: num
     proc,
     pid: proc.pid!,
     port,
+    passthroughPorts: (listening.passthroughPorts as number[] | undefined) ?? [],
     adminPort,
     lines,
     url: (path = '/') => `http://127.0.0.1:${port}${path}`,
