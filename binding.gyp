@@ -6,6 +6,7 @@
         "native/src/addon.cc",
         "native/src/token.cc",
         "native/src/hmac.cc",
+        "native/src/client_hello.cc",
         "native/src/listen_socket.cc"
       ],
       "include_dirs": [

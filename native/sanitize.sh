@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds native/test/native_test.cc with the token and HMAC cores under ASan + UBSan, against the
-# system's libcrypto (apt-get install libssl-dev), and runs it on the known-answer vectors.
+# Builds native/test/native_test.cc with the token, HMAC and ClientHello cores under ASan + UBSan,
+# against the system's libcrypto (apt-get install libssl-dev), and runs it on the known-answer
+# vectors and the captured ClientHellos.
 # Usage: bash native/sanitize.sh   (from anywhere; exits non-zero on any failure)
 set -euo pipefail
 
@@ -19,8 +20,9 @@ mkdir -p "$out"
   -Wall -Wextra -Werror \
   -I"$root/native/include" \
   "$root/native/test/native_test.cc" "$root/native/src/token.cc" "$root/native/src/hmac.cc" \
+  "$root/native/src/client_hello.cc" \
   -lcrypto -o "$out/native_test"
 
 ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1" \
 UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
-  "$out/native_test" "$root/test/fixtures/token-vectors.txt"
+  "$out/native_test" "$root/test/fixtures/token-vectors.txt" "$root/test/fixtures/client-hello"

@@ -1,10 +1,10 @@
 // Writes the seed corpora for the libFuzzer targets in native/fuzz/, in their input layouts:
-//   node native/fuzz/gen-seeds.mjs   →   test/fixtures/fuzz/token_open/*, test/fixtures/fuzz/hmac_verify/*
+//   node native/fuzz/gen-seeds.mjs   →   test/fixtures/fuzz/{token_open,hmac_verify,client_hello}/*
 // Tokens are sealed here with node:crypto under the ring of test/fixtures/token-vectors.txt (keys
 // SHA-256("tether token vector key <id>"), ids 7, 0, 255), which token_open_fuzz.cc derives the
 // same way; nonces and payloads come from fixed labels, so reruns give identical files.
 import { createHash, createHmac } from 'node:crypto';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ROUTE_PAYLOAD, aadFor, rawToken } from '../../test/fixtures/token-format.mjs';
@@ -117,3 +117,72 @@ const [k1, d1] = hmacCases['rfc4231-1'];
 hmacSeeds['short-mac-31'] = hmacInput(k1, macOf(k1, d1).subarray(0, 31), d1);
 hmacSeeds['long-mac-33'] = hmacInput(k1, Buffer.concat([macOf(k1, d1), Buffer.from([0])]), d1);
 writeCorpus('hmac_verify', hmacSeeds);
+
+// client_hello input: cap selector (1 byte: 0 → 16384, 255 → 65536, else 6 + 16 × value) | bytes.
+// Seeds: every captured ClientHello in test/fixtures/client-hello/ as it came, re-framed into
+// several records, under a cap just too small, followed by a ChangeCipherSpec record; plus a few
+// inputs for the early decisions.
+const helloDir = join(root, 'test', 'fixtures', 'client-hello');
+const helloInput = (cap, bytes) => Buffer.concat([Buffer.from([cap]), bytes]);
+const recordsOf = (message, size) => {
+  const out = [];
+  for (let at = 0; at < message.length; at += size) {
+    const part = message.subarray(at, at + size);
+    out.push(Buffer.from([0x16, 0x03, 0x01, part.length >> 8, part.length & 0xff]), part);
+  }
+  return Buffer.concat(out);
+};
+const messageOf = (records) => {
+  const parts = [];
+  for (let at = 0; at < records.length; at += 5 + records.readUInt16BE(at + 3)) {
+    parts.push(records.subarray(at + 5, at + 5 + records.readUInt16BE(at + 3)));
+  }
+  return Buffer.concat(parts);
+};
+const helloSeeds = {};
+for (const file of readdirSync(helloDir).filter((f) => f.endsWith('.hex')).sort()) {
+  const name = file.replace(/\.hex$/, '');
+  const bytes = Buffer.from(readFileSync(join(helloDir, file), 'utf8').trim(), 'hex');
+  const message = messageOf(bytes);
+  helloSeeds[`${name}`] = helloInput(0, bytes);
+  helloSeeds[`${name}-records-of-100`] = helloInput(0, recordsOf(message, 100));
+  helloSeeds[`${name}-records-of-7`] = helloInput(255, recordsOf(message, 7));
+  helloSeeds[`${name}-then-ccs`] = helloInput(0, Buffer.concat([bytes, Buffer.from('140303000101', 'hex')]));
+  // The largest selectable cap below the ClientHello's size (6 + 16 × value < length).
+  const tight = Math.floor((bytes.length - 7) / 16);
+  if (tight >= 1 && tight <= 254) helloSeeds[`${name}-cap-${6 + 16 * tight}`] = helloInput(tight, bytes);
+}
+// Bodies cut short inside each field (lengths kept consistent), so the fuzzer starts next to
+// every "truncated in" decision; and the TLS 1.2 capture with a supported_versions extension
+// added for each version JA4 names.
+const curlMessage = messageOf(Buffer.from(readFileSync(join(helloDir, 'curl.hex'), 'utf8').trim(), 'hex'));
+const withBody = (body) => Buffer.concat([Buffer.from([1, 0, body.length >> 8, body.length & 0xff]), body]);
+for (const cut of [0, 1, 20, 34, 40, 67, 68, 70, 131, 132]) {
+  helloSeeds[`truncated-body-at-${cut}`] = helloInput(0, recordsOf(withBody(curlMessage.subarray(4, 4 + cut)), 16_384));
+}
+const tls12 = messageOf(Buffer.from(readFileSync(join(helloDir, 'openssl-s_client-tls12.hex'), 'utf8').trim(), 'hex'));
+const extensionsAt = (message) => {
+  let at = 4 + 2 + 32;
+  at += 1 + message[at];
+  at += 2 + message.readUInt16BE(at);
+  at += 1 + message[at];
+  return at; // the u16 length of the extensions block
+};
+for (const version of [0x0002, 0x0300, 0x0301, 0x0302, 0x7f1c, 0xfeff, 0xfefd, 0xfefc]) {
+  const at = extensionsAt(tls12);
+  const extension = Buffer.from([0x00, 0x2b, 0x00, 0x03, 0x02, version >> 8, version & 0xff]);
+  const block = Buffer.concat([tls12.subarray(at + 2), extension]);
+  const body = Buffer.concat([tls12.subarray(4, at), Buffer.from([block.length >> 8, block.length & 0xff]), block]);
+  helloSeeds[`tls12-with-version-${version.toString(16).padStart(4, '0')}`] = helloInput(0, recordsOf(withBody(body), 16_384));
+}
+// One-byte records under a cap of 22: the third record cannot fit before it arrives.
+helloSeeds['one-byte-records-cap-22'] = helloInput(1, recordsOf(curlMessage, 1).subarray(0, 40));
+
+Object.assign(helloSeeds, {
+  'not-tls-http': helloInput(0, Buffer.from('GET / HTTP/1.1\r\nHost: a\r\n\r\n')),
+  'not-tls-sslv2': helloInput(0, Buffer.from('802e0103010015000000100700c0', 'hex')),
+  'malformed-empty-record': helloInput(0, Buffer.from('1603010000', 'hex')),
+  'too-large-16m-message': helloInput(0, Buffer.from('160301006401ffffff', 'hex')),
+  'incomplete-record-header': helloInput(0, Buffer.from('160301', 'hex')),
+});
+writeCorpus('client_hello', helloSeeds);

@@ -14,9 +14,10 @@ corpus_root="$root/build/fuzz-corpus"
 fixtures="$root/test/fixtures/fuzz"
 
 # target name → source file and the longest input worth trying (token_open: 1 + 255 AAD bytes
-# + a little over kMaxTokenChars = 512 characters).
-targets=(token_open hmac_verify)
-declare -A max_len=([token_open]=800 [hmac_verify]=1024)
+# + a little over kMaxTokenChars = 512 characters; client_hello: the post-quantum seed in
+# 7-byte records is ~3 KiB, and 12 KiB leaves room for one-byte records).
+targets=(token_open hmac_verify client_hello)
+declare -A max_len=([token_open]=800 [hmac_verify]=1024 [client_hello]=12288)
 
 if ! [[ "$seconds" =~ ^[1-9][0-9]*$ ]]; then
   echo "run.sh: SECONDS must be a positive integer, got '$seconds'" >&2
@@ -46,6 +47,7 @@ for target in "${targets[@]}"; do
     -Wall -Wextra -Werror \
     -I"$root/native/include" \
     "$root/native/fuzz/${target}_fuzz.cc" "$root/native/src/token.cc" "$root/native/src/hmac.cc" \
+    "$root/native/src/client_hello.cc" \
     -lcrypto -o "$bin"
 
   corpus="$corpus_root/$target"

@@ -1,6 +1,6 @@
 // The only file that touches N-API: argument checks, JS values, errors. The work lives in
-// token.cc and hmac.cc. State is per thread (Napi::Addon + one KeyRing per TokenCrypto object),
-// never static, because the addon is loaded once in every worker thread.
+// token.cc, hmac.cc and client_hello.cc. State is per thread (Napi::Addon + one KeyRing per
+// TokenCrypto object), never static, because the addon is loaded once in every worker thread.
 #include <napi.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
@@ -10,6 +10,7 @@
 #include <cstring>
 #include <string>
 
+#include "tether/client_hello.h"
 #include "tether/hmac.h"
 #include "tether/listen_socket.h"
 #include "tether/token.h"
@@ -18,6 +19,7 @@ namespace {
 
 namespace token = tether::token;
 namespace hmac = tether::hmac;
+namespace client_hello = tether::client_hello;
 namespace listen_socket = tether::listen_socket;
 
 // Stable codes; the JS side (src/native/index.ts) documents them with the rest.
@@ -255,6 +257,8 @@ class TetherAddon : public Napi::Addon<TetherAddon> {
                                                                       napi_enumerable),
                              InstanceMethod<&TetherAddon::OpenReusePortListener>(
                                  "openReusePortListener", napi_enumerable),
+                             InstanceMethod<&TetherAddon::ParseClientHello>("parseClientHello",
+                                                                            napi_enumerable),
                          });
   }
 
@@ -325,8 +329,83 @@ class TetherAddon : public Napi::Addon<TetherAddon> {
         env, hmac_.Verify(key.data, key.size, data.data, data.size, mac.data, mac.size));
   }
 
+  // parseClientHello(bytes: Uint8Array, maxBytes: number, out: Uint8Array): status number
+  // (client_hello::Status), with what goes with it written to out, so the hot path creates no
+  // JS values here (the facade in src/native/index.ts builds the result object from out):
+  //
+  //   failure     out[0] = reason length, out[1..] = reason (latin1)
+  //   kOk         0 consumed u32 | 4 legacy_version u16 | 6 sni length u8 | 7 version count u8
+  //               | 8 ALPN list length u32 | 12 ja4_r length u32 | 16 ja4 (36 bytes)
+  //               | 52 sni | ALPN list ({u8 length, name}*) | versions (u16 each) | ja4_r
+  //   (integers little-endian). Bad bytes are a status; only bad arguments throw.
+  Napi::Value ParseClientHello(const Napi::CallbackInfo& info) {
+    napi_env env = info.Env();
+    Bytes bytes, out;
+    if (!RequireBytes(info, 0, "ClientHello bytes", &bytes) ||
+        !RequireBytes(info, 2, "out", &out)) {
+      return info.Env().Undefined();
+    }
+    double max_bytes = 0;
+    if (napi_get_value_double(env, info[1], &max_bytes) != napi_ok ||
+        !(max_bytes >= client_hello::kMinCapBytes && max_bytes <= client_hello::kMaxCapBytes)) {
+      Throw(info.Env(), ErrorKind::kRange, kErrArgValue, "expected a number 6..65536 for maxBytes");
+      return info.Env().Undefined();
+    }
+    client_hello::ClientHello hello;
+    const client_hello::Status status = client_hello::Parse(
+        bytes.data, bytes.size, static_cast<size_t>(max_bytes), hello_workspace_, &hello);
+    uint8_t* o = const_cast<uint8_t*>(out.data);
+    const auto put32 = [](uint8_t* p, size_t v) {
+      for (int i = 0; i < 4; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
+    };
+    if (status == client_hello::Status::kOk) {
+      if (!hello.ja4_ok) {
+        Throw(info.Env(), ErrorKind::kError, kErrCrypto, "OpenSSL could not compute SHA-256");
+        return info.Env().Undefined();
+      }
+      const size_t need = kHelloOutHeader + hello.sni_len + hello.alpn.size +
+                          2 * size_t{hello.version_count} + hello.ja4_r_len;
+      if (out.size < need) {
+        Throw(info.Env(), ErrorKind::kRange, kErrArgValue, "expected a larger out buffer");
+        return info.Env().Undefined();
+      }
+      put32(o, hello.consumed);
+      o[4] = static_cast<uint8_t>(hello.legacy_version);
+      o[5] = static_cast<uint8_t>(hello.legacy_version >> 8);
+      o[6] = hello.sni_len;
+      o[7] = hello.version_count;
+      put32(o + 8, hello.alpn.size);
+      put32(o + 12, hello.ja4_r_len);
+      std::memcpy(o + 16, hello.ja4, client_hello::kJa4Chars);
+      uint8_t* p = o + kHelloOutHeader;
+      std::memcpy(p, hello.sni, hello.sni_len);
+      p += hello.sni_len;
+      if (hello.alpn.size > 0) std::memcpy(p, hello.alpn.data, hello.alpn.size);
+      p += hello.alpn.size;
+      for (size_t i = 0; i < hello.version_count; ++i) {
+        *p++ = static_cast<uint8_t>(hello.versions[i]);
+        *p++ = static_cast<uint8_t>(hello.versions[i] >> 8);
+      }
+      std::memcpy(p, hello.ja4_r, hello.ja4_r_len);
+    } else if (status != client_hello::Status::kIncomplete) {
+      const size_t len = std::strlen(hello.reason);
+      if (out.size < 1 + len || len > 255) {
+        Throw(info.Env(), ErrorKind::kRange, kErrArgValue, "expected a larger out buffer");
+        return info.Env().Undefined();
+      }
+      o[0] = static_cast<uint8_t>(len);
+      std::memcpy(o + 1, hello.reason, len);
+    }
+    napi_value result;
+    napi_create_uint32(env, static_cast<uint32_t>(status), &result);
+    return Napi::Value(env, result);
+  }
+
+  static constexpr size_t kHelloOutHeader = 16 + client_hello::kJa4Chars;  // 52
+
   Napi::FunctionReference token_crypto_constructor_;
   hmac::Sha256Hmac hmac_;
+  client_hello::Workspace hello_workspace_;
 
  public:
   NoncePool nonces;  // per thread, like everything in here

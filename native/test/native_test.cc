@@ -1,8 +1,10 @@
-// Standalone test of the token and HMAC cores, built with ASan/UBSan by native/sanitize.sh and
-// linked against the system's libcrypto (no Node). Known answers come from
-// test/fixtures/token-vectors.txt (written by gen-token-vectors.mjs); the rest is truncated,
-// mutated and random input, each copied into a buffer of its exact size so any read past the
-// end is caught. Exits non-zero on the first failed check.
+// Standalone test of the token, HMAC and ClientHello cores, built with ASan/UBSan by
+// native/sanitize.sh and linked against the system's libcrypto (no Node). Known answers come from
+// test/fixtures/token-vectors.txt (written by gen-token-vectors.mjs) and
+// test/fixtures/client-hello/expected.txt (gen-expected.mjs); the rest is truncated, mutated and
+// random input, each copied into a buffer of its exact size so any read past the end is caught.
+// Exits non-zero on the first failed check.
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -12,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "tether/client_hello.h"
 #include "tether/hmac.h"
 #include "tether/token.h"
 
@@ -375,10 +378,309 @@ void TestMutations(token::KeyRing& ring, const std::vector<std::string>& tokens,
   }
 }
 
+
+// ---------------------------------------------------------------------------------------------
+// ClientHello parser (tether/client_hello.h): the captures in test/fixtures/client-hello/ with
+// their expected values (expected.txt, written from the JS reference), fed whole, by prefix,
+// re-framed and with bytes appended; crafted bad input; random mutations under the sanitizers.
+
+namespace ch = tether::client_hello;
+
+// A result with what its spans point into: the input copy (kept here) and the workspace (valid
+// only until the next parse, so the result is also written out as text at once).
+struct Parsed {
+  ch::Status status;
+  ch::ClientHello hello;
+  std::shared_ptr<uint8_t[]> input;
+  std::string text;            // every field
+  std::string text_unframed;   // every field but consumed, which depends on the framing
+};
+
+std::string Describe(ch::Status status, const ch::ClientHello& h, bool with_consumed);
+
+// Parses an exact-size heap copy, and checks what every result must satisfy.
+Parsed ParseHello(ch::Workspace& ws, const Bytes& in, size_t cap = ch::kDefaultMaxBytes) {
+  Parsed p;
+  p.input = std::shared_ptr<uint8_t[]>(new uint8_t[in.empty() ? 1 : in.size()]);
+  if (!in.empty()) std::memcpy(p.input.get(), in.data(), in.size());
+  p.status = ch::Parse(in.empty() ? nullptr : p.input.get(), in.size(), cap, ws, &p.hello);
+  p.text = Describe(p.status, p.hello, true);
+  p.text_unframed = Describe(p.status, p.hello, false);
+  const ch::ClientHello& h = p.hello;
+  switch (p.status) {
+    case ch::Status::kOk:
+      CHECK(h.consumed > 0 && h.consumed <= in.size() && h.consumed <= cap, "consumed %zu", h.consumed);
+      CHECK(h.reason == nullptr && h.ja4_ok && h.ja4_r_len >= 13, "ok fields");
+      CHECK(h.sni_len <= ch::kMaxHostNameBytes && h.has_sni == (h.sni_len > 0), "sni");
+      CHECK(std::memcmp(h.ja4, h.ja4_r, 11) == 0, "ja4 and ja4_r share the a part");
+      break;
+    case ch::Status::kIncomplete:
+      CHECK(h.reason == nullptr && h.consumed == 0, "incomplete fields");
+      CHECK(in.size() < cap, "incomplete with %zu bytes, cap %zu", in.size(), cap);
+      break;
+    default:
+      CHECK(h.reason != nullptr && std::strlen(h.reason) > 0 && h.consumed == 0 && !h.has_sni,
+            "failure fields");
+  }
+  return p;
+}
+
+std::string Describe(ch::Status status, const ch::ClientHello& h, bool with_consumed) {
+  std::string s = std::to_string(static_cast<int>(status));
+  if (status != ch::Status::kOk) return s + " " + (h.reason ? h.reason : "");
+  if (with_consumed) s += " " + std::to_string(h.consumed);
+  s += std::string(" ") + (h.has_sni ? std::string(h.sni, h.sni_len) : "-");
+  size_t offset = 0;
+  ch::Span name;
+  s += " alpn";
+  while (ch::NextAlpn(h.alpn, &offset, &name)) {
+    s += " " + std::string(reinterpret_cast<const char*>(name.data), name.size);
+  }
+  s += " v";
+  for (size_t i = 0; i < h.version_count; ++i) s += " " + std::to_string(h.versions[i]);
+  s += " " + std::to_string(h.legacy_version) + " " + std::string(h.ja4, ch::kJa4Chars) + " " +
+       std::string(h.ja4_r, h.ja4_r_len);
+  return s;
+}
+
+Bytes MessageOf(const Bytes& records) {
+  Bytes out;
+  for (size_t at = 0; at + 5 <= records.size();) {
+    const size_t n = (size_t{records[at + 3]} << 8) | records[at + 4];
+    out.insert(out.end(), records.begin() + static_cast<long>(at + 5),
+               records.begin() + static_cast<long>(at + 5 + n));
+    at += 5 + n;
+  }
+  return out;
+}
+
+// The message in records of `sizes` bytes (cycled), type 0x16, version 3.1.
+Bytes Frame(const Bytes& msg, const std::vector<size_t>& sizes) {
+  Bytes out;
+  for (size_t at = 0, i = 0; at < msg.size(); ++i) {
+    const size_t n = std::min(sizes[i % sizes.size()], msg.size() - at);
+    out.insert(out.end(), {0x16, 0x03, 0x01, static_cast<uint8_t>(n >> 8), static_cast<uint8_t>(n)});
+    out.insert(out.end(), msg.begin() + static_cast<long>(at), msg.begin() + static_cast<long>(at + n));
+    at += n;
+  }
+  return out;
+}
+
+std::string ToHex(const uint8_t* p, size_t n) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string s;
+  for (size_t i = 0; i < n; ++i) {
+    s += kDigits[p[i] >> 4];
+    s += kDigits[p[i] & 15];
+  }
+  return s;
+}
+
+std::vector<Bytes> TestClientHelloFixtures(ch::Workspace& ws, const std::string& dir, Rng& rng) {
+  std::ifstream in(dir + "/expected.txt");
+  CHECK(in.good(), "cannot read %s/expected.txt", dir.c_str());
+  std::vector<Bytes> captures;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    std::istringstream fields(line);
+    std::string file, sni, alpn, versions, legacy, ja4, ja4_r;
+    size_t consumed = 0;
+    fields >> file >> consumed >> sni >> alpn >> versions >> legacy >> ja4 >> ja4_r;
+    std::ifstream hex_file(dir + "/" + file);
+    std::string hex;
+    hex_file >> hex;
+    const Bytes bytes = FromHex(hex);
+    CHECK(!bytes.empty(), "empty fixture %s", file.c_str());
+
+    const Parsed p = ParseHello(ws, bytes);
+    const ch::ClientHello& h = p.hello;
+    CHECK(p.status == ch::Status::kOk, "%s: status %d (%s)", file.c_str(), static_cast<int>(p.status),
+          h.reason ? h.reason : "");
+    CHECK(h.consumed == consumed && consumed == bytes.size(), "%s: consumed %zu", file.c_str(), h.consumed);
+    CHECK((sni == "-" ? std::string() : sni) == std::string(h.sni, h.sni_len), "%s: sni", file.c_str());
+    std::string got_alpn;
+    size_t offset = 0;
+    ch::Span name;
+    while (ch::NextAlpn(h.alpn, &offset, &name)) {
+      got_alpn += (got_alpn.empty() ? "" : ",") + ToHex(name.data, name.size);
+    }
+    CHECK((alpn == "-" ? std::string() : alpn) == got_alpn, "%s: alpn %s", file.c_str(), got_alpn.c_str());
+    std::string got_versions;
+    for (size_t i = 0; i < h.version_count; ++i) {
+      const uint8_t v[2] = {static_cast<uint8_t>(h.versions[i] >> 8), static_cast<uint8_t>(h.versions[i])};
+      got_versions += (got_versions.empty() ? "" : ",") + ToHex(v, 2);
+    }
+    CHECK((versions == "-" ? std::string() : versions) == got_versions, "%s: versions", file.c_str());
+    CHECK(std::stoi(legacy, nullptr, 16) == h.legacy_version, "%s: legacy_version", file.c_str());
+    CHECK(std::string(h.ja4, ch::kJa4Chars) == ja4, "%s: ja4 %.*s", file.c_str(),
+          static_cast<int>(ch::kJa4Chars), h.ja4);
+    CHECK(std::string(h.ja4_r, h.ja4_r_len) == ja4_r, "%s: ja4_r", file.c_str());
+    const std::string want = p.text;
+
+    // Every proper prefix is incomplete; appended bytes are not consumed.
+    for (size_t n = 0; n < bytes.size(); ++n) {
+      const Parsed q = ParseHello(ws, Bytes(bytes.begin(), bytes.begin() + static_cast<long>(n)));
+      CHECK(q.status == ch::Status::kIncomplete, "%s: prefix %zu is %d", file.c_str(), n,
+            static_cast<int>(q.status));
+    }
+    for (const Bytes& tail : {Bytes{0x14, 3, 3, 0, 1, 1}, Bytes(3000, 0x16), Bytes{0x00}}) {
+      Bytes longer = bytes;
+      longer.insert(longer.end(), tail.begin(), tail.end());
+      CHECK(ParseHello(ws, longer).text == want, "%s: bytes after the ClientHello", file.c_str());
+    }
+    // Re-framed: one-byte records, then random sizes; the same fields, consumed = framed size.
+    const Bytes msg = MessageOf(bytes);
+    for (int round = 0; round < 50; ++round) {
+      std::vector<size_t> sizes;
+      for (int i = 0; i < 7; ++i) sizes.push_back(round == 0 ? 1 : 1 + rng.Below(round % 2 ? 8 : msg.size()));
+      const Bytes framed = Frame(msg, sizes);
+      const Parsed r = ParseHello(ws, framed, ch::kMaxCapBytes);
+      CHECK(r.status == ch::Status::kOk && r.hello.consumed == framed.size(), "%s: re-framed round %d",
+            file.c_str(), round);
+      CHECK(r.text_unframed == p.text_unframed, "%s: re-framed fields, round %d", file.c_str(), round);
+      const size_t cut = rng.Below(framed.size());
+      CHECK(ParseHello(ws, Bytes(framed.begin(), framed.begin() + static_cast<long>(cut)), ch::kMaxCapBytes)
+                    .status == ch::Status::kIncomplete,
+            "%s: re-framed prefix", file.c_str());
+      // One byte below the framed size is too large, one byte more is fine.
+      CHECK(ParseHello(ws, framed, framed.size() - 1).status == ch::Status::kTooLarge, "%s: cap - 1", file.c_str());
+      CHECK(ParseHello(ws, framed, framed.size()).status == ch::Status::kOk, "%s: cap", file.c_str());
+    }
+    captures.push_back(bytes);
+  }
+  CHECK(captures.size() >= 4, "only %zu ClientHello fixtures", captures.size());
+  std::printf("client_hello: %zu captures\n", captures.size());
+  return captures;
+}
+
+Bytes Concat(std::initializer_list<Bytes> parts) {
+  Bytes out;
+  for (const Bytes& p : parts) out.insert(out.end(), p.begin(), p.end());
+  return out;
+}
+
+Bytes U16Vec(const Bytes& data) {
+  return Concat({{static_cast<uint8_t>(data.size() >> 8), static_cast<uint8_t>(data.size())}, data});
+}
+
+Bytes Ext(uint16_t type, const Bytes& data) {
+  return Concat({{static_cast<uint8_t>(type >> 8), static_cast<uint8_t>(type)}, U16Vec(data)});
+}
+
+// type 1 | u24 | 0303 | random | empty session id | ciphers 1301 | compression {0} | extensions
+Bytes HelloMessage(const std::vector<Bytes>& extensions) {
+  Bytes body = {0x03, 0x03};
+  body.insert(body.end(), 32, 0x52);
+  body.insert(body.end(), {0x00, 0x00, 0x02, 0x13, 0x01, 0x01, 0x00});
+  Bytes block;
+  for (const Bytes& e : extensions) block.insert(block.end(), e.begin(), e.end());
+  body = Concat({body, U16Vec(block)});
+  return Concat({{0x01, 0x00, static_cast<uint8_t>(body.size() >> 8), static_cast<uint8_t>(body.size())}, body});
+}
+
+Bytes SniExt(const std::string& name) {
+  return Ext(0x0000, U16Vec(Concat({{0x00}, U16Vec(Bytes(name.begin(), name.end()))})));
+}
+
+void ExpectFailure(ch::Workspace& ws, const Bytes& in, ch::Status status, const char* reason,
+                   size_t cap = ch::kDefaultMaxBytes) {
+  const Parsed p = ParseHello(ws, in, cap);
+  CHECK(p.status == status && std::strcmp(p.hello.reason, reason) == 0,
+        "expected %d \"%s\", got %d \"%s\"", static_cast<int>(status), reason,
+        static_cast<int>(p.status), p.hello.reason ? p.hello.reason : "");
+}
+
+void TestClientHelloCrafted(ch::Workspace& ws) {
+  using S = ch::Status;
+  ExpectFailure(ws, Bytes{'G', 'E', 'T', ' '}, S::kNotTls, "not a TLS handshake record");
+  ExpectFailure(ws, Bytes{0x16, 0x02}, S::kNotTls, "record version is not 3.x");
+  ExpectFailure(ws, Bytes{0x16, 0x03, 0x01, 0x00, 0x00}, S::kMalformed, "empty record");
+  ExpectFailure(ws, Bytes{0x16, 0x03, 0x01, 0x40, 0x01}, S::kMalformed, "record longer than 16384 bytes");
+  ExpectFailure(ws, Bytes{0x16, 0x03, 0x01, 0x01, 0x00}, S::kTooLarge, "ClientHello exceeds the size cap", 200);
+  ExpectFailure(ws, Bytes{0x16, 0x03, 0x01, 0x00, 0x64, 0x01, 0xff, 0xff, 0xff}, S::kTooLarge,
+                "ClientHello exceeds the size cap");
+  ExpectFailure(ws, Bytes{0x16, 0x03, 0x01, 0x00, 0x04, 0x02, 0x00, 0x00, 0x00}, S::kMalformed,
+                "handshake message is not a ClientHello");
+  ExpectFailure(ws, Frame(HelloMessage({SniExt("a.test"), SniExt("b.test")}), {16384}), S::kMalformed,
+                "duplicate extension");
+  ExpectFailure(ws, Frame(HelloMessage({SniExt("a\x01.test")}), {16384}), S::kMalformed,
+                "host name is not a valid DNS name");
+  ExpectFailure(ws, Frame(HelloMessage({Ext(0x29, {}), Ext(0x17, {})}), {16384}), S::kMalformed,
+                "pre_shared_key is not the last extension");
+  Bytes with_ccs = Frame(HelloMessage({SniExt("a.test")}), {10});
+  with_ccs.insert(with_ccs.begin() + 15, {0x14, 0x03, 0x03, 0x00, 0x01, 0x01});
+  ExpectFailure(ws, with_ccs, S::kMalformed, "non-handshake record inside the ClientHello");
+
+  // The duplicate-extension bitset is workspace state: it must be clean for the next parse,
+  // whichever way the last one ended.
+  const Bytes good = Frame(HelloMessage({Ext(0x17, {}), SniExt("A.Test"), Ext(0xfafa, {})}), {16384});
+  for (int i = 0; i < 3; ++i) {
+    const Parsed p = ParseHello(ws, good);
+    CHECK(p.status == S::kOk && std::string(p.hello.sni, p.hello.sni_len) == "a.test", "good after %d", i);
+    ExpectFailure(ws, Frame(HelloMessage({Ext(0x17, {}), Ext(0xfafa, {}), Ext(0x17, {})}), {16384}),
+                  S::kMalformed, "duplicate extension");
+    ExpectFailure(ws, Frame(HelloMessage({Ext(0xfafa, {}), SniExt("")}), {16384}), S::kMalformed,
+                  "empty host name");
+  }
+  // A ClientHello as large as the biggest cap, in full-size records, with 16 Ki extensions.
+  std::vector<Bytes> many;
+  for (uint16_t t = 0x1000; many.size() < 16000; ++t) many.push_back(Ext(t, {}));
+  const Bytes big = Frame(HelloMessage(many), {16384});
+  const Parsed p = ParseHello(ws, big, ch::kMaxCapBytes);
+  CHECK(p.status == S::kOk && p.hello.consumed == big.size(), "16000 extensions: %d", static_cast<int>(p.status));
+  CHECK(std::string(p.hello.ja4, 10) == "t12i019900", "16000 extensions: %.10s", p.hello.ja4);
+  CHECK(ParseHello(ws, big, big.size() - 1).status == S::kTooLarge, "16000 extensions, cap - 1");
+  std::printf("client_hello: crafted cases\n");
+}
+
+void TestClientHelloMutations(ch::Workspace& ws, const std::vector<Bytes>& captures, Rng& rng) {
+  int counts[5] = {};
+  for (int round = 0; round < 20000; ++round) {
+    Bytes in = captures[rng.Below(captures.size())];
+    if (rng.Below(3) == 0) in = Frame(MessageOf(in), {1 + rng.Below(600), 1 + rng.Below(600)});
+    const size_t edits = 1 + rng.Below(4);
+    for (size_t e = 0; e < edits; ++e) {
+      const size_t at = rng.Below(in.size() + 1);
+      switch (rng.Below(6)) {
+        case 0:
+          if (at < in.size()) in[at] = static_cast<uint8_t>(rng.Next());
+          break;
+        case 1:
+          if (at < in.size()) in[at] ^= static_cast<uint8_t>(1u << rng.Below(8));
+          break;
+        case 2:
+          in.erase(in.begin() + static_cast<long>(at), in.begin() + static_cast<long>(std::min(in.size(), at + 1 + rng.Below(4))));
+          break;
+        case 3:
+          in.resize(std::min(in.size(), at));
+          break;
+        case 4:
+          if (at + 1 < in.size()) in[at + 1] = static_cast<uint8_t>(in[at + 1] + 1 + rng.Below(3));
+          break;
+        default:
+          for (size_t i = rng.Below(40); i > 0; --i) in.insert(in.begin() + static_cast<long>(at), static_cast<uint8_t>(rng.Next()));
+      }
+    }
+    const size_t cap = rng.Below(4) == 0 ? ch::kMinCapBytes + rng.Below(4000) : ch::kDefaultMaxBytes;
+    const Parsed p = ParseHello(ws, in, cap);
+    ++counts[static_cast<int>(p.status)];
+    if (p.status == ch::Status::kIncomplete) continue;
+    // A decision stands whatever follows.
+    Bytes longer = in;
+    longer.insert(longer.end(), 1 + rng.Below(100), static_cast<uint8_t>(rng.Next()));
+    CHECK(ParseHello(ws, longer, cap).text == p.text, "decision changed by appended bytes");
+  }
+  for (int s = 0; s < 5; ++s) CHECK(counts[s] > 20, "status %d seen %d times", s, counts[s]);
+  std::printf("client_hello: 20000 mutations (ok %d, incomplete %d, not_tls %d, too_large %d, malformed %d)\n",
+              counts[0], counts[1], counts[2], counts[3], counts[4]);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   const char* vectors = argc > 1 ? argv[1] : "test/fixtures/token-vectors.txt";
+  const char* client_hellos = argc > 2 ? argv[2] : "test/fixtures/client-hello";
   Rng rng;
   token::KeyRing ring;
   std::vector<std::string> valid_tokens;
@@ -387,6 +689,10 @@ int main(int argc, char** argv) {
   TestBase64(rng);
   TestRingAndSealErrors();
   TestMutations(ring, valid_tokens, valid_aad, rng);
+  auto workspace = std::make_unique<tether::client_hello::Workspace>();  // ~330 KiB: not on the stack
+  const auto captures = TestClientHelloFixtures(*workspace, client_hellos, rng);
+  TestClientHelloCrafted(*workspace);
+  TestClientHelloMutations(*workspace, captures, rng);
   std::printf("native_test: %d checks passed\n", g_checks);
   return 0;
 }

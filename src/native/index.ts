@@ -242,3 +242,98 @@ export function hmacVerify(key: Uint8Array, data: Uint8Array, mac: Uint8Array): 
 export function openReusePortListener(host: string, port: number, backlog = 511): number {
   return native().openReusePortListener(host, port, backlog);
 }
+
+// ---------------------------------------------------------------------------------------------
+// TLS ClientHello parser (native/include/tether/client_hello.h has the wire format and the
+// order of decisions; src/native/client-hello-reference.ts is the oracle).
+
+export type ClientHelloStatus = 'ok' | 'incomplete' | 'not_tls' | 'too_large' | 'malformed';
+
+/** A whole, well-formed ClientHello. */
+export interface ClientHelloOk {
+  status: 'ok';
+  /** Bytes of the records that carried the ClientHello; whatever follows must still be forwarded. */
+  consumed: number;
+  /** The host name asked for, ASCII lower-cased (names are checked: LDH and `_`), or null. */
+  sni: string | null;
+  /** ALPN protocol names in the client's order, one latin1 character per byte. */
+  alpn: string[];
+  /** supported_versions in the client's order, GREASE removed (e.g. 0x0304); [] when absent. */
+  versions: number[];
+  /** The ClientHello's legacy_version (0x0303 from TLS 1.2 and 1.3 clients). */
+  legacyVersion: number;
+  /** JA4 fingerprint, e.g. `t13d1516h2_8daaf6152771_e5627efa2ab1`. */
+  ja4: string;
+  /** JA4 with the lists unhashed (`ja4_r`). */
+  ja4r: string;
+}
+
+export type ClientHelloResult =
+  | ClientHelloOk
+  /** Need more bytes: nothing is wrong so far, and fewer bytes than the cap are buffered. */
+  | { status: 'incomplete' }
+  /** not_tls: the first record cannot be TLS; too_large: it would end past the cap. */
+  | { status: 'not_tls' | 'too_large' | 'malformed'; reason: string };
+
+/** The usual cap on the records carrying a ClientHello (post-quantum ones are ~2 KiB). */
+export const CLIENT_HELLO_DEFAULT_MAX_BYTES = 16_384;
+/** Caps outside this range are refused: one 1-byte record, and the native workspace size. */
+export const CLIENT_HELLO_MIN_CAP_BYTES = 6;
+export const CLIENT_HELLO_MAX_CAP_BYTES = 65_536;
+
+export function checkClientHelloArgs(bytes: unknown, maxBytes: unknown): asserts bytes is Uint8Array {
+  checkBytes(bytes, 'ClientHello bytes');
+  if (typeof maxBytes !== 'number') throw typeError('a number for maxBytes', maxBytes);
+  if (!Number.isInteger(maxBytes) || maxBytes < CLIENT_HELLO_MIN_CAP_BYTES || maxBytes > CLIENT_HELLO_MAX_CAP_BYTES) {
+    throw rangeError(
+      `an integer ${CLIENT_HELLO_MIN_CAP_BYTES}..${CLIENT_HELLO_MAX_CAP_BYTES} for maxBytes`,
+      String(maxBytes),
+    );
+  }
+}
+
+/** The addon's status numbers (client_hello::Status), by value. */
+const CLIENT_HELLO_STATUS = ['ok', 'incomplete', 'not_tls', 'too_large', 'malformed'] as const;
+const HELLO_OUT_HEADER = 52;
+/** The most one result can need in the out buffer: header, host name, ALPN list, versions, ja4_r. */
+const HELLO_OUT_BYTES = HELLO_OUT_HEADER + 253 + CLIENT_HELLO_MAX_CAP_BYTES + 254 + (CLIENT_HELLO_MAX_CAP_BYTES / 2) * 5 + 16;
+// Per thread, like the addon's own workspace; allocated on first use.
+let helloOut: Buffer | undefined;
+
+/**
+ * Parses the bytes received so far on a connection, from its first byte: call again with the
+ * longer buffer while the status is `incomplete`. Pure: the result depends on the bytes only,
+ * and a decided status never changes when bytes are appended.
+ */
+export function parseClientHello(bytes: Uint8Array, maxBytes: number = CLIENT_HELLO_DEFAULT_MAX_BYTES): ClientHelloResult {
+  checkClientHelloArgs(bytes, maxBytes);
+  const out = (helloOut ??= Buffer.allocUnsafe(HELLO_OUT_BYTES));
+  const code = native().parseClientHello(bytes, maxBytes, out);
+  if (code === 1) return { status: 'incomplete' };
+  if (code !== 0) {
+    const status = CLIENT_HELLO_STATUS[code] as 'not_tls' | 'too_large' | 'malformed';
+    return { status, reason: out.toString('latin1', 1, 1 + out[0]!) };
+  }
+  // Layout written by ParseClientHello in native/src/addon.cc. One latin1 string holds every
+  // text field and is sliced up: one call into C++ instead of one per field.
+  const sniLength = out[6]!;
+  const versionsAt = HELLO_OUT_HEADER + sniLength + out.readUInt32LE(8);
+  const ja4rAt = versionsAt + 2 * out[7]!;
+  const text = out.toString('latin1', 16, ja4rAt + out.readUInt32LE(12));
+  const alpn: string[] = [];
+  for (let at = HELLO_OUT_HEADER + sniLength; at < versionsAt; at += 1 + out[at]!) {
+    alpn.push(text.slice(at + 1 - 16, at + 1 + out[at]! - 16));
+  }
+  const versions: number[] = [];
+  for (let at = versionsAt; at < ja4rAt; at += 2) versions.push(out[at]! | (out[at + 1]! << 8));
+  return {
+    status: 'ok',
+    consumed: out.readUInt32LE(0),
+    sni: sniLength === 0 ? null : text.slice(HELLO_OUT_HEADER - 16, HELLO_OUT_HEADER - 16 + sniLength),
+    alpn,
+    versions,
+    legacyVersion: out[4]! | (out[5]! << 8),
+    ja4: text.slice(0, HELLO_OUT_HEADER - 16),
+    ja4r: text.slice(ja4rAt - 16),
+  };
+}

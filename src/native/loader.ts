@@ -22,6 +22,8 @@ export interface NativeBinding {
   hmacVerify(key: Uint8Array, data: Uint8Array, mac: Uint8Array): boolean;
   /** A listening SO_REUSEPORT TCP socket's fd (native/src/listen_socket.cc). */
   openReusePortListener(host: string, port: number, backlog: number): number;
+  /** Status number; the result's fields in `out` (layout in native/src/addon.cc). maxBytes is 6..65536. */
+  parseClientHello(bytes: Uint8Array, maxBytes: number, out: Uint8Array): number;
 }
 
 /** src/native/ and dist/native/ are both two levels below the package root. */
@@ -63,6 +65,7 @@ function isBinding(value: unknown): value is NativeBinding {
     typeof v.TokenCrypto === 'function' &&
     typeof v.hmacSha256 === 'function' &&
     typeof v.hmacVerify === 'function' &&
+    typeof v.parseClientHello === 'function' &&
     typeof v.openReusePortListener === 'function' &&
     typeof v.tokenLimits === 'object'
   );
