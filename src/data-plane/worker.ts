@@ -10,7 +10,8 @@ import { decode, encode, type FromWorker, type ToWorker, type WorkerInit } from 
 import { sweepIdle } from './upstream/pool.js';
 import { clock } from './clock.js';
 import { WorkerCounters } from '../shared-memory/counters.js';
-import { createTokenCrypto } from '../native/index.js';
+import { createTokenCrypto, openReusePortListener, parseClientHello } from '../native/index.js';
+import { startPassthrough, type Passthrough } from './passthrough/listener.js';
 import { RouteTokens } from '../sticky/route-token.js';
 import type { KeyRing } from '../orchestrator/key-ring.js';
 
@@ -77,6 +78,36 @@ function main(): void {
     for (const pool of runtime.pools.values()) for (const b of pool.backends) sweepIdle(b, now, runtime.config.timeouts.keepAliveMs);
   }, SWEEP_MS);
 
+  // TLS passthrough listeners (if any) open after the HTTP ones (uWS calls the listen callback
+  // synchronously, so this is defined first); the worker reports itself listening once both are up.
+  let passthrough: Passthrough | null = null;
+  const startTls = () => {
+    if (init.config.passthrough.listen.length === 0) {
+      send({ v: 1, type: 'listening', workerIndex: init.workerIndex, ports });
+      return;
+    }
+    startPassthrough({
+      config: init.config,
+      runtime: () => runtime,
+      counters,
+      parse: parseClientHello,
+      openListener: (host, port) => openReusePortListener(host, port),
+      log,
+    }).then(
+      (p) => {
+        passthrough = p;
+        send({ v: 1, type: 'listening', workerIndex: init.workerIndex, ports });
+      },
+      (err: Error & { code?: string }) => {
+        listenSockets.length = 0;
+        app.close();
+        log('error', `passthrough listener failed: ${err.message}`, { code: err.code });
+        send({ v: 1, type: 'listen-failed', workerIndex: init.workerIndex, address: init.config.passthrough.listen.map((a) => `${a.host}:${a.port}`).join(', ') });
+        clearInterval(sweeper);
+        process.exit(3);
+      },
+    );
+  };
   const listenSockets: us_listen_socket[] = [];
   const ports: number[] = [];
   const addresses = init.config.listen;
@@ -94,9 +125,11 @@ function main(): void {
       }
       listenSockets.push(ls);
       ports[i] = uws.us_socket_local_port(ls as never);
-      if (--pending === 0) send({ v: 1, type: 'listening', workerIndex: init.workerIndex, ports });
+      if (--pending === 0) startTls();
     });
   }
+
+
 
   parentPort!.on('message', (data: unknown) => {
     const msg = decode<ToWorker>(data);
@@ -108,8 +141,10 @@ function main(): void {
         // Stop accepting; let in-flight exchanges finish until the drain deadline.
         for (const ls of listenSockets.splice(0)) uws.us_listen_socket_close(ls);
         const deadline = Date.now() + msg.drainMs;
+        let tlsDrained = passthrough === null;
+        void passthrough?.close(msg.drainMs).then(() => (tlsDrained = true));
         const check = setInterval(() => {
-          if (active.size === 0 || Date.now() >= deadline) {
+          if ((active.size === 0 && tlsDrained) || Date.now() >= deadline) {
             clearInterval(check);
             clearInterval(sweeper);
             send({ v: 1, type: 'drained', workerIndex: init.workerIndex });
