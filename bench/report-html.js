@@ -10,7 +10,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { REFERENCE_PEER, summarizeScenario } from './report.js';
+import { REFERENCE_PEER, peersOf, summarizeScenario } from './report.js';
 
 const PALETTE = ['#2563eb', '#dc2626', '#16a34a', '#9333ea', '#ea580c', '#0891b2', '#ca8a04', '#db2777'];
 
@@ -126,7 +126,7 @@ function summaryTable(rows, columns) {
 function scenarioSection(results, runs, scenario, colorOf) {
   const o = results.options ?? {};
   const columns = scenario.columns ?? [];
-  const rows = summarizeScenario(runs, scenario.name, results.peers, columns);
+  const rows = summarizeScenario(runs, scenario.name, peersOf(results, scenario), columns);
   const how = scenario.load ?? `wrk -t${o.threads} -c${o.connections} -d${o.duration}s`;
   const chartRows = (pick, perRound, label) =>
     rows.map((row) => ({
@@ -190,11 +190,18 @@ function peerList(peers, colorOf) {
     const status = p.available
       ? `<span class="ver">${esc(p.version)}</span>`
       : `<span class="st">skipped</span>: ${esc(p.reason)}; install: <code>${esc(p.install)}</code>`;
-    const setup = p.setup
-      ? `<details><summary>setup</summary><pre>${esc(p.setup.command)}${p.setup.config ? `\n\n${esc(p.setup.config)}` : ''}</pre></details>`
+    const details = (summary, setup) =>
+      setup
+        ? `<details><summary>${summary}</summary><pre>${esc(setup.command)}${setup.config ? `\n\n${esc(setup.config)}` : ''}</pre></details>`
+        : '';
+    // A peer that also ran TLS passthrough scenarios: its status and setup for those.
+    const pt = p.passthrough;
+    const passthrough = pt
+      ? `<br>passthrough: ${pt.available ? `<span class="ver">${esc(pt.version)}</span>` : `<span class="st">skipped</span>: ${esc(pt.reason)}; install: <code>${esc(pt.install)}</code>`}` +
+        details('passthrough setup', pt.setup)
       : '';
     const only = p.scenarios ? ` <span class="ver">(only in ${esc(p.scenarios.join(', '))})</span>` : '';
-    return `<li><span class="sw" style="background:${colorOf(p.name)}"></span><b>${esc(p.name)}</b>${only} — ${esc(p.describe)}<br>${status}${setup}</li>`;
+    return `<li><span class="sw" style="background:${colorOf(p.name)}"></span><b>${esc(p.name)}</b>${only} — ${esc(p.describe)}<br>${status}${details('setup', p.setup)}${passthrough}</li>`;
   });
   return `<ul class="peers">${items.join('')}</ul>`;
 }

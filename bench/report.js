@@ -76,6 +76,22 @@ export function summarizeScenario(runs, scenario, peers, columns = []) {
   });
 }
 
+/**
+ * The peers a scenario's table shows, as summarizeScenario takes them: the ones the harness
+ * recorded as applying to it (`scenario.peers`; every peer in older results files), and for a
+ * passthrough scenario (backendKind 'tls') with each peer's passthrough availability, since a
+ * peer may serve HTTP but lack what passthrough needs (nginx without its stream module).
+ */
+export function peersOf(results, scenario) {
+  const peers = scenario.peers ? (results.peers ?? []).filter((p) => scenario.peers.includes(p.name)) : results.peers ?? [];
+  if (scenario.backendKind !== 'tls') return peers;
+  return peers.map((p) => {
+    if (!p.passthrough) return p;
+    const { available, version, reason, install } = p.passthrough;
+    return { ...p, available, version, reason, install };
+  });
+}
+
 const fixed = (value, digits) => (value === null || value === undefined ? '—' : value.toFixed(digits));
 
 /** A plain-text table for rows from summarizeScenario, with the scenario's own `columns` after req/s. */
@@ -115,7 +131,7 @@ export function formatReport(results) {
   const o = results.options;
   for (const scenario of results.scenarios) {
     const columns = scenario.columns ?? [];
-    const rows = summarizeScenario(results.runs, scenario.name, results.peers, columns);
+    const rows = summarizeScenario(results.runs, scenario.name, peersOf(results, scenario), columns);
     const how = scenario.load ?? `wrk -t${o.threads} -c${o.connections} -d${o.duration}s`;
     parts.push(
       `\n== ${scenario.name}: ${scenario.description}\n` +

@@ -1,6 +1,9 @@
 // Load bench: Tether against HAProxy, nginx and node-http-proxy, with wrk, on loopback.
 // Two uWS backends stay up for the whole run; each balancer is started fresh for every
-// measured run, on the same two backends, and stopped after it. Rounds are interleaved
+// measured run, on the same two backends, and stopped after it. TLS passthrough scenarios
+// (backendKind 'tls') get two TLS backends instead (tls-backend.js, certificates for
+// app1.bench.test and app2.bench.test from a CA made for the run), and the peers that do
+// passthrough are started in that mode with one SNI route per name. Rounds are interleaved
 // (round r: every peer in turn) so slow drifts of a shared machine hit every peer alike.
 // See `node bench/run.js --help`; results go to DIR/results.json and the terminal.
 
@@ -15,7 +18,8 @@ import { cpuSecondsBetween, groupCpuTicks, sampleGroupRss } from './load/proc-st
 import { runWrk, writeWrkScript } from './load/wrk.js';
 import { machineInfo } from './load/machine.js';
 import { findExecutable } from './load/peers/common.js';
-import { peers as allPeers } from './load/peers/index.js';
+import { peers as allPeers, runsIn } from './load/peers/index.js';
+import { makePki } from './load/pki.js';
 import { scenarios as allScenarios } from './load/scenarios/index.js';
 import { formatReport } from './report.js';
 import { renderHtml } from './report-html.js';
@@ -23,6 +27,9 @@ import { createProgress } from './load/progress.js';
 
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 const BACKEND_NAMES = ['app1', 'app2'];
+/** Passthrough: backend `app1` holds the certificate for app1.bench.test, and so on; one route per name. */
+const TLS_DOMAIN = 'bench.test';
+const isTls = (scenario) => scenario.backendKind === 'tls';
 const READY_DEADLINE_MS = 15_000;
 const STOP_GRACE_MS = 3_000;
 
@@ -107,13 +114,18 @@ function parseOptions(argv) {
   return options;
 }
 
-/** Starts one uWS backend process and resolves { name, port, handle } once it listens. */
-async function startBackend(name) {
+/**
+ * Starts one backend process (bench/load/backend.js NAME, or tls-backend.js NAME KEY CERT
+ * when `tls` = { keyFile, certFile }) and resolves { name, port, handle } once it listens.
+ */
+async function startBackend(name, tls = null) {
   let announce;
   const listening = new Promise((resolve) => {
     announce = resolve;
   });
-  const handle = startProcess(`backend ${name}`, process.execPath, [join(repoRoot, 'bench/load/backend.js'), name], {
+  const script = tls ? 'bench/load/tls-backend.js' : 'bench/load/backend.js';
+  const args = [join(repoRoot, script), name, ...(tls ? [tls.keyFile, tls.certFile] : [])];
+  const handle = startProcess(`${tls ? 'tls-backend' : 'backend'} ${name}`, process.execPath, args, {
     onStdoutLine: (line) => {
       try {
         const message = JSON.parse(line);
@@ -132,10 +144,21 @@ async function startBackend(name) {
 }
 
 /**
+ * The passthrough setting: a CA and a certificate per backend name (in `dir`), one TLS
+ * backend per name, and the routes (name.bench.test → name). Resolves { backends, routes, ca }.
+ */
+async function startTlsBackends(dir) {
+  const routes = BACKEND_NAMES.map((name) => ({ serverName: `${name}.${TLS_DOMAIN}`, backend: name }));
+  const pki = makePki(dir, routes.map((r) => r.serverName));
+  const backends = await Promise.all(routes.map((r) => startBackend(r.backend, pki.leaf(r.serverName))));
+  return { backends, routes, ca: pki.ca };
+}
+
+/**
  * One run of one peer in one scenario: start, wait ready, prepare (cookies + checks), warm
  * up, measure wrk + CPU + RSS, stop. Never throws: failures become { ok: false, error }.
  */
-async function runOnce({ peer, scenario, round, options, backends, workDir, setups }) {
+async function runOnce({ peer, scenario, round, options, backends, tls, workDir, setups }) {
   const record = { scenario: scenario.name, peer: peer.name, round, ok: false };
   const dir = join(workDir, peer.name);
   mkdirSync(dir, { recursive: true });
@@ -144,24 +167,39 @@ async function runOnce({ peer, scenario, round, options, backends, workDir, setu
   let prepared = null;
   try {
     const port = await freePort();
-    started = await peer.start({
-      backends: backends.map(({ name, port: p }) => ({ name, port: p })),
+    const common = {
       workers: options.workers,
       // Peers size their connection limits by this: the load plus any idle connections the scenario holds.
       connections: options.connections + (scenario.idleConnections ?? 0),
       port,
       dir,
       repoRoot,
-    });
+    };
+    const passthrough = isTls(scenario);
+    if (passthrough && !scenario.measure) throw new Error(`scenario ${scenario.name}: a passthrough scenario must drive its own load (measure)`);
+    started = passthrough
+      ? await peer.startPassthrough({ ...common, tlsBackends: tls.backends.map(({ name, port: p }) => ({ name, port: p })), routes: tls.routes, ca: tls.ca })
+      : await peer.start({ ...common, backends: backends.map(({ name, port: p }) => ({ name, port: p })) });
     void started.handle.exited.then((e) => {
       exitedEarly = e;
     });
-    if (!setups.has(peer.name)) setups.set(peer.name, started.setup);
+    const setupKey = passthrough ? `${peer.name} passthrough` : peer.name;
+    if (!setups.has(setupKey)) setups.set(setupKey, started.setup);
     const startedAt = Date.now();
     await started.waitReady(READY_DEADLINE_MS);
     record.readyMs = Date.now() - startedAt;
 
-    const context = { url: started.url, peer, backendNames: BACKEND_NAMES, backends, options, dir };
+    const context = passthrough
+      ? {
+          url: null,
+          passthrough: { host: started.host, port: started.port, ca: tls.ca, routes: tls.routes },
+          peer,
+          backendNames: BACKEND_NAMES,
+          backends: tls.backends,
+          options,
+          dir,
+        }
+      : { url: started.url, peer, backendNames: BACKEND_NAMES, backends, options, dir };
     prepared = await scenario.prepare(context);
     record.checks = prepared.checks;
     // A scenario drives load with wrk (the default) or with its own `measure` (multi-step
@@ -233,11 +271,13 @@ function progressLine(record, options) {
 function installPeers(options) {
   const missing = [];
   if (!findExecutable('wrk')) missing.push('wrk');
+  const scenarios = options.scenarios.map((n) => allScenarios.find((s) => s.name === n));
   for (const name of options.peers) {
     const peer = allPeers.find((p) => p.name === name);
-    const status = peer.available({ repoRoot });
-    const m = !status.ok && /apt-get install -y ([\w.+-]+(?: [\w.+-]+)*)$/.exec(status.install ?? '');
-    if (m) missing.push(...m[1].split(' '));
+    for (const status of peerStatuses(peer, scenarios).values()) {
+      const m = !status.ok && /apt-get install -y ([\w.+-]+(?: [\w.+-]+)*)$/.exec(status.install ?? '');
+      if (m) missing.push(...m[1].split(' '));
+    }
   }
   const packages = [...new Set(missing)];
   if (packages.length === 0) {
@@ -259,6 +299,26 @@ function installPeers(options) {
   }
 }
 
+/**
+ * `peer`'s availability per backend kind among `scenarios` it runs in: Map 'http' | 'tls' →
+ * { ok, version } | { ok: false, reason, install }. A passthrough peer is asked separately
+ * (nginx, say, may lack the stream module while serving HTTP fine).
+ */
+function peerStatuses(peer, scenarios) {
+  const statuses = new Map();
+  for (const scenario of scenarios) {
+    if (!runsIn(peer, scenario)) continue;
+    const kind = isTls(scenario) ? 'tls' : 'http';
+    if (!statuses.has(kind)) statuses.set(kind, peer.available(kind === 'tls' ? { repoRoot, passthrough: true } : { repoRoot }));
+  }
+  return statuses;
+}
+
+/** A status as results.json keeps it. */
+function statusRecord(status) {
+  return { available: status.ok, ...(status.ok ? { version: status.version } : { reason: status.reason, install: status.install }) };
+}
+
 async function main() {
   const options = parseOptions(process.argv.slice(2));
   if (options.installPeers) installPeers(options);
@@ -270,11 +330,23 @@ async function main() {
   }
   const peerStatus = options.peers.map((n) => {
     const peer = allPeers.find((p) => p.name === n);
-    return { peer, status: peer.available({ repoRoot }) };
+    const byKind = peerStatuses(peer, scenarios);
+    // The HTTP status is what results.peers[].available has always meant; ask for it even when
+    // only passthrough scenarios run, so every peer has one.
+    return { peer, status: byKind.get('http') ?? peer.available({ repoRoot }), tls: byKind.get('tls') ?? null };
   });
-  const runnable = peerStatus.filter((p) => p.status.ok).map((p) => p.peer);
-  for (const { peer, status } of peerStatus) {
-    if (!status.ok) process.stdout.write(`skipping ${peer.name}: ${status.reason} (install: ${status.install})\n`);
+  /** Whether `peer` runs in `scenario` here: it applies (runsIn) and can (available for that kind). */
+  const canRun = (peer, scenario) => {
+    if (!runsIn(peer, scenario)) return false;
+    const entry = peerStatus.find((p) => p.peer === peer);
+    return (isTls(scenario) ? entry.tls : entry.status)?.ok === true;
+  };
+  const runnable = peerStatus.filter(({ peer }) => scenarios.some((s) => canRun(peer, s))).map((p) => p.peer);
+  for (const { peer, status, tls } of peerStatus) {
+    if (!status.ok && scenarios.some((s) => !isTls(s) && runsIn(peer, s))) {
+      process.stdout.write(`skipping ${peer.name}: ${status.reason} (install: ${status.install})\n`);
+    }
+    if (tls && !tls.ok) process.stdout.write(`skipping ${peer.name} in passthrough scenarios: ${tls.reason} (install: ${tls.install})\n`);
   }
 
   mkdirSync(options.out, { recursive: true });
@@ -285,13 +357,14 @@ async function main() {
     version: 1,
     machine: machineInfo(repoRoot),
     options: { ...options },
-    peers: peerStatus.map(({ peer, status }) => ({
+    peers: peerStatus.map(({ peer, status, tls }) => ({
       name: peer.name,
       describe: peer.describe,
       cookieName: peer.cookieName,
       ...(peer.scenarios ? { scenarios: peer.scenarios } : {}),
-      available: status.ok,
-      ...(status.ok ? { version: status.version } : { reason: status.reason, install: status.install }),
+      ...statusRecord(status),
+      // Its status for the passthrough scenarios, when any ran and the peer does passthrough.
+      ...(tls ? { passthrough: statusRecord(tls) } : {}),
     })),
     scenarios: scenarios.map((s) => ({
       name: s.name,
@@ -299,6 +372,9 @@ async function main() {
       ...(s.columns ? { columns: s.columns } : {}),
       ...(s.loadDescription ? { load: s.loadDescription(options) } : {}),
       ...(s.warmup === false ? { warmup: false } : {}),
+      ...(s.backendKind ? { backendKind: s.backendKind } : {}),
+      // The selected peers this scenario applies to (runsIn), installed or not: the report's rows.
+      peers: peerStatus.filter(({ peer }) => runsIn(peer, s)).map(({ peer }) => peer.name),
     })),
     backends: [],
     runs: [],
@@ -306,14 +382,18 @@ async function main() {
   };
   const resultsPath = join(options.out, 'results.json');
   const save = () => {
-    for (const p of results.peers) if (setups.has(p.name)) p.setup = setups.get(p.name);
+    for (const p of results.peers) {
+      if (setups.has(p.name)) p.setup = setups.get(p.name);
+      if (setups.has(`${p.name} passthrough`)) p.passthrough.setup = setups.get(`${p.name} passthrough`);
+    }
     writeFileSync(resultsPath, `${JSON.stringify(results, null, 2)}\n`);
   };
 
   // Every step is bounded on its own; this bounds the whole, in case something unforeseen
   // (a peer that answers readiness but never finishes a request, say) stacks timeouts.
   const perRunS = options.duration + options.warmup + READY_DEADLINE_MS / 1000 + 25;
-  const budgetS = scenarios.length * runnable.length * (options.repeat + 1) * (perRunS + 120) + 60;
+  const runsPerRound = scenarios.reduce((n, s) => n + runnable.filter((p) => canRun(p, s)).length, 0);
+  const budgetS = runsPerRound * (options.repeat + 1) * (perRunS + 120) + 60;
   const watchdog = setTimeout(() => {
     process.stderr.write(`\nbench: overall time budget of ${budgetS} s exceeded, stopping everything\n`);
     save();
@@ -321,7 +401,6 @@ async function main() {
   }, budgetS * 1000);
   watchdog.unref();
 
-  const runsPerRound = scenarios.reduce((n, s) => n + runnable.filter((p) => !p.scenarios || p.scenarios.includes(s.name)).length, 0);
   const expectedS = runsPerRound * (options.repeat + 1) * (options.duration + options.warmup + 1);
   process.stdout.write(
     `tether load bench: ${scenarios.map((s) => s.name).join(', ')} × ${runnable.map((p) => p.name).join(', ') || 'no peers'}` +
@@ -330,18 +409,24 @@ async function main() {
   const progress = createProgress({ total: runsPerRound * (options.repeat + 1), estimateS: options.duration + options.warmup + 1 });
 
   let backends = [];
+  let tls = null;
   let exitCode = 0;
   try {
-    backends = await Promise.all(BACKEND_NAMES.map(startBackend));
+    // HTTP backends for the HTTP scenarios, TLS ones for the passthrough scenarios: only what runs.
+    if (scenarios.some((s) => !isTls(s))) backends = await Promise.all(BACKEND_NAMES.map((name) => startBackend(name)));
     results.backends = backends.map(({ name, port }) => ({ name, port }));
+    if (scenarios.some(isTls)) {
+      tls = await startTlsBackends(join(workDir, 'pki'));
+      results.tlsBackends = tls.backends.map(({ name, port }) => ({ name, port, serverName: tls.routes.find((r) => r.backend === name).serverName }));
+    }
     for (const scenario of scenarios) {
       progress.log(`\n[${scenario.name}] ${scenario.description}`);
       for (let round = 0; round <= options.repeat; round += 1) {
         for (const peer of runnable) {
-          // A peer variant made for one scenario (say, source-IP stickiness for roaming) runs only there.
-          if (peer.scenarios && !peer.scenarios.includes(scenario.name)) continue;
+          // Variants made for one scenario run only there; passthrough needs a peer that does it (runsIn).
+          if (!canRun(peer, scenario)) continue;
           progress.start(`${scenario.name} ${round === 0 ? 'warm-up' : `round ${round}/${options.repeat}`} ${peer.name}`);
-          const record = await runOnce({ peer, scenario, round, options, backends, workDir, setups });
+          const record = await runOnce({ peer, scenario, round, options, backends, tls, workDir, setups });
           results.runs.push(record);
           progress.tick();
           progress.log(progressLine(record, options));
@@ -356,7 +441,7 @@ async function main() {
     process.stderr.write(`bench failed: ${results.error}\n`);
   } finally {
     progress.done();
-    await Promise.all(backends.map((b) => b.handle.kill(STOP_GRACE_MS)));
+    await Promise.all([...backends, ...(tls?.backends ?? [])].map((b) => b.handle.kill(STOP_GRACE_MS)));
     await killAll(STOP_GRACE_MS);
     clearTimeout(watchdog);
     save();

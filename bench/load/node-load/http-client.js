@@ -1,4 +1,4 @@
-// A minimal HTTP/1.1 client over node:net for the bench's own load generator. Why not
+// A minimal HTTP/1.1 client over node:net (or node:tls) for the bench's own load generator. Why not
 // node:http or undici: the client must decide exactly which connection — and so which source
 // address (`localAddress`) — carries each request, see every Set-Cookie line raw, and cost
 // little per request next to the balancer it measures. One request at a time per connection
@@ -17,9 +17,13 @@
 //                  to EOF   otherwise (the connection is then not reusable)
 //
 // Errors are HttpError with a `kind` the load generator counts by: connect, timeout,
-// closed (the peer closed before the response was complete), parse, socket, busy.
+// closed (the peer closed before the response was complete), parse, socket, busy; and for
+// openTlsConnection: handshake (the TLS handshake failed or the connection dropped during
+// it), certificate (the server's certificate does not verify against the given CA),
+// certName (it verifies but is for another name: the connection reached the wrong server).
 
 import net from 'node:net';
+import tls from 'node:tls';
 
 const MAX_HEAD_BYTES = 64 * 1024;
 const MAX_KEPT_BODY_BYTES = 1024 * 1024; // longer bodies are read to the end but not kept
@@ -360,6 +364,87 @@ export function openConnection({ host, port, localAddress, timeoutMs = 2000 }) {
       clearTimeout(timer);
       socket.removeListener('error', onError);
       resolve(new Connection(socket, `${host}:${port}`));
+    });
+  });
+}
+
+/** Certificate-name mismatch: a valid certificate, but for another name than the one asked for. */
+const NAME_MISMATCH = new Set(['ERR_TLS_CERT_ALTNAME_INVALID', 'HOSTNAME_MISMATCH']);
+
+/**
+ * The HttpError kind for an error a TLS client socket emitted (see the header). OpenSSL's X509
+ * verification results reach node as bare upper-case codes (UNABLE_TO_VERIFY_LEAF_SIGNATURE,
+ * SELF_SIGNED_CERT_IN_CHAIN, CERT_HAS_EXPIRED, …): neither node's ERR_* nor an errno (ECONNRESET).
+ */
+export function tlsErrorKind(error, { tcpConnected }) {
+  const code = typeof error?.code === 'string' ? error.code : '';
+  if (NAME_MISMATCH.has(code)) return 'certName';
+  if (/^[A-Z][A-Z0-9_]*_[A-Z0-9_]+$/.test(code) && !code.startsWith('ERR_')) return 'certificate';
+  return tcpConnected ? 'handshake' : 'connect';
+}
+
+/** One SecureContext per CA, made once: `ca` given to tls.connect would make (and parse) one per connection. */
+const secureContexts = new Map();
+function secureContextFor(ca) {
+  let context = secureContexts.get(ca);
+  if (!context) {
+    if (secureContexts.size >= 8) secureContexts.clear(); // a few CAs per process at most; stay bounded anyway
+    context = tls.createSecureContext({ ca });
+    secureContexts.set(ca, context);
+  }
+  return context;
+}
+
+/**
+ * Connects to host:port and completes a TLS handshake sending SNI `servername`, trusting only
+ * `ca` and verifying the certificate (chain and name: rejectUnauthorized). Resolves a
+ * Connection (Host header = servername) once the handshake is done; rejects HttpError with
+ * kind connect, handshake, certificate or certName, or handshake after `timeoutMs` for the
+ * connect and handshake together. Never leaves the socket open on failure.
+ */
+export function openTlsConnection({ host, port, servername, ca, localAddress, timeoutMs = 2000 }) {
+  return new Promise((resolve, reject) => {
+    let tcpConnected = false;
+    const socket = tls.connect({
+      host,
+      port,
+      servername,
+      secureContext: secureContextFor(ca),
+      rejectUnauthorized: true,
+      localAddress,
+      noDelay: true,
+      ALPNProtocols: ['http/1.1'],
+    });
+    const what = `TLS to ${host}:${port} as ${servername}`;
+    const fail = (error) => {
+      clearTimeout(timer);
+      socket.destroy();
+      reject(error);
+    };
+    const timer = setTimeout(() => {
+      fail(new HttpError(tcpConnected ? 'handshake' : 'connect', `${what}: no completed handshake within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const onError = (error) => {
+      const kind = tlsErrorKind(error, { tcpConnected });
+      fail(new HttpError(kind, `${what}: ${error.code ? `${error.code}: ` : ''}${error.message}`, { cause: error }));
+    };
+    const onClose = () => fail(new HttpError(tcpConnected ? 'handshake' : 'connect', `${what}: closed during the handshake`));
+    socket.once('connect', () => {
+      tcpConnected = true;
+    });
+    socket.once('error', onError);
+    socket.once('close', onClose);
+    socket.once('secureConnect', () => {
+      clearTimeout(timer);
+      socket.removeListener('error', onError);
+      socket.removeListener('close', onClose);
+      // rejectUnauthorized already refused an unverified peer; this is belt and braces.
+      if (!socket.authorized) {
+        socket.destroy();
+        reject(new HttpError('certificate', `${what}: certificate not verified (${socket.authorizationError})`));
+        return;
+      }
+      resolve(new Connection(socket, servername));
     });
   });
 }

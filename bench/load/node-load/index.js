@@ -16,7 +16,7 @@
 import { Piscina } from 'piscina';
 import { createHistogram, mergeHistogram, percentileMicros } from './histogram.js';
 
-export { openConnection, Connection, HttpError } from './http-client.js';
+export { openConnection, openTlsConnection, Connection, HttpError } from './http-client.js';
 export { CookieJar } from './cookie-jar.js';
 export { createHistogram, mergeHistogram, percentileMicros, recordMicros } from './histogram.js';
 

@@ -7,12 +7,22 @@
 //   available()  → { ok: true, version } | { ok: false, reason, install }
 //   start({ backends: [{ name, port }], workers, connections, port, dir, repoRoot })
 //                → { handle, url, waitReady(deadlineMs), setup: { command, config? } }
+//   scenarios?   [names]: run only in those scenarios (variants made for one scenario)
+//   startPassthrough?({ tlsBackends: [{ name, port }], routes: [{ serverName, backend }], ca,
+//                workers, connections, port, dir, repoRoot })
+//                → { handle, host, port, waitReady(deadlineMs), setup: { command, config? } }
+//                TLS passthrough by SNI: one route per name to the one-backend pool `backend`,
+//                nothing for other names; never terminates TLS. Only peers exporting it run in
+//                passthrough scenarios (backendKind 'tls'), and then
+//                available({ repoRoot, passthrough: true }) says whether it can here.
+// ./index.js runsIn() is the one place that decides which peer runs in which scenario.
 // The runner owns stopping: handle.kill() kills the peer's whole process group.
 
 import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { waitUntilAnswers } from '../processes.js';
+import { delay, waitUntilAnswers } from '../processes.js';
+import { openTlsConnection } from '../node-load/http-client.js';
 
 /** Absolute path of an executable on PATH or in the sbin dirs (not always on a user's PATH). */
 export function findExecutable(name) {
@@ -40,4 +50,47 @@ export function firstLineOf(command, args) {
 /** The usual readiness: the listener answers GET / with 200. */
 export function answersOn(url, handle) {
   return (deadlineMs) => waitUntilAnswers(url, handle, { deadlineMs });
+}
+
+/**
+ * Passthrough readiness: polls (every 50 ms) until every route answers GET / from its own
+ * backend over a verified TLS connection with its SNI, the process exits, or `deadlineMs`
+ * passes. Each attempt is bounded (1 s handshake, 1 s response).
+ */
+export function passthroughAnswers({ host, port, ca, routes }, handle) {
+  return async (deadlineMs) => {
+    const started = Date.now();
+    let exited = null;
+    void handle.exited.then((e) => {
+      exited = e;
+    });
+    let lastError = 'no attempt';
+    while (Date.now() - started < deadlineMs) {
+      if (exited) {
+        throw new Error(`${handle.name} exited (code ${exited.code}, signal ${exited.signal}) before its passthrough answered on ${host}:${port}\n${handle.output()}`);
+      }
+      let answered = 0;
+      for (const route of routes) {
+        let connection = null;
+        try {
+          connection = await openTlsConnection({ host, port, servername: route.serverName, ca, timeoutMs: 1000 });
+          const response = await connection.request({ timeoutMs: 1000 });
+          const body = response.body.toString('latin1');
+          if (response.status !== 200 || body !== route.backend) {
+            lastError = `${route.serverName}: ${response.status} from ${JSON.stringify(body.slice(0, 100))}`;
+            break;
+          }
+          answered += 1;
+        } catch (error) {
+          lastError = `${route.serverName}: ${error.message}`;
+          break;
+        } finally {
+          connection?.close();
+        }
+      }
+      if (answered === routes.length) return Date.now() - started;
+      await delay(50);
+    }
+    throw new Error(`${handle.name}'s passthrough on ${host}:${port} did not answer every route within ${deadlineMs} ms (last: ${lastError})\n${handle.output()}`);
+  };
 }

@@ -9,3 +9,15 @@ import * as nginxHash from './nginx-hash.js';
 
 // Variants that run only in some scenarios (their `scenarios` export) come last.
 export const peers = [tether, haproxy, nginx, httpProxy, haproxySource, nginxHash];
+
+/**
+ * Whether `peer` runs in `scenario`: the one rule, used by the harness and recorded in
+ * results.json. A peer's `scenarios` list (variants made for one scenario) limits it to
+ * those; a passthrough scenario (backendKind 'tls') needs a peer that does TLS passthrough
+ * (exports startPassthrough; node-http-proxy does not).
+ */
+export function runsIn(peer, scenario) {
+  if (peer.scenarios && !peer.scenarios.includes(scenario.name)) return false;
+  if (scenario.backendKind === 'tls') return typeof peer.startPassthrough === 'function';
+  return true;
+}

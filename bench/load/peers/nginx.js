@@ -26,23 +26,64 @@
 // worker_connections follows the harness's `connections` hint (load + idle connections),
 // counting each client twice (its upstream connection), capped by the fd hard limit, and
 // worker_rlimit_nofile gives the workers the fds for it.
+//
+// Passthrough (startPassthrough): the stream module with ssl_preread — `map
+// $ssl_preread_server_name` picks a one-server upstream per name; a name no route serves maps
+// to an upstream nothing listens on, so it is closed. Debian ships the stream module as a
+// dynamic module in its own package (libnginx-mod-stream), which our config loads with
+// `load_module` (we do not read /etc/nginx/modules-enabled); available({ passthrough: true })
+// checks it is there.
 
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import os from 'node:os';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { startProcess } from '../processes.js';
-import { answersOn, findExecutable, firstLineOf } from './common.js';
+import { answersOn, findExecutable, firstLineOf, passthroughAnswers } from './common.js';
 
 export const name = 'nginx';
 export const cookieName = 'SRV';
 export const describe =
   'nginx OSS: worker_processes W, cookie stickiness via map $cookie_SRV → per-server upstream, upstream keepalive 64';
 
-export function available() {
+/** What installs nginx with the stream module (passthrough), on Debian. */
+export const PASSTHROUGH_INSTALL = 'apt-get update && apt-get install -y nginx libnginx-mod-stream';
+
+export function available({ passthrough = false } = {}) {
   const binary = findExecutable('nginx');
-  if (!binary) return { ok: false, reason: 'nginx not found', install: 'apt-get update && apt-get install -y nginx' };
-  return { ok: true, version: firstLineOf(binary, ['-v']) };
+  if (!binary) {
+    return { ok: false, reason: 'nginx not found', install: passthrough ? PASSTHROUGH_INSTALL : 'apt-get update && apt-get install -y nginx' };
+  }
+  const version = firstLineOf(binary, ['-v']);
+  if (!passthrough) return { ok: true, version };
+  const stream = streamModule(configureArguments(binary));
+  if (!stream.ok) return { ok: false, reason: stream.reason, install: PASSTHROUGH_INSTALL };
+  return { ok: true, version: `${version} (stream ${stream.loadModule ? `module ${stream.loadModule}` : 'built in'})` };
+}
+
+/** `nginx -V`'s output (it prints to stderr); '' if it cannot run. */
+function configureArguments(binary) {
+  const r = spawnSync(binary, ['-V'], { encoding: 'utf8', timeout: 5000 });
+  return `${r.stdout ?? ''}\n${r.stderr ?? ''}`;
+}
+
+/**
+ * Whether this nginx can do SNI passthrough, from its `nginx -V` text `args`: { ok: true, loadModule }
+ * (the ngx_stream_module.so to load, or null when the stream module is built in), or
+ * { ok: false, reason }. `exists` is for tests.
+ */
+export function streamModule(args, { exists = existsSync } = {}) {
+  if (!/--with-stream_ssl_preread_module\b/.test(args)) {
+    return { ok: false, reason: 'nginx built without ngx_stream_ssl_preread_module (needed for SNI passthrough)' };
+  }
+  if (/--with-stream=dynamic\b/.test(args)) {
+    const modulesPath = /--modules-path=(\S+)/.exec(args)?.[1] ?? join(/--prefix=(\S+)/.exec(args)?.[1] ?? '/usr/share/nginx', 'modules');
+    const path = join(modulesPath, 'ngx_stream_module.so');
+    if (!exists(path)) return { ok: false, reason: `nginx stream module missing (${path}; Debian package libnginx-mod-stream)` };
+    return { ok: true, loadModule: path };
+  }
+  if (/--with-stream(?=\s|$)/.test(args)) return { ok: true, loadModule: null };
+  return { ok: false, reason: 'nginx built without the stream module (needed for SNI passthrough)' };
 }
 
 /** `user …;` so workers run as the current user even when the bench runs as root. */
@@ -152,4 +193,67 @@ export function start({ backends, workers, port, dir, connections }, makeConfig 
   const handle = startProcess('nginx', binary, ['-p', prefix, '-c', path, '-g', 'daemon off;']);
   const url = `http://127.0.0.1:${port}/`;
   return { handle, url, waitReady: answersOn(url, handle), setup: { command: `nginx -p ${prefix} -c ${path} -g 'daemon off;'`, config: text } };
+}
+
+/** The passthrough configuration: stream + ssl_preread, routed by SNI (see the header). */
+export function passthroughConfig({ tlsBackends, routes, workers, port, prefix, connections = 0, loadModule }) {
+  const fdLimit = openFilesHardLimit();
+  // Every client connection has its upstream connection: two per client.
+  const workerConnections = Math.min(Math.max(4096, 2 * connections + 256), fdLimit - 64);
+  const rlimitNofile = Math.min(workerConnections + 64, fdLimit);
+  const portOf = (name) => {
+    const backend = tlsBackends.find((b) => b.name === name);
+    if (!backend) throw new Error(`route to ${JSON.stringify(name)}: no TLS backend of that name`);
+    return backend.port;
+  };
+  const upstreams = [...new Set(routes.map((r) => r.backend))];
+  return `# generated by bench/load/peers/nginx.js (passthrough)
+${loadModule ? `load_module ${loadModule};\n` : ''}${userDirective()}worker_processes ${workers};
+worker_rlimit_nofile ${rlimitNofile};
+pid ${join(prefix, 'nginx.pid')};
+error_log ${join(prefix, 'error.log')} warn;
+
+events {
+    worker_connections ${workerConnections};
+}
+
+stream {
+    map $ssl_preread_server_name $sni_upstream {
+${routes.map((r) => `        ${r.serverName} ${r.backend};`).join('\n')}
+        default sni_reject;
+    }
+${upstreams.map((name) => `    upstream ${name} {\n        server 127.0.0.1:${portOf(name)};\n    }`).join('\n')}
+    # A name no route serves: an address nothing listens on, so the connection is closed.
+    upstream sni_reject {
+        server 127.0.0.1:1;
+    }
+
+    server {
+        listen 127.0.0.1:${port};
+        ssl_preread on;
+        preread_timeout 5s;
+        proxy_pass $sni_upstream;
+        proxy_connect_timeout 5s;
+    }
+}
+`;
+}
+
+export function startPassthrough({ tlsBackends, routes, ca, workers, port, dir, connections }) {
+  const binary = findExecutable('nginx');
+  const stream = streamModule(configureArguments(binary));
+  if (!stream.ok) throw new Error(`nginx cannot do passthrough here: ${stream.reason}; install: ${PASSTHROUGH_INSTALL}`);
+  const prefix = join(dir, 'nginx-passthrough');
+  mkdirSync(prefix, { recursive: true });
+  const path = join(prefix, 'nginx.conf');
+  const text = passthroughConfig({ tlsBackends, routes, workers, port, prefix, connections, loadModule: stream.loadModule });
+  writeFileSync(path, text);
+  const handle = startProcess('nginx', binary, ['-p', prefix, '-c', path, '-g', 'daemon off;']);
+  return {
+    handle,
+    host: '127.0.0.1',
+    port,
+    waitReady: passthroughAnswers({ host: '127.0.0.1', port, ca, routes }, handle),
+    setup: { command: `nginx -p ${prefix} -c ${path} -g 'daemon off;'`, config: text },
+  };
 }

@@ -2,11 +2,14 @@
 // Contract used (the CLI is the lead's): --listen, --admin, --backend NAME=HOST:PORT
 // (repeated), --sticky cookie, --workers W, --key-file FILE with one line `1 <64 hex>`;
 // ready when GET http://ADMIN/readyz answers 200; route cookie `TETHER=<token>`.
+// Passthrough (startPassthrough): --passthrough HOST:PORT and one --sni NAME=POOL per route,
+// each pool one backend (--backend POOL/ID=HOST:PORT, --sticky POOL/none: nothing to stick).
 
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { startProcess, waitUntilAnswers, freePort } from '../processes.js';
+import { passthroughAnswers } from './common.js';
 
 export const name = 'tether';
 export const cookieName = 'TETHER';
@@ -49,4 +52,39 @@ export async function start({ backends, workers, port, dir, repoRoot }) {
     return waitUntilAnswers(url, handle, { deadlineMs: Math.max(1000, deadlineMs - (Date.now() - started)) });
   };
   return { handle, url, waitReady, setup: { command: `node ${args.join(' ')}` } };
+}
+
+/**
+ * The CLI arguments (after `node`) for TLS passthrough on `port`: one pool per TLS backend,
+ * named after it, and one SNI route per name. Tether always has an HTTP listener
+ * (`httpPort`); it carries no load here.
+ */
+export function passthroughArgs({ tlsBackends, routes, workers, port, httpPort, adminPort, repoRoot }) {
+  return [
+    '--single-threaded-gc',
+    cliPath(repoRoot),
+    '--listen', `127.0.0.1:${httpPort}`,
+    '--admin', `127.0.0.1:${adminPort}`,
+    ...tlsBackends.flatMap((b) => ['--backend', `${b.name}/${b.name}=127.0.0.1:${b.port}`, '--sticky', `${b.name}/none`]),
+    '--passthrough', `127.0.0.1:${port}`,
+    ...routes.flatMap((r) => ['--sni', `${r.serverName}=${r.backend}`]),
+    '--workers', String(workers),
+  ];
+}
+
+export async function startPassthrough({ tlsBackends, routes, ca, workers, port, repoRoot }) {
+  const httpPort = await freePort();
+  let adminPort = await freePort();
+  // Ports bound and released one after another: make sure they differ (they nearly always do).
+  while (adminPort === httpPort || adminPort === port) adminPort = await freePort();
+  const args = passthroughArgs({ tlsBackends, routes, workers, port, httpPort, adminPort, repoRoot });
+  const handle = startProcess('tether', process.execPath, args, { cwd: repoRoot });
+  const readyUrl = `http://127.0.0.1:${adminPort}/readyz`;
+  const routesAnswer = passthroughAnswers({ host: '127.0.0.1', port, ca, routes }, handle);
+  const waitReady = async (deadlineMs) => {
+    const started = Date.now();
+    await waitUntilAnswers(readyUrl, handle, { deadlineMs });
+    return routesAnswer(Math.max(1000, deadlineMs - (Date.now() - started)));
+  };
+  return { handle, host: '127.0.0.1', port, waitReady, setup: { command: `node ${args.join(' ')}` } };
 }

@@ -12,14 +12,24 @@
 //   columns?: [{ key, label, digits }]   extra figures for the report (medians over rounds)
 //   loadDescription?(options) → string   how the load is driven, for the report header
 //   warmup?: false                       skip the warm-up run (the scenario warms up itself)
+//   backendKind?: 'tls'                  TLS passthrough: the harness starts TLS backends
+//       (../tls-backend.js, certificates from a CA made for the run) instead of / besides the
+//       HTTP ones, starts each peer with its startPassthrough() (SNI routes, one per backend
+//       name), and the context carries `passthrough: { host, port, ca, routes }` instead of a
+//       usable `url`. Such a scenario drives its own load (measure). See ./passthrough-common.js.
 //
-// A peer module may export `scenarios: [names]` to run only in those (variants such as
-// source-IP stickiness exist to show what roaming clients lose).
+// Which peers run in which scenario is decided in one place, ../peers/index.js runsIn(): a
+// peer module may export `scenarios: [names]` to run only in those (variants such as
+// source-IP stickiness exist to show what roaming clients lose), and only peers exporting
+// startPassthrough() run in backendKind 'tls' scenarios.
 
 import * as stickyHit from './sticky-hit.js';
 import * as firstVisit from './first-visit.js';
 import * as roaming from './roaming.js';
 import * as largeBody from './large-body.js';
 import * as manyIdle from './many-idle.js';
+import * as passthroughSmall from './passthrough-small.js';
+import * as passthroughBulk from './passthrough-bulk.js';
+import * as passthroughHandshakes from './passthrough-handshakes.js';
 
-export const scenarios = [stickyHit, firstVisit, roaming, largeBody, manyIdle];
+export const scenarios = [stickyHit, firstVisit, roaming, largeBody, manyIdle, passthroughSmall, passthroughBulk, passthroughHandshakes];

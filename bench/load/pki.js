@@ -1,0 +1,56 @@
+// Certificates for the passthrough scenarios, made at run time with the openssl CLI (the
+// bench's own copy of test/helpers/tls.ts's recipe; bench never imports from test/): one
+// throw-away CA, and per name a P-256 leaf with SAN = that name, signed by it. Clients trust
+// only this CA and verify the name they asked for, so a connection the balancer sent to the
+// wrong backend fails its handshake (ERR_TLS_CERT_ALTNAME_INVALID) instead of passing.
+//
+//   makePki(dir, names) → { dir, caFile, ca: PEM string, leaf(name) → { keyFile, certFile } }
+//
+// Everything lives in `dir` (the caller removes it). Bounded: every openssl call has a deadline.
+
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+const OPENSSL_DEADLINE_MS = 30_000;
+const NAME = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
+
+function openssl(args, cwd) {
+  try {
+    execFileSync('openssl', args, { cwd, stdio: ['ignore', 'ignore', 'pipe'], timeout: OPENSSL_DEADLINE_MS });
+  } catch (error) {
+    const stderr = error.stderr?.toString().trim();
+    throw new Error(`openssl ${args[0]} failed: ${stderr || error.message} (is the openssl CLI installed? apt-get install -y openssl)`);
+  }
+}
+
+const EC = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
+
+export function makePki(dir, names) {
+  mkdirSync(dir, { recursive: true });
+  for (const name of names) {
+    if (!NAME.test(name)) throw new Error(`expected a lower-case DNS name for a certificate but received ${JSON.stringify(name)}`);
+  }
+  openssl(['req', '-x509', ...EC, '-keyout', 'ca.key', '-out', 'ca.pem', '-days', '2', '-subj', '/CN=Tether bench CA'], dir);
+  for (const name of names) {
+    writeFileSync(
+      join(dir, `${name}.ext`),
+      `subjectAltName=DNS:${name}\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n`,
+    );
+    openssl(['req', ...EC, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`], dir);
+    openssl(
+      ['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.pem`, '-days', '2', '-extfile', `${name}.ext`],
+      dir,
+    );
+  }
+  const caFile = join(dir, 'ca.pem');
+  return {
+    dir,
+    caFile,
+    ca: readFileSync(caFile, 'utf8'),
+    leaf: (name) => {
+      if (!names.includes(name)) throw new Error(`no certificate made for ${JSON.stringify(name)} (made: ${names.join(', ')})`);
+      return { keyFile: join(dir, `${name}.key`), certFile: join(dir, `${name}.pem`) };
+    },
+  };
+}
