@@ -115,3 +115,48 @@ describe('passthrough flags', () => {
     expect(() => loadConfig([...base, '--passthrough', '127.0.0.1:0'], {})).toThrow(/needs at least one SNI route/);
   });
 });
+
+describe('passthrough in the config file', () => {
+  it('reads listeners, routes with ALPN and PROXY v2, and limits; flags add to it', async () => {
+    const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const os = await import('node:os');
+    const dir = mkdtempSync(join(os.tmpdir(), 'tether-pt-config-'));
+    try {
+      const path = join(dir, 'tether.yaml');
+      writeFileSync(
+        path,
+        [
+          'pools:',
+          '  shop: { backends: [{ id: s1, address: 127.0.0.1, port: 9443 }] }',
+          '  grpc: { backends: [{ id: g1, address: 127.0.0.1, port: 9444 }] }',
+          'passthrough:',
+          '  listen: [{ host: 127.0.0.1, port: 8443 }]',
+          '  clientHelloTimeoutMs: 2000',
+          '  maxClientHelloBytes: 8192',
+          '  idleTimeoutMs: 60000',
+          '  routes:',
+          '    - { sni: grpc.example.com, alpn: [h2], pool: grpc, proxyProtocol: true }',
+          '    - { sni: "*", pool: shop }',
+          '',
+        ].join('\n'),
+      );
+      const { config } = loadConfig(['--config', path, '--client-hello-timeout', '1500'], {});
+      expect(config.passthrough).toEqual({
+        listen: [{ host: '127.0.0.1', port: 8443 }],
+        clientHelloTimeoutMs: 1500,
+        maxClientHelloBytes: 8192,
+        idleTimeoutMs: 60000,
+        routes: [
+          { sni: 'grpc.example.com', alpn: ['h2'], pool: 'grpc', proxyProtocol: true },
+          { sni: '*', pool: 'shop', proxyProtocol: false },
+        ],
+      });
+      writeFileSync(path, 'pools:\n  shop: { backends: [{ id: s1, address: 127.0.0.1, port: 9443 }] }\npassthrough:\n  listen: [{ host: 127.0.0.1, port: 8443 }]\n  maxClientHelloBytes: 100\n  routes: [{ sni: "*", pool: shop, tls: true }]\n');
+      expect(() => loadConfig(['--config', path], {})).toThrow(/passthrough\.maxClientHelloBytes: Too small: expected number to be >=512/);
+      expect(() => loadConfig(['--config', path], {})).toThrow(/passthrough\.routes\.0: Unrecognized key: "tls"/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
