@@ -29,35 +29,35 @@ export function proxyV2Header(e: Endpoints): Buffer {
   const src = unmap(e.sourceAddress);
   const dst = unmap(e.destAddress);
   const ports = e.sourcePort !== undefined && e.destPort !== undefined;
-  if (ports && src && dst && isIPv4(src) && isIPv4(dst)) {
-    const out = Buffer.alloc(16 + 12);
-    SIGNATURE.copy(out, 0);
-    out[12] = CMD_PROXY;
-    out[13] = TCP4;
-    out.writeUInt16BE(12, 14);
-    writeIPv4(out, 16, src);
-    writeIPv4(out, 20, dst);
-    out.writeUInt16BE(e.sourcePort!, 24);
-    out.writeUInt16BE(e.destPort!, 26);
-    return out;
-  }
-  if (ports && src && dst && isIPv6(src) && isIPv6(dst)) {
-    const out = Buffer.alloc(16 + 36);
-    SIGNATURE.copy(out, 0);
-    out[12] = CMD_PROXY;
-    out[13] = TCP6;
-    out.writeUInt16BE(36, 14);
-    writeIPv6(out, 16, src);
-    writeIPv6(out, 32, dst);
-    out.writeUInt16BE(e.sourcePort!, 48);
-    out.writeUInt16BE(e.destPort!, 50);
-    return out;
-  }
+  if (ports && src && dst && isIPv4(src) && isIPv4(dst)) return header(TCP4, 4, src, dst, e, writeIPv4);
+  if (ports && src && dst && isIPv6(src) && isIPv6(dst)) return header(TCP6, 16, src, dst, e, writeIPv6);
   const out = Buffer.alloc(16);
   SIGNATURE.copy(out, 0);
   out[12] = CMD_LOCAL;
   out[13] = 0x00;
   out.writeUInt16BE(0, 14);
+  return out;
+}
+
+/** Signature, PROXY command, family, length, then source, destination, source port, destination port. */
+function header(
+  family: number,
+  addressBytes: number,
+  src: string,
+  dst: string,
+  e: Endpoints,
+  write: (out: Buffer, at: number, address: string) => void,
+): Buffer {
+  const length = 2 * addressBytes + 4;
+  const out = Buffer.alloc(16 + length);
+  SIGNATURE.copy(out, 0);
+  out[12] = CMD_PROXY;
+  out[13] = family;
+  out.writeUInt16BE(length, 14);
+  write(out, 16, src);
+  write(out, 16 + addressBytes, dst);
+  out.writeUInt16BE(e.sourcePort!, 16 + 2 * addressBytes);
+  out.writeUInt16BE(e.destPort!, 18 + 2 * addressBytes);
   return out;
 }
 
