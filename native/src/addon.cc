@@ -351,15 +351,18 @@ class TetherAddon : public Napi::Addon<TetherAddon> {
       Throw(info.Env(), ErrorKind::kRange, kErrArgValue, "expected a number 6..65536 for maxBytes");
       return info.Env().Undefined();
     }
+    // Optional 4th argument: false skips the JA4 fingerprint (routing needs only SNI and ALPN).
+    const bool fingerprint = info.Length() < 4 || !info[3].IsBoolean() || info[3].As<Napi::Boolean>().Value();
     client_hello::ClientHello hello;
-    const client_hello::Status status = client_hello::Parse(
-        bytes.data, bytes.size, static_cast<size_t>(max_bytes), hello_workspace_, &hello);
+    const client_hello::Status status = client_hello::Parse(bytes.data, bytes.size,
+                                                            static_cast<size_t>(max_bytes),
+                                                            hello_workspace_, &hello, fingerprint);
     uint8_t* o = const_cast<uint8_t*>(out.data);
     const auto put32 = [](uint8_t* p, size_t v) {
       for (int i = 0; i < 4; ++i) p[i] = static_cast<uint8_t>(v >> (8 * i));
     };
     if (status == client_hello::Status::kOk) {
-      if (!hello.ja4_ok) {
+      if (fingerprint && !hello.ja4_ok) {
         Throw(info.Env(), ErrorKind::kError, kErrCrypto, "OpenSSL could not compute SHA-256");
         return info.Env().Undefined();
       }
@@ -376,7 +379,11 @@ class TetherAddon : public Napi::Addon<TetherAddon> {
       o[7] = hello.version_count;
       put32(o + 8, hello.alpn.size);
       put32(o + 12, hello.ja4_r_len);
-      std::memcpy(o + 16, hello.ja4, client_hello::kJa4Chars);
+      if (fingerprint) {
+        std::memcpy(o + 16, hello.ja4, client_hello::kJa4Chars);
+      } else {
+        std::memset(o + 16, 0, client_hello::kJa4Chars);
+      }
       uint8_t* p = o + kHelloOutHeader;
       std::memcpy(p, hello.sni, hello.sni_len);
       p += hello.sni_len;
@@ -386,7 +393,7 @@ class TetherAddon : public Napi::Addon<TetherAddon> {
         *p++ = static_cast<uint8_t>(hello.versions[i]);
         *p++ = static_cast<uint8_t>(hello.versions[i] >> 8);
       }
-      std::memcpy(p, hello.ja4_r, hello.ja4_r_len);
+      if (hello.ja4_r_len > 0) std::memcpy(p, hello.ja4_r, hello.ja4_r_len);
     } else if (status != client_hello::Status::kIncomplete) {
       const size_t len = std::strlen(hello.reason);
       if (out.size < 1 + len || len > 255) {

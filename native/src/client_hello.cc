@@ -267,7 +267,7 @@ void PutAlpnChars(char* p, const Span& alpn) {
 }  // namespace
 
 Status Parse(const uint8_t* data, size_t len, size_t max_bytes, Workspace& ws,
-             ClientHello* out) noexcept {
+             ClientHello* out, bool fingerprint) noexcept {
   Reset(out);
   if (data == nullptr) len = 0;
   max_bytes = std::clamp(max_bytes, kMinCapBytes, kMaxCapBytes);
@@ -449,6 +449,10 @@ Status Parse(const uint8_t* data, size_t len, size_t max_bytes, Workspace& ws,
     return Fail(out, Status::kMalformed, reason);
   }
   out->consumed = consumed;
+  if (!fingerprint) {
+    Drain(ws.extensions_, [](uint16_t) {});  // the sets are empty between calls
+    return Status::kOk;
+  }
 
   // --- JA4: the a part, then the sorted lists written straight into ws.raw_ as ja4_r.
   size_t cipher_count = 0;  // non-GREASE

@@ -16,6 +16,7 @@ import { RouteTokens } from '../sticky/route-token.js';
 import type { KeyRing } from '../orchestrator/key-ring.js';
 
 const SWEEP_MS = 100;
+const NO_FINGERPRINT = { fingerprint: false } as const;
 
 function send(msg: FromWorker): void {
   parentPort!.postMessage(encode(msg));
@@ -90,7 +91,8 @@ function main(): void {
       config: init.config,
       runtime: () => runtime,
       counters,
-      parse: parseClientHello,
+      // Routing needs SNI and ALPN only: no JA4 per connection.
+      parse: (bytes, maxBytes) => parseClientHello(bytes, maxBytes, NO_FINGERPRINT),
       openListener: (host, port) => openReusePortListener(host, port),
       log,
     }).then(

@@ -7,6 +7,7 @@ import {
   CLIENT_HELLO_DEFAULT_MAX_BYTES,
   checkClientHelloArgs,
   type ClientHelloOk,
+  type ClientHelloOptions,
   type ClientHelloResult,
 } from './index.js';
 
@@ -293,6 +294,7 @@ function ja4Of(hello: Hello): { ja4: string; ja4r: string } {
 export function referenceParseClientHello(
   bytes: Uint8Array,
   maxBytes: number = CLIENT_HELLO_DEFAULT_MAX_BYTES,
+  options: ClientHelloOptions = {},
 ): ClientHelloResult {
   checkClientHelloArgs(bytes, maxBytes);
   try {
@@ -306,7 +308,7 @@ export function referenceParseClientHello(
       alpn: hello.alpn,
       versions: (hello.supportedVersions ?? []).filter((v) => !isGrease(v)),
       legacyVersion: hello.legacyVersion,
-      ...ja4Of(hello),
+      ...(options.fingerprint === false ? { ja4: '', ja4r: '' } : ja4Of(hello)),
     };
     return result;
   } catch (err) {

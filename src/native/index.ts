@@ -262,10 +262,15 @@ export interface ClientHelloOk {
   versions: number[];
   /** The ClientHello's legacy_version (0x0303 from TLS 1.2 and 1.3 clients). */
   legacyVersion: number;
-  /** JA4 fingerprint, e.g. `t13d1516h2_8daaf6152771_e5627efa2ab1`. */
+  /** JA4 fingerprint, e.g. `t13d1516h2_8daaf6152771_e5627efa2ab1`; '' when not asked for. */
   ja4: string;
-  /** JA4 with the lists unhashed (`ja4_r`). */
+  /** JA4 with the lists unhashed (`ja4_r`); '' when not asked for. */
   ja4r: string;
+}
+
+export interface ClientHelloOptions {
+  /** Compute JA4 / JA4_r (default true). Routing needs only SNI and ALPN: false skips two thirds of the work. */
+  fingerprint?: boolean;
 }
 
 export type ClientHelloResult =
@@ -305,10 +310,15 @@ let helloOut: Buffer | undefined;
  * longer buffer while the status is `incomplete`. Pure: the result depends on the bytes only,
  * and a decided status never changes when bytes are appended.
  */
-export function parseClientHello(bytes: Uint8Array, maxBytes: number = CLIENT_HELLO_DEFAULT_MAX_BYTES): ClientHelloResult {
+export function parseClientHello(
+  bytes: Uint8Array,
+  maxBytes: number = CLIENT_HELLO_DEFAULT_MAX_BYTES,
+  options: ClientHelloOptions = {},
+): ClientHelloResult {
   checkClientHelloArgs(bytes, maxBytes);
   const out = (helloOut ??= Buffer.allocUnsafe(HELLO_OUT_BYTES));
-  const code = native().parseClientHello(bytes, maxBytes, out);
+  const fingerprint = options.fingerprint !== false;
+  const code = native().parseClientHello(bytes, maxBytes, out, fingerprint);
   if (code === 1) return { status: 'incomplete' };
   if (code !== 0) {
     const status = CLIENT_HELLO_STATUS[code] as 'not_tls' | 'too_large' | 'malformed';
@@ -333,7 +343,7 @@ export function parseClientHello(bytes: Uint8Array, maxBytes: number = CLIENT_HE
     alpn,
     versions,
     legacyVersion: out[4]! | (out[5]! << 8),
-    ja4: text.slice(0, HELLO_OUT_HEADER - 16),
-    ja4r: text.slice(ja4rAt - 16),
+    ja4: fingerprint ? text.slice(0, HELLO_OUT_HEADER - 16) : '',
+    ja4r: fingerprint ? text.slice(ja4rAt - 16) : '',
   };
 }

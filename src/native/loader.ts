@@ -23,7 +23,7 @@ export interface NativeBinding {
   /** A listening SO_REUSEPORT TCP socket's fd (native/src/listen_socket.cc). */
   openReusePortListener(host: string, port: number, backlog: number): number;
   /** Status number; the result's fields in `out` (layout in native/src/addon.cc). maxBytes is 6..65536. */
-  parseClientHello(bytes: Uint8Array, maxBytes: number, out: Uint8Array): number;
+  parseClientHello(bytes: Uint8Array, maxBytes: number, out: Uint8Array, fingerprint?: boolean): number;
 }
 
 /** src/native/ and dist/native/ are both two levels below the package root. */

@@ -146,7 +146,7 @@ class Workspace {
   Workspace& operator=(const Workspace&) = delete;
 
  private:
-  friend Status Parse(const uint8_t*, size_t, size_t, Workspace&, ClientHello*) noexcept;
+  friend Status Parse(const uint8_t*, size_t, size_t, Workspace&, ClientHello*, bool) noexcept;
 
   uint8_t message_[kMaxCapBytes];
   U16Set extensions_;                 // types met so far (duplicates), then JA4's sorted list
@@ -157,9 +157,10 @@ class Workspace {
 
 // Parses the bytes received so far (data may be null when len is 0). max_bytes caps the records
 // that carry the ClientHello (kDefaultMaxBytes is the usual choice). *out is reset, then filled
-// as the status says.
+// as the status says. With fingerprint false the JA4 work (about two thirds of an ok parse) is
+// skipped: ja4_ok stays false and ja4_r empty; everything else is the same.
 Status Parse(const uint8_t* data, size_t len, size_t max_bytes, Workspace& ws,
-             ClientHello* out) noexcept;
+             ClientHello* out, bool fingerprint = true) noexcept;
 
 // Steps through a validated ALPN list: set *offset = 0, then each call yields the next name.
 inline bool NextAlpn(const Span& list, size_t* offset, Span* name) noexcept {
