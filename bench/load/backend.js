@@ -14,6 +14,7 @@
 // emulation when the binary does not load, and that would bench the emulation instead.
 
 import { createRequire } from 'node:module';
+import { pumpBytes } from './uws-body.js';
 
 const require = createRequire(import.meta.url);
 const uWS = require(
@@ -32,27 +33,7 @@ if (!name || !/^[A-Za-z][A-Za-z0-9_-]{0,31}$/.test(name) || !Number.isInteger(re
   process.exit(2);
 }
 
-/** The bytes every /large response repeats; 1 MiB per tryEnd keeps syscalls few. */
-const LARGE_CHUNK = Buffer.alloc(1024 * 1024, 'tether-bench-');
 const MAX_LARGE_BYTES = Number.MAX_SAFE_INTEGER;
-
-/**
- * Writes body bytes [offset, total) of a /large response until the socket pushes back.
- * uWS's tryEnd writes what the socket takes *without* buffering the rest, so on backpressure
- * the onWritable handler resumes from the offset uWS reports. Returns true once the whole
- * response is out (tryEnd's `done`), false on backpressure: exactly onWritable's contract.
- */
-function pumpLarge(res, offset, total) {
-  while (offset < total) {
-    const at = offset % LARGE_CHUNK.length;
-    const length = Math.min(LARGE_CHUNK.length - at, total - offset);
-    const [ok, done] = res.tryEnd(LARGE_CHUNK.subarray(at, at + length), total);
-    if (done) return true;
-    if (!ok) return false;
-    offset += length;
-  }
-  return true;
-}
 
 let listenSocket = null;
 
@@ -72,7 +53,7 @@ uWS
     // Nothing to clean up on abort (no timers, no streams), but uWS requires the handler.
     res.onAborted(() => {});
     res.writeHeader('Content-Type', 'application/octet-stream');
-    if (!pumpLarge(res, 0, total)) res.onWritable((offset) => pumpLarge(res, offset, total));
+    if (!pumpBytes(res, 0, total)) res.onWritable((offset) => pumpBytes(res, offset, total));
   })
   .post('/upload', (res) => {
     let received = 0;

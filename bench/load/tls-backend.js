@@ -16,6 +16,7 @@
 // back to a `ws`-based emulation when the binary does not load.
 
 import { createRequire } from 'node:module';
+import { pumpBytes } from './uws-body.js';
 import { existsSync } from 'node:fs';
 
 const require = createRequire(import.meta.url);
@@ -50,21 +51,6 @@ for (const file of [keyFile, certFile]) {
   }
 }
 
-const CHUNK = Buffer.alloc(1024 * 1024, 'tether-bench-tls-');
-
-/** Writes body bytes [offset, total) until the socket pushes back; true once all is out (see backend.js). */
-function pump(res, offset, total) {
-  while (offset < total) {
-    const at = offset % CHUNK.length;
-    const length = Math.min(CHUNK.length - at, total - offset);
-    const [ok, done] = res.tryEnd(CHUNK.subarray(at, at + length), total);
-    if (done) return true;
-    if (!ok) return false;
-    offset += length;
-  }
-  return true;
-}
-
 let listenSocket = null;
 
 uWS
@@ -82,7 +68,7 @@ uWS
     }
     res.onAborted(() => {});
     res.writeHeader('Content-Type', 'application/octet-stream').writeHeader('X-Backend', name);
-    if (!pump(res, 0, total)) res.onWritable((offset) => pump(res, offset, total));
+    if (!pumpBytes(res, 0, total)) res.onWritable((offset) => pumpBytes(res, offset, total));
   })
   .any('/*', (res) => {
     res.cork(() => {

@@ -123,3 +123,24 @@ function merge(parts, threads, workers) {
     firstCrash,
   };
 }
+
+/**
+ * The harness's load record from runLoad's result `r` (core fields plus `extra`). Throws when a
+ * worker thread outlived its pool or no request completed: such a run measured nothing.
+ */
+export function harnessRecord(r, extra) {
+  if (r.threadsLeft > 0) throw new Error(`node load generator: ${r.threadsLeft} worker thread(s) still running after the pool was destroyed`);
+  if (r.requests === 0) {
+    throw new Error(`no request completed (errors ${JSON.stringify(r.errors)})${r.firstCrash ? `; first client crash: ${r.firstCrash}` : ''}`);
+  }
+  return {
+    requests: r.requests,
+    durationS: r.durationS,
+    rps: r.rps,
+    p50Ms: r.p50Ms,
+    p99Ms: r.p99Ms,
+    errors: r.errors,
+    errorCount: r.errorCount,
+    extra,
+  };
+}

@@ -21,7 +21,7 @@
 // A scenario's harness context carries `passthrough: { host, port, ca, routes: [{ serverName,
 // backend }] }` instead of an HTTP url.
 
-import { openTlsConnection, runLoad } from '../node-load/index.js';
+import { harnessRecord, openTlsConnection, runLoad } from '../node-load/index.js';
 
 export const backendKind = 'tls';
 
@@ -140,7 +140,6 @@ export function runPassthroughLoad({ clientModule, clientExport, passthrough, th
  * the scenario's own `extra`.
  */
 export function loadRecord(r, routes, extra = {}) {
-  if (r.threadsLeft > 0) throw new Error(`node load generator: ${r.threadsLeft} worker thread(s) still running after the pool was destroyed`);
   const wrong = Object.entries(r.counters).filter(([key]) => key.startsWith('wrong.'));
   const certName = r.errors.certName ?? 0;
   if (wrong.length > 0 || certName > 0) {
@@ -149,19 +148,9 @@ export function loadRecord(r, routes, extra = {}) {
         `${wrong.length > 0 ? `, answers ${JSON.stringify(Object.fromEntries(wrong))}` : ''} (errors ${JSON.stringify(r.errors)})`,
     );
   }
-  if (r.requests === 0) {
-    throw new Error(`no request completed (errors ${JSON.stringify(r.errors)})${r.firstCrash ? `; first client crash: ${r.firstCrash}` : ''}`);
-  }
   const answers = Object.fromEntries(routes.map((route) => [route.backend, r.counters[`answers.${route.backend}`] ?? 0]));
   return {
-    requests: r.requests,
-    durationS: r.durationS,
-    rps: r.rps,
-    p50Ms: r.p50Ms,
-    p99Ms: r.p99Ms,
-    errors: r.errors,
-    errorCount: r.errorCount,
-    extra: { ...extra, ...answers },
+    ...harnessRecord(r, { ...extra, ...answers }),
     ...(r.overran > 0 ? { flag: `${r.overran} client(s) overran the run's deadline` } : {}),
   };
 }

@@ -12,7 +12,7 @@
 // A peer with no route cookie (cookieName null, or one that never sets it) is fine: the jar
 // just stays empty and reissued stays 0.
 
-import { CookieJar, openConnection, runLoad } from '../node-load/index.js';
+import { CookieJar, harnessRecord, openConnection, runLoad } from '../node-load/index.js';
 
 export const name = 'roaming';
 export const description = `clients change source address every few requests and keep their cookies; kept % = later requests on the first backend`;
@@ -116,20 +116,7 @@ export async function measure({ url, peer, backendNames, options, durationS }) {
     clients: options.connections,
     durationS,
   });
-  if (r.threadsLeft > 0) throw new Error(`node load generator: ${r.threadsLeft} worker thread(s) still running after the pool was destroyed`);
-  if (r.requests === 0) {
-    throw new Error(`no request completed (errors ${JSON.stringify(r.errors)})${r.firstCrash ? `; first client crash: ${r.firstCrash}` : ''}`);
-  }
-  return {
-    requests: r.requests,
-    durationS: r.durationS,
-    rps: r.rps,
-    p50Ms: r.p50Ms,
-    p99Ms: r.p99Ms,
-    errors: r.errors,
-    errorCount: r.errorCount,
-    extra: { keptPct: r.keptPct, addresses: r.addresses, reissued: r.reissued },
-  };
+  return harnessRecord(r, { keptPct: r.keptPct, addresses: r.addresses, reissued: r.reissued });
 }
 
 /**
