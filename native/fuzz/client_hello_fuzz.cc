@@ -24,20 +24,13 @@
 #include <string>
 #include <vector>
 
+#include "fuzz_check.h"
 #include "tether/client_hello.h"
 
 namespace {
 
 namespace ch = tether::client_hello;
 using Bytes = std::vector<uint8_t>;
-
-#define FUZZ_CHECK(cond)                                                              \
-  do {                                                                                \
-    if (!(cond)) {                                                                    \
-      std::fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond); \
-      std::abort();                                                                   \
-    }                                                                                 \
-  } while (0)
 
 // One per process, reused across inputs like the addon's per-thread one, so state left behind
 // by one input (the duplicate-extension bitset) would show up as a wrong answer on the next.

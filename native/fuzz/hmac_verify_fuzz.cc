@@ -21,20 +21,13 @@
 #include <memory>
 #include <vector>
 
+#include "fuzz_check.h"
 #include "tether/hmac.h"
 
 namespace {
 
 namespace hmac = tether::hmac;
 using Bytes = std::vector<uint8_t>;
-
-#define FUZZ_CHECK(cond)                                                              \
-  do {                                                                                \
-    if (!(cond)) {                                                                    \
-      std::fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond); \
-      std::abort();                                                                   \
-    }                                                                                 \
-  } while (0)
 
 constexpr size_t kMac = hmac::kSha256Size;
 

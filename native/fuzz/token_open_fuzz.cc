@@ -26,6 +26,7 @@
 #include <string>
 #include <vector>
 
+#include "fuzz_check.h"
 #include "tether/token.h"
 
 namespace {
@@ -34,14 +35,6 @@ namespace token = tether::token;
 using token::OpenStatus;
 using token::SealStatus;
 using Bytes = std::vector<uint8_t>;
-
-#define FUZZ_CHECK(cond)                                                              \
-  do {                                                                                \
-    if (!(cond)) {                                                                    \
-      std::fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond); \
-      std::abort();                                                                   \
-    }                                                                                 \
-  } while (0)
 
 constexpr uint8_t kRingIds[] = {7, 0, 255};
 constexpr uint8_t kSealId = 7;
