@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import os from 'node:os';
 import tls from 'node:tls';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 
 export interface TestPki {
   dir: string;
@@ -96,4 +96,28 @@ export async function startTlsBackend(pki: TestPki, name: string): Promise<TlsBa
         server.close(() => resolve());
       }),
   };
+}
+
+/** The first TLS record a node:tls client sends for `servername` (its whole ClientHello). */
+export async function captureClientHello(servername: string): Promise<Buffer> {
+  let resolveHello!: (b: Buffer) => void;
+  const hello = new Promise<Buffer>((r) => (resolveHello = r));
+  const server = net.createServer((s) => {
+    let buf = Buffer.alloc(0);
+    s.on('data', (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      if (buf.length >= 5 && buf.length >= 5 + buf.readUInt16BE(3)) {
+        resolveHello(buf.subarray(0, 5 + buf.readUInt16BE(3)));
+        s.destroy();
+      }
+    });
+    s.on('error', () => {});
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const c = tls.connect({ host: '127.0.0.1', port: (server.address() as AddressInfo).port, servername, rejectUnauthorized: false });
+  c.on('error', () => {});
+  const out = await hello;
+  c.destroy();
+  server.close();
+  return out;
 }

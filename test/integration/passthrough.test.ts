@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import net, { type AddressInfo } from 'node:net';
 import tls from 'node:tls';
 import { startTether, type TetherProcess } from '../helpers/tether.js';
-import { makePki, startTlsBackend, type TestPki, type TlsBackend } from '../helpers/tls.js';
+import { captureClientHello, makePki, startTlsBackend, type TestPki, type TlsBackend } from '../helpers/tls.js';
 import { pollMetric } from '../helpers/sticky.js';
 
 let pki: TestPki;
@@ -62,30 +62,6 @@ async function startEchoBackend(): Promise<typeof echo> {
       server.close(() => r());
     }),
   };
-}
-
-/** The first TLS record a node:tls client sends for `servername` (its whole ClientHello). */
-async function captureClientHello(servername: string): Promise<Buffer> {
-  let resolveHello!: (b: Buffer) => void;
-  const hello = new Promise<Buffer>((r) => (resolveHello = r));
-  const server = net.createServer((s) => {
-    let buf = Buffer.alloc(0);
-    s.on('data', (d: Buffer) => {
-      buf = Buffer.concat([buf, d]);
-      if (buf.length >= 5 && buf.length >= 5 + buf.readUInt16BE(3)) {
-        resolveHello(buf.subarray(0, 5 + buf.readUInt16BE(3)));
-        s.destroy();
-      }
-    });
-    s.on('error', () => {});
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const c = tls.connect({ host: '127.0.0.1', port: (server.address() as AddressInfo).port, servername, rejectUnauthorized: false });
-  c.on('error', () => {});
-  const out = await hello;
-  c.destroy();
-  server.close();
-  return out;
 }
 
 /** Resolves once the server closes the connection: { data, closedMs }. Destroys it after 10 s. */

@@ -5,13 +5,22 @@
 // relay both ways with backpressure and half-close until both sides are done or the
 // connection goes idle. TLS is never terminated; no key is ever held. Bad input is closed and
 // counted, never left waiting.
-import net from 'node:net';
-import { closeSync } from 'node:fs';
-import type { Config, SniRouteConfig } from '../../config/schema.js';
+//
+// Sockets are raw libuv handles (./raw-tcp.ts), not net.Socket: a connection is one Conn
+// object, two handles and a few closures. Every deadline (ClientHello, connect, idle, linger
+// after a refusal) is one number on the Conn, checked by a sweep over the live connections
+// every `tick` ms: no timer per connection, and no timer refresh per chunk relayed (a chunk
+// only sets a flag). Deadlines therefore fire up to one tick late; the tick is a tenth of the
+// shortest configured deadline, between 5 and 100 ms.
+import { isIP } from 'node:net';
+import { lookup } from 'node:dns';
+import type { Config } from '../../config/schema.js';
 import type { BackendRuntime, Runtime } from '../runtime.js';
 import { C, type WorkerCounters } from '../../shared-memory/counters.js';
 import { compileSniRoutes } from './router.js';
 import { proxyV2Header } from './proxy-protocol.js';
+import * as tcp from './raw-tcp.js';
+import type { TcpHandle } from './raw-tcp.js';
 
 export type ClientHelloStatus = 'incomplete' | 'ok' | 'not_tls' | 'too_large' | 'malformed';
 
@@ -47,9 +56,28 @@ const ALERT_INTERNAL_ERROR = 80;
 /** After a refusal, how long the client gets to read the alert and close before it is cut. */
 const LINGER_MS = 1_000;
 const MAX_ATTEMPTS = 3;
+/** node:net's default accept backlog. */
+const BACKLOG = 511;
 
 function alert(description: number): Buffer {
   return Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, description]);
+}
+
+const enum Phase {
+  /** Reading the ClientHello; deadline = hello deadline. */
+  Hello,
+  /** Connecting to a backend (or resolving its name); deadline = connect deadline. */
+  Connecting,
+  /** Relaying both ways; deadline = idle deadline, pushed on by any bytes moved. */
+  Relay,
+  /** Refused: alert sent with FIN, waiting for the client's FIN; deadline = cut. */
+  Linger,
+  Closed,
+}
+
+/** Sweep period: a tenth of the shortest deadline, within [5, 100] ms. */
+export function sweepTickMs(deadlinesMs: readonly number[]): number {
+  return Math.min(100, Math.max(5, Math.floor(Math.min(...deadlinesMs) / 10)));
 }
 
 export function startPassthrough(ctx: PassthroughContext): Promise<Passthrough> {
@@ -57,237 +85,378 @@ export function startPassthrough(ctx: PassthroughContext): Promise<Passthrough> 
   const routes = cfg.routes;
   const router = compileSniRoutes(routes);
   const counters = ctx.counters;
-  const clients = new Set<net.Socket>();
-  const servers: net.Server[] = [];
+  const connectMs = ctx.config.timeouts.connectMs;
+  const tick = sweepTickMs([cfg.clientHelloTimeoutMs, connectMs, cfg.idleTimeoutMs, LINGER_MS]);
+  /** Live connections; each knows its index, so removal is a swap with the last. */
+  const live: Conn[] = [];
+  let onEmpty: (() => void) | null = null;
 
-  const onConnection = (client: net.Socket): void => {
-    counters.inc(C.passthrough_connections);
-    counters.inc(C.passthrough_active);
-    clients.add(client);
-    client.setNoDelay(true);
-    client.on('error', () => {});
-    client.once('close', () => {
-      clients.delete(client);
-      counters.inc(C.passthrough_active, -1);
-    });
-    readClientHello(client);
-  };
+  class Conn {
+    phase = Phase.Hello;
+    deadline: number;
+    index = -1;
+    /** Relay: bytes moved since the last sweep (the sweep then pushes the idle deadline on). */
+    active = false;
+    hello: Uint8Array | null = null;
+    upstream: TcpHandle | null = null;
+    routeIndex = -1;
+    backend: BackendRuntime | null = null;
+    attempts = 0;
+    tried: number[] = [];
+    clientAddress: tcp.SocketAddress | null = null;
+    bytesIn = 0;
+    bytesOut = 0;
+    /** Per direction: the source sent FIN (and we passed it on with shutdown). */
+    clientDone = false;
+    upstreamDone = false;
+    shutdownsSent = 0;
+    /** A source stopped because the other side's write queue is not empty. */
+    clientHeld = false;
+    upstreamHeld = false;
 
-  /** Buffers until the ClientHello parses (or cannot), within the size cap and the deadline. */
-  function readClientHello(client: net.Socket): void {
-    let buffered: Buffer = Buffer.alloc(0);
-    const timer = setTimeout(() => {
-      counters.inc(C.passthrough_hello_timeouts);
-      finish();
-      client.destroy();
-    }, cfg.clientHelloTimeoutMs);
-    const finish = () => {
-      clearTimeout(timer);
-      client.off('data', onData);
-      client.off('end', onEnd);
-      client.off('close', finish);
-    };
-    // The client finished sending (FIN) before a whole ClientHello: it can never complete.
-    const onEnd = () => {
-      finish();
-      counters.inc(C.passthrough_malformed);
-      client.destroy();
-    };
-    const onData = (chunk: Buffer) => {
-      buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
+    constructor(readonly client: TcpHandle, now: number) {
+      this.deadline = now + cfg.clientHelloTimeoutMs;
+      client.onread = (ab) => this.onClientRead(ab);
+    }
+
+    onClientRead(ab: ArrayBuffer | undefined): void {
+      const bytes = tcp.readBytes(ab);
+      switch (this.phase) {
+        case Phase.Hello:
+          if (bytes !== null) this.onHelloBytes(bytes);
+          else if (tcp.readStatus() === tcp.READ_EOF) {
+            // FIN before a whole ClientHello: it can never complete.
+            counters.inc(C.passthrough_malformed);
+            this.close();
+          } else this.close();
+          return;
+        case Phase.Relay:
+          if (bytes !== null) {
+            this.bytesIn += bytes.length;
+            this.active = true;
+            this.forward(bytes, this.upstream!, true);
+          } else if (tcp.readStatus() === tcp.READ_EOF) this.finishDirection(true);
+          else this.close();
+          return;
+        case Phase.Linger:
+          // Whatever the refused client still sends is dropped; its FIN or error ends it.
+          if (bytes === null) this.close();
+          return;
+        default:
+          // Connecting: reading is stopped; Closed: nothing more to do.
+          if (bytes === null) this.close();
+      }
+    }
+
+    onUpstreamRead(ab: ArrayBuffer | undefined): void {
+      if (this.phase !== Phase.Relay) return;
+      const bytes = tcp.readBytes(ab);
+      if (bytes !== null) {
+        this.bytesOut += bytes.length;
+        this.active = true;
+        this.forward(bytes, this.client, false);
+      } else if (tcp.readStatus() === tcp.READ_EOF) this.finishDirection(false);
+      else this.close();
+    }
+
+    onHelloBytes(bytes: Uint8Array): void {
+      const prev = this.hello;
+      let buffered: Uint8Array;
+      if (prev === null) buffered = bytes;
+      else {
+        buffered = new Uint8Array(prev.length + bytes.length);
+        buffered.set(prev, 0);
+        buffered.set(bytes, prev.length);
+      }
+      this.hello = buffered;
       const hello = ctx.parse(buffered, cfg.maxClientHelloBytes);
       if (hello.status === 'incomplete' && buffered.length <= cfg.maxClientHelloBytes) return;
-      finish();
-      client.pause();
+      this.client.readStop();
       switch (hello.status) {
         case 'ok':
-          routeAndConnect(client, buffered, hello.sni ?? null, hello.alpn ?? []);
+          this.route(hello.sni ?? null, hello.alpn ?? []);
           return;
         case 'not_tls':
           counters.inc(C.passthrough_not_tls);
-          client.destroy();
+          this.close();
           return;
         case 'malformed':
           counters.inc(C.passthrough_malformed);
-          refuse(client, ALERT_DECODE_ERROR);
+          this.refuse(ALERT_DECODE_ERROR);
           return;
         default: // too_large, or still incomplete past the cap
           counters.inc(C.passthrough_too_large);
-          client.destroy();
+          this.close();
       }
-    };
-    client.on('data', onData);
-    client.once('end', onEnd);
-    client.once('close', finish);
-  }
-
-  /** A fatal alert, then FIN; cut if the client lingers. */
-  function refuse(client: net.Socket, description: number): void {
-    const cut = setTimeout(() => client.destroy(), LINGER_MS);
-    client.once('close', () => clearTimeout(cut));
-    client.end(alert(description));
-  }
-
-  function routeAndConnect(client: net.Socket, hello: Buffer, sni: string | null, alpn: string[]): void {
-    const routeIndex = router.route(sni, alpn);
-    if (routeIndex < 0) {
-      counters.inc(C.passthrough_no_route);
-      refuse(client, ALERT_UNRECOGNIZED_NAME);
-      return;
     }
-    const route = routes[routeIndex]!;
-    const pool = ctx.runtime().pools.get(route.pool)!;
-    counters.incRoute(routeIndex, 'connections');
-    const clientIp = client.remoteAddress ?? '';
-    let attempts = 0;
-    const tried = new Set<number>();
 
-    const attempt = (exclude: number): void => {
-      if (client.destroyed) return;
-      const index = pool.balancer.pick({ hashKey: clientIp }, exclude);
-      if (index < 0 || attempts >= MAX_ATTEMPTS || tried.has(index)) {
-        counters.inc(attempts === 0 ? C.passthrough_no_backend : C.passthrough_upstream_connect_errors);
-        refuse(client, ALERT_INTERNAL_ERROR);
+    route(sni: string | null, alpn: string[]): void {
+      const routeIndex = router.route(sni, alpn);
+      if (routeIndex < 0) {
+        counters.inc(C.passthrough_no_route);
+        this.refuse(ALERT_UNRECOGNIZED_NAME);
         return;
       }
-      attempts++;
-      tried.add(index);
-      const backend = pool.backends[index]!;
-      connect(client, hello, route, routeIndex, backend, () => {
-        counters.markBackendFailure(backend.slot, Date.now(), 1_000, 30_000);
-        counters.incBackend(backend.slot, 'connect_errors');
-        attempt(index);
-      });
-    };
-    attempt(-1);
-  }
+      this.routeIndex = routeIndex;
+      counters.incRoute(routeIndex, 'connections');
+      this.clientAddress = tcp.peerAddress(this.client);
+      this.attempt(-1);
+    }
 
-  function connect(
-    client: net.Socket,
-    hello: Buffer,
-    route: SniRouteConfig,
-    routeIndex: number,
-    backend: BackendRuntime,
-    onFailure: () => void,
-  ): void {
-    const upstream = net.connect({ host: backend.host, port: backend.port, noDelay: true, allowHalfOpen: true });
-    let connected = false;
-    const deadline = setTimeout(() => upstream.destroy(new Error('connect timeout')), ctx.config.timeouts.connectMs);
-    const onEarlyClose = () => {
-      // The client left while we were connecting: nothing to relay.
-      upstream.destroy();
-    };
-    client.once('close', onEarlyClose);
-    upstream.once('error', () => {});
-    upstream.once('close', () => {
-      clearTimeout(deadline);
-      if (!connected) {
-        client.off('close', onEarlyClose);
-        if (!client.destroyed) onFailure();
+    /** The next backend of the route's pool (never one already tried), at most MAX_ATTEMPTS. */
+    attempt(exclude: number): void {
+      const pool = ctx.runtime().pools.get(routes[this.routeIndex]!.pool)!;
+      const index = pool.balancer.pick({ hashKey: this.clientAddress!.address }, exclude);
+      if (index < 0 || this.attempts >= MAX_ATTEMPTS || this.tried.includes(index)) {
+        counters.inc(this.attempts === 0 ? C.passthrough_no_backend : C.passthrough_upstream_connect_errors);
+        this.refuse(ALERT_INTERNAL_ERROR);
+        return;
       }
-    });
-    upstream.once('connect', () => {
-      connected = true;
-      clearTimeout(deadline);
-      client.off('close', onEarlyClose);
+      this.attempts++;
+      this.tried.push(index);
+      const backend = pool.backends[index]!;
+      this.backend = backend;
+      this.phase = Phase.Connecting;
+      this.deadline = Date.now() + connectMs;
+      const family = isIP(backend.host);
+      if (family === 4 || family === 6) {
+        this.dial(backend, backend.host, family);
+        return;
+      }
+      lookup(backend.host, (err, address, resolvedFamily) => {
+        if (this.phase !== Phase.Connecting || this.backend !== backend) return; // closed or timed out meanwhile
+        if (err !== null || (resolvedFamily !== 4 && resolvedFamily !== 6)) this.connectFailed(backend);
+        else this.dial(backend, address, resolvedFamily);
+      });
+    }
+
+    dial(backend: BackendRuntime, address: string, family: 4 | 6): void {
+      let handle: TcpHandle;
+      try {
+        handle = tcp.connect(address, family, backend.port, (status) => this.onConnect(handle, backend, status));
+      } catch {
+        this.connectFailed(backend);
+        return;
+      }
+      this.upstream = handle;
+    }
+
+    onConnect(handle: TcpHandle, backend: BackendRuntime, status: number): void {
+      // A handle closed by a timeout or by close() reports a cancellation: already handled.
+      if (this.upstream !== handle || this.phase !== Phase.Connecting) return;
+      if (status !== 0) {
+        this.upstream = null;
+        handle.close();
+        this.connectFailed(backend);
+        return;
+      }
+      handle.setNoDelay(true);
       counters.markBackendSuccess(backend.slot);
       counters.inc(C.passthrough_routed);
       counters.incBackend(backend.slot, 'active');
-      if (route.proxyProtocol) {
-        upstream.write(
-          proxyV2Header({ sourceAddress: client.remoteAddress, sourcePort: client.remotePort, destAddress: client.localAddress, destPort: client.localPort }),
-        );
-      }
-      upstream.write(hello);
-      relay(client, upstream, routeIndex, backend);
-    });
-  }
-
-  /** Both ways, with backpressure (pipe) and half-close (allowHalfOpen + end propagation). */
-  function relay(client: net.Socket, upstream: net.Socket, routeIndex: number, backend: BackendRuntime): void {
-    const idle = cfg.idleTimeoutMs;
-    const onIdle = () => {
-      counters.inc(C.passthrough_idle_timeouts);
-      client.destroy();
-      upstream.destroy();
-    };
-    client.setTimeout(idle, onIdle);
-    upstream.setTimeout(idle, onIdle);
-    client.pipe(upstream);
-    upstream.pipe(client);
-    client.resume();
-    // Either side failing ends both: a relay with one dead leg would hang the other. A side
-    // that pipe has already ended (the other side's FIN) is left to flush what it still
-    // buffers; it closes by itself once its peer closes too (or the idle timeout cuts it).
-    client.once('close', () => {
-      if (!upstream.writableEnded) upstream.destroy();
-    });
-    upstream.once('close', () => {
-      if (!client.writableEnded) client.destroy();
-    });
-    let counted = false;
-    const count = () => {
-      if (counted) return;
-      counted = true;
-      const bytesIn = client.bytesRead;
-      const bytesOut = client.bytesWritten;
-      counters.inc(C.passthrough_bytes_in, bytesIn);
-      counters.inc(C.passthrough_bytes_out, bytesOut);
-      counters.incRoute(routeIndex, 'bytes_in', bytesIn);
-      counters.incRoute(routeIndex, 'bytes_out', bytesOut);
-      counters.incBackend(backend.slot, 'active', -1);
-      counters.incBackend(backend.slot, 'requests');
-    };
-    client.once('close', count);
-  }
-
-  return Promise.all(
-    cfg.listen.map(
-      (addr) =>
-        new Promise<net.Server>((resolve, reject) => {
-          let fd: number;
-          try {
-            fd = ctx.openListener(addr.host, addr.port);
-          } catch (err) {
-            reject(err);
-            return;
-          }
-          const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: false }, onConnection);
-          server.once('error', (err) => {
-            // listen({ fd }) failed before the handle adopted the fd: it is still ours to close.
-            try {
-              closeSync(fd);
-            } catch {
-              // already closed
-            }
-            reject(err);
-          });
-          server.listen({ fd }, () => resolve(server));
-        }),
-    ),
-  ).then((list) => {
-    servers.push(...list);
-    return {
-      get active() {
-        return clients.size;
-      },
-      close(drainMs: number): Promise<void> {
-        for (const s of servers) s.close();
-        if (clients.size === 0) return Promise.resolve();
-        return new Promise<void>((resolve) => {
-          const cut = setTimeout(() => {
-            for (const c of clients) c.destroy();
-            resolve();
-          }, drainMs);
-          const check = () => {
-            if (clients.size === 0) {
-              clearTimeout(cut);
-              resolve();
-            }
-          };
-          for (const c of clients) c.once('close', () => setImmediate(check));
+      this.phase = Phase.Relay;
+      this.deadline = Date.now() + cfg.idleTimeoutMs;
+      handle.onread = (ab) => this.onUpstreamRead(ab);
+      if (routes[this.routeIndex]!.proxyProtocol) {
+        const local = tcp.localAddress(this.client);
+        const header = proxyV2Header({
+          sourceAddress: this.clientAddress!.address,
+          sourcePort: this.clientAddress!.port,
+          destAddress: local.address,
+          destPort: local.port,
         });
-      },
-    };
+        this.forward(header, handle, true);
+      }
+      const hello = this.hello!;
+      this.hello = null;
+      this.bytesIn = hello.length;
+      this.forward(hello, handle, true);
+      if (this.phase !== Phase.Relay) return; // a write failed
+      if (!this.clientHeld) this.client.readStart();
+      handle.readStart();
+    }
+
+    connectFailed(backend: BackendRuntime): void {
+      counters.markBackendFailure(backend.slot, Date.now(), 1_000, 30_000);
+      counters.incBackend(backend.slot, 'connect_errors');
+      this.attempt(backend.index);
+    }
+
+    /**
+     * Writes `bytes` to `to`. If they are queued rather than sent, the source (the client when
+     * `fromClient`) stops reading until the queue has drained: backpressure.
+     */
+    forward(bytes: Uint8Array, to: TcpHandle, fromClient: boolean): void {
+      const r = tcp.write(to, bytes, (status) => this.onWritten(status, to, fromClient));
+      if (r === 0) return;
+      if (r < 0) {
+        this.close();
+        return;
+      }
+      if (fromClient) {
+        if (!this.clientHeld) {
+          this.clientHeld = true;
+          this.client.readStop();
+        }
+      } else if (!this.upstreamHeld) {
+        this.upstreamHeld = true;
+        this.upstream!.readStop();
+      }
+    }
+
+    onWritten(status: number, to: TcpHandle, fromClient: boolean): void {
+      if (this.phase === Phase.Closed) return;
+      if (status < 0) {
+        this.close();
+        return;
+      }
+      this.active = true;
+      if (to.writeQueueSize !== 0) return;
+      if (fromClient && this.clientHeld) {
+        this.clientHeld = false;
+        if (!this.clientDone && this.phase === Phase.Relay) this.client.readStart();
+      } else if (!fromClient && this.upstreamHeld) {
+        this.upstreamHeld = false;
+        if (!this.upstreamDone) this.upstream!.readStart();
+      }
+    }
+
+    /** One side sent FIN: pass it on after what is queued; both done and flushed: close. */
+    finishDirection(fromClient: boolean): void {
+      const from = fromClient ? this.client : this.upstream!;
+      const to = fromClient ? this.upstream! : this.client;
+      if (fromClient) this.clientDone = true;
+      else this.upstreamDone = true;
+      from.readStop();
+      const err = tcp.shutdown(to, (status) => {
+        if (this.phase !== Phase.Relay) return;
+        if (status < 0) this.close();
+        else if (++this.shutdownsSent === 2) this.close();
+      });
+      if (err !== 0) this.close();
+    }
+
+    /** A fatal alert, then FIN; cut if the client lingers. */
+    refuse(description: number): void {
+      this.phase = Phase.Linger;
+      this.deadline = Date.now() + LINGER_MS;
+      const client = this.client;
+      if (tcp.write(client, alert(description), () => {}) < 0 || tcp.shutdown(client, () => {}) !== 0) {
+        this.close();
+        return;
+      }
+      client.readStart();
+    }
+
+    /** The sweep found the deadline passed. */
+    expire(): void {
+      switch (this.phase) {
+        case Phase.Hello:
+          counters.inc(C.passthrough_hello_timeouts);
+          this.close();
+          return;
+        case Phase.Connecting: {
+          const backend = this.backend!;
+          const handle = this.upstream;
+          this.upstream = null;
+          handle?.close();
+          this.connectFailed(backend);
+          return;
+        }
+        case Phase.Relay:
+          counters.inc(C.passthrough_idle_timeouts);
+          this.close();
+          return;
+        default:
+          this.close();
+      }
+    }
+
+    close(): void {
+      if (this.phase === Phase.Closed) return;
+      const relayed = this.phase === Phase.Relay;
+      this.phase = Phase.Closed;
+      this.client.close();
+      this.upstream?.close();
+      this.hello = null;
+      if (relayed) {
+        const backend = this.backend!;
+        counters.inc(C.passthrough_bytes_in, this.bytesIn);
+        counters.inc(C.passthrough_bytes_out, this.bytesOut);
+        counters.incRoute(this.routeIndex, 'bytes_in', this.bytesIn);
+        counters.incRoute(this.routeIndex, 'bytes_out', this.bytesOut);
+        counters.incBackend(backend.slot, 'active', -1);
+        counters.incBackend(backend.slot, 'requests');
+      }
+      counters.inc(C.passthrough_active, -1);
+      const last = live.pop()!;
+      if (last !== this) {
+        live[this.index] = last;
+        last.index = this.index;
+      }
+      this.index = -1;
+      if (live.length === 0 && onEmpty !== null) onEmpty();
+    }
+  }
+
+  const onConnection = (status: number, client: TcpHandle | undefined): void => {
+    // A failed accept (EMFILE, ECONNABORTED) leaves nothing to clean up.
+    if (status !== 0 || client === undefined) return;
+    counters.inc(C.passthrough_connections);
+    counters.inc(C.passthrough_active);
+    client.setNoDelay(true);
+    const conn = new Conn(client, Date.now());
+    conn.index = live.length;
+    live.push(conn);
+    if (client.readStart() !== 0) conn.close();
+  };
+
+  const sweep = (): void => {
+    const now = Date.now();
+    // Backwards: close() moves the last connection into the closed one's slot.
+    for (let i = live.length - 1; i >= 0; i--) {
+      const conn = live[i]!;
+      if (conn.phase === Phase.Relay && conn.active) {
+        conn.active = false;
+        conn.deadline = now + cfg.idleTimeoutMs;
+      } else if (now >= conn.deadline) conn.expire();
+    }
+  };
+  const sweeper = setInterval(sweep, tick);
+  sweeper.unref();
+
+  const servers: TcpHandle[] = [];
+  try {
+    for (const addr of cfg.listen) {
+      // listenOnFd owns the fd from here, on success and on failure.
+      servers.push(tcp.listenOnFd(ctx.openListener(addr.host, addr.port), BACKLOG, onConnection));
+    }
+  } catch (err) {
+    for (const s of servers) s.close();
+    clearInterval(sweeper);
+    return Promise.reject(err);
+  }
+
+  return Promise.resolve({
+    get active() {
+      return live.length;
+    },
+    close(drainMs: number): Promise<void> {
+      for (const s of servers.splice(0)) s.close();
+      return new Promise<void>((resolve) => {
+        const done = () => {
+          onEmpty = null;
+          clearTimeout(cut);
+          clearInterval(sweeper);
+          resolve();
+        };
+        const cut = setTimeout(() => {
+          for (let i = live.length - 1; i >= 0; i--) live[i]!.close();
+          done();
+        }, drainMs);
+        if (live.length === 0) done();
+        else onEmpty = done;
+      });
+    },
   });
 }

@@ -1,0 +1,290 @@
+// The passthrough relay's own machinery, end to end through the real CLI: backpressure (a
+// backend that stops reading stops the client, Tether does not buffer for it), the idle
+// deadline (a silent relay is cut, a talking one is not), the connect deadline (a backend
+// that never answers the SYN), a backend named by host name (resolved per connection), and
+// a graceful stop while relays are open. The bytes after the ClientHello need not be TLS:
+// the relay never looks at them.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync, closeSync } from 'node:fs';
+import { join } from 'node:path';
+import os from 'node:os';
+import net, { type AddressInfo } from 'node:net';
+import { startTether, type TetherProcess } from '../helpers/tether.js';
+import { captureClientHello } from '../helpers/tls.js';
+import { pollMetric, pollUntil } from '../helpers/sticky.js';
+import { openReusePortListener } from '../../src/native/index.js';
+
+const IDLE_MS = 400;
+const CONNECT_MS = 300;
+
+interface Backend {
+  port: number;
+  sockets: Set<net.Socket>;
+  close(): Promise<void>;
+}
+
+async function listen(host: string, onSocket: (s: net.Socket) => void): Promise<Backend> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer({ allowHalfOpen: true }, (s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+    s.on('error', () => {});
+    onSocket(s);
+  });
+  await new Promise<void>((r) => server.listen(0, host, r));
+  return {
+    port: (server.address() as AddressInfo).port,
+    sockets,
+    close: () =>
+      new Promise<void>((r) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => r());
+      }),
+  };
+}
+
+/** Echoes every chunk at once (the ClientHello included). */
+const echoEach = (s: net.Socket) => s.pipe(s);
+
+/**
+ * Reads until it holds `pauseAfter` bytes, then stops reading (resolving `paused`) until
+ * `resume()`; on FIN answers the sha256 of all it received.
+ */
+function sinkBackend() {
+  const pauseAfter = 1024 * 1024;
+  let signalPaused!: () => void;
+  const paused = new Promise<void>((r) => (signalPaused = r));
+  let resume = () => {};
+  const onSocket = (s: net.Socket) => {
+    const hash = createHash('sha256');
+    let received = 0;
+    s.on('data', (d: Buffer) => {
+      hash.update(d);
+      const before = received;
+      received += d.length;
+      if (before < pauseAfter && received >= pauseAfter) {
+        s.pause();
+        resume = () => s.resume();
+        signalPaused();
+      }
+    });
+    s.on('end', () => s.end(`${received} ${hash.digest('hex')}`));
+  };
+  return { onSocket, paused, resume: () => resume() };
+}
+
+function connect(port: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(port, '127.0.0.1', () => resolve(s));
+    s.once('error', reject);
+  });
+}
+
+/** Everything the server sends until it closes; destroyed (closed: false) after `ms`. */
+function untilClosed(s: net.Socket, ms = 10_000): Promise<{ data: Buffer; closed: boolean }> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    const timer = setTimeout(() => {
+      s.destroy();
+      resolve({ data: Buffer.concat(chunks), closed: false });
+    }, ms);
+    s.on('data', (d: Buffer) => chunks.push(d));
+    s.on('error', () => {});
+    s.on('close', () => {
+      clearTimeout(timer);
+      resolve({ data: Buffer.concat(chunks), closed: true });
+    });
+  });
+}
+
+/** Resolves with the next `n` bytes `s` receives (rejects after 5 s). */
+function readExactly(s: net.Socket, n: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let got = 0;
+    const timer = setTimeout(() => {
+      s.off('data', onData);
+      reject(new Error(`expected ${n} bytes, received ${got} in 5 s`));
+    }, 5_000);
+    const onData = (d: Buffer) => {
+      chunks.push(d);
+      got += d.length;
+      if (got >= n) {
+        clearTimeout(timer);
+        s.off('data', onData);
+        resolve(Buffer.concat(chunks));
+      }
+    };
+    s.on('data', onData);
+  });
+}
+
+let dir: string;
+let t: TetherProcess;
+let port: number;
+let echo: Backend;
+let sink: ReturnType<typeof sinkBackend> & { backend: Backend };
+let named: Backend;
+let blackholeFd = -1;
+const blackholeFillers: net.Socket[] = [];
+let blackholePort = 0;
+const hellos = new Map<string, Buffer>();
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(os.tmpdir(), 'tether-relay-'));
+  echo = await listen('127.0.0.1', echoEach);
+  const s = sinkBackend();
+  sink = { ...s, backend: await listen('127.0.0.1', s.onSocket) };
+  // Dual-stack: `localhost` may resolve to 127.0.0.1 or ::1.
+  named = await listen('::', echoEach);
+  // A listening socket nobody accepts on, its one-slot queue full: SYNs go unanswered.
+  blackholePort = (await new Promise<number>((r) => {
+    const probe = net.createServer().listen(0, '127.0.0.1', () => {
+      const p = (probe.address() as AddressInfo).port;
+      probe.close(() => r(p));
+    });
+  }));
+  blackholeFd = openReusePortListener('127.0.0.1', blackholePort, 1);
+  for (let i = 0; i < 4; i++) {
+    const f = net.connect(blackholePort, '127.0.0.1');
+    f.on('error', () => {});
+    blackholeFillers.push(f);
+  }
+  const config = join(dir, 'tether.yaml');
+  writeFileSync(
+    config,
+    [
+      'passthrough:',
+      `  idleTimeoutMs: ${IDLE_MS}`,
+      '',
+    ].join('\n'),
+  );
+  t = await startTether(
+    [
+      '--config', config,
+      '--backend', `echo/e1=127.0.0.1:${echo.port}`, '--sticky', 'echo/none',
+      '--backend', `sink/s1=127.0.0.1:${sink.backend.port}`, '--sticky', 'sink/none',
+      '--backend', `named/n1=localhost:${named.port}`, '--sticky', 'named/none',
+      '--backend', `hole/h1=127.0.0.1:${blackholePort}`, '--sticky', 'hole/none',
+      '--passthrough', '127.0.0.1:0',
+      '--sni', 'echo.test=echo',
+      '--sni', 'sink.test=sink',
+      '--sni', 'named.test=named',
+      '--sni', 'hole.test=hole',
+      '--connect-timeout', String(CONNECT_MS),
+    ],
+    { workers: 1 },
+  );
+  port = t.passthroughPorts[0]!;
+  for (const name of ['echo.test', 'sink.test', 'named.test', 'hole.test']) hellos.set(name, await captureClientHello(name));
+}, 60_000);
+
+afterAll(async () => {
+  await t?.stop();
+  for (const f of blackholeFillers) f.destroy();
+  if (blackholeFd >= 0) closeSync(blackholeFd);
+  await Promise.all([echo?.close(), sink?.backend.close(), named?.close()]);
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+describe('passthrough relay', () => {
+  it('stops reading from the client while the backend reads nothing, then delivers every byte', async () => {
+    const hello = hellos.get('sink.test')!;
+    const s = await connect(port);
+    const closed = untilClosed(s, 30_000);
+    const payload = Buffer.alloc(128 * 1024 * 1024);
+    for (let i = 0; i < payload.length; i += 4096) payload[i] = (i >> 12) & 0xff;
+    s.write(hello);
+    s.write(payload);
+    await sink.paused;
+    // The backend holds 1 MiB and reads no more. With backpressure, what the client can hand
+    // to its kernel is bounded by socket buffers (a few MiB each hop); without it Tether would
+    // read all 128 MiB into memory and the client's queue would empty. Give it time to try.
+    await pollUntil('the client to stop draining', async () => {
+      const before = s.writableLength;
+      await new Promise((r) => setTimeout(r, 200));
+      return s.writableLength === before ? true : undefined;
+    }, 10_000);
+    expect(s.writableLength, 'bytes the client could not hand over').toBeGreaterThan(64 * 1024 * 1024);
+    sink.resume();
+    s.end();
+    const { data, closed: wasClosed } = await closed;
+    expect(wasClosed).toBe(true);
+    const expected = createHash('sha256').update(hello).update(payload).digest('hex');
+    expect(data.toString()).toBe(`${hello.length + payload.length} ${expected}`);
+  }, 60_000);
+
+  it('cuts a relay that stays silent past the idle deadline, and counts it', async () => {
+    const before = await t.metric('tether_passthrough_idle_timeouts_total');
+    const hello = hellos.get('echo.test')!;
+    const s = await connect(port);
+    const closed = untilClosed(s);
+    const started = Date.now();
+    s.write(hello);
+    await readExactly(s, hello.length); // relayed, echoed: the relay is up
+    const r = await closed;
+    expect(r.closed, 'closed by the idle deadline, not left open').toBe(true);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(IDLE_MS - 50);
+    await pollMetric(t, 'tether_passthrough_idle_timeouts_total', (v) => v === before + 1);
+  });
+
+  it('keeps a relay that keeps talking open past the idle deadline', async () => {
+    const hello = hellos.get('echo.test')!;
+    const s = await connect(port);
+    const closed = untilClosed(s);
+    s.write(hello);
+    await readExactly(s, hello.length);
+    // Ten round trips, one every IDLE_MS / 4: 2.5 idle periods of a relay that is never idle
+    // for one. The pace is the test's subject, not synchronisation: each step awaits its echo.
+    const started = Date.now();
+    for (let i = 0; i < 10; i++) {
+      await new Promise((r) => setTimeout(r, IDLE_MS / 4));
+      s.write(`ping ${i}\n`);
+      expect((await readExactly(s, `ping ${i}\n`.length)).toString()).toBe(`ping ${i}\n`);
+    }
+    expect(Date.now() - started).toBeGreaterThan(2 * IDLE_MS);
+    expect(s.destroyed).toBe(false);
+    s.end();
+    expect((await closed).closed).toBe(true);
+  });
+
+  it('resolves a backend given by host name, per connection', async () => {
+    const hello = hellos.get('named.test')!;
+    const s = await connect(port);
+    const closed = untilClosed(s);
+    s.write(hello);
+    expect((await readExactly(s, hello.length)).equals(hello)).toBe(true);
+    s.end();
+    expect((await closed).closed).toBe(true);
+  });
+
+  it('gives up on a backend that never answers the SYN at the connect deadline, with an alert', async () => {
+    const before = await t.metric('tether_passthrough_outcomes_total{outcome="upstream_connect_error"}');
+    const s = await connect(port);
+    const closed = untilClosed(s);
+    const started = Date.now();
+    s.write(hellos.get('hole.test')!);
+    const r = await closed;
+    expect(r.closed).toBe(true);
+    // A fatal internal_error alert record: content type 21, level 2, description 80.
+    expect([...r.data.subarray(0, 7)]).toEqual([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 80]);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(CONNECT_MS - 50);
+    expect(await t.metric('tether_passthrough_outcomes_total{outcome="upstream_connect_error"}')).toBe(before + 1);
+  });
+
+  it('lets open relays finish on SIGTERM, then exits', async () => {
+    const hello = hellos.get('echo.test')!;
+    const s = await connect(port);
+    const closed = untilClosed(s);
+    s.write(hello);
+    await readExactly(s, hello.length);
+    const stopping = t.stop(10_000);
+    // Still relaying while the worker drains (the listener is closed by now or soon).
+    s.write('still here\n');
+    expect((await readExactly(s, 'still here\n'.length)).toString()).toBe('still here\n');
+    s.end();
+    expect((await closed).closed).toBe(true);
+    expect(await stopping).toBe(0);
+  });
+});

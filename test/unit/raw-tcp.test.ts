@@ -1,0 +1,87 @@
+// The raw libuv TCP layer under the passthrough relay (src/data-plane/passthrough/raw-tcp.ts):
+// it loads against this Node's internal bindings (importing it is the shape check), moves
+// bytes and FIN over real loopback sockets, names libuv errors, and always consumes the fd
+// it is given to listen on.
+import { describe, expect, it } from 'vitest';
+import { fstatSync, openSync } from 'node:fs';
+import net, { type AddressInfo } from 'node:net';
+import * as tcp from '../../src/data-plane/passthrough/raw-tcp.js';
+import { sweepTickMs } from '../../src/data-plane/passthrough/listener.js';
+import { openReusePortListener } from '../../src/native/index.js';
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+describe('raw TCP handles', () => {
+  it('accepts, reads, writes and passes FIN both ways', async () => {
+    const port = await freePort();
+    const received: Buffer[] = [];
+    let sawEof = false;
+    const accepted = new Promise<void>((resolve) => {
+      const server = tcp.listenOnFd(openReusePortListener('127.0.0.1', port), 16, (status, handle) => {
+        expect(status).toBe(0);
+        const h = handle!;
+        h.onread = (ab) => {
+          const bytes = tcp.readBytes(ab);
+          if (bytes !== null) {
+            received.push(Buffer.from(bytes));
+            return;
+          }
+          expect(tcp.readStatus()).toBe(tcp.READ_EOF);
+          sawEof = true;
+          expect(tcp.write(h, Buffer.from('bye'), () => {})).toBeGreaterThanOrEqual(0);
+          expect(tcp.shutdown(h, () => h.close(() => {
+            server.close();
+            resolve();
+          }))).toBe(0);
+        };
+        expect(h.readStart()).toBe(0);
+      });
+    });
+    const client = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+    const answer = new Promise<string>((resolve) => {
+      let text = '';
+      client.on('data', (d: Buffer) => (text += d.toString()));
+      client.on('end', () => {
+        client.end();
+        resolve(text);
+      });
+    });
+    client.end('hello raw');
+    await accepted;
+    expect(Buffer.concat(received).toString()).toBe('hello raw');
+    expect(sawEof).toBe(true);
+    expect(await answer).toBe('bye');
+  });
+
+  it('reports a refused connection with its errno name', async () => {
+    const port = await freePort();
+    const status = await new Promise<number>((resolve) => {
+      const h = tcp.connect('127.0.0.1', 4, port, (s) => {
+        h.close();
+        resolve(s);
+      });
+    });
+    expect(status).toBeLessThan(0);
+    expect(tcp.uvError(status, 'connect').code).toBe('ECONNREFUSED');
+    expect(() => tcp.connect('not an address', 4, port, () => {})).toThrow(/connect to not an address:\d+: E/);
+  });
+
+  it('consumes the fd it was given even when listening fails', () => {
+    const fd = openSync('/dev/null', 'r');
+    expect(() => tcp.listenOnFd(fd, 16, () => {})).toThrow(/fd \d+: E[A-Z]+/);
+    expect(() => fstatSync(fd)).toThrow(/EBADF/);
+  });
+
+  it('sweeps at a tenth of the shortest deadline, within 5..100 ms', () => {
+    expect(sweepTickMs([5_000, 3_000, 300_000, 1_000])).toBe(100);
+    expect(sweepTickMs([5_000, 300, 300_000, 1_000])).toBe(30);
+    expect(sweepTickMs([1, 3_000])).toBe(5);
+  });
+});
