@@ -18,6 +18,14 @@
       "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],
       "cflags": ["-Wall", "-Wextra", "-Werror", "-fvisibility=hidden"],
       "cflags_cc": ["-std=c++20", "-Wall", "-Wextra", "-Werror", "-fvisibility=hidden", "-O3"]
+    },
+    {
+      "target_name": "tether_table_bench",
+      "sources": ["native/bench/table_get.cc"],
+      "defines": ["NAPI_VERSION=8"],
+      "cflags": ["-Wall", "-Wextra", "-Werror", "-fvisibility=hidden"],
+      "cflags_cc!": ["-std=gnu++17"],
+      "cflags_cc": ["-std=c++20", "-Wall", "-Wextra", "-Werror", "-fvisibility=hidden", "-O3"]
     }
   ]
 }

@@ -1,0 +1,63 @@
+// One thread of the shared-table stress test (test/unit/shared-table.test.ts), on the built
+// table (dist/). It owns keys [from, to) of the shared key list: inserts them while reading
+// random keys of every thread, then keeps rewriting its own (version v: flags = v, tag[3] = v)
+// and reading everyone's until the deadline. Every entry it reads must be self-consistent:
+// value and tag derived from the key, flags equal to tag[3] (a mix of two writes would not
+// be). Reports counts; any inconsistency is reported, never thrown away.
+import { parentPort, workerData } from 'node:worker_threads';
+import { SharedTable, TableEntry } from '../../dist/shared-memory/table.js';
+
+const { buffer, keys, from, to, owner, deadline, nowSec, expiresAt } = workerData;
+const table = SharedTable.attach(buffer, owner);
+const k = new Int32Array(keys);
+const total = k.length / 3;
+const out = new TableEntry();
+const tag = new Int32Array(4);
+let reads = 0;
+let hits = 0;
+let writes = 0;
+const torn = [];
+let rng = owner * 2654435761;
+const random = () => {
+  rng ^= rng << 13;
+  rng ^= rng >>> 17;
+  rng ^= rng << 5;
+  return (rng >>> 0) % total;
+};
+
+function write(i, version) {
+  const k0 = k[3 * i], k1 = k[3 * i + 1], k2 = k[3 * i + 2];
+  tag[0] = k1;
+  tag[1] = k2;
+  tag[2] = ~k0;
+  tag[3] = version;
+  table.put(k0, k1, k2, k0 ^ 0x5bd1e995, version, tag, expiresAt, nowSec);
+  writes++;
+}
+
+function check(i) {
+  const k0 = k[3 * i], k1 = k[3 * i + 1], k2 = k[3 * i + 2];
+  reads++;
+  if (!table.get(k0, k1, k2, nowSec, out)) return false;
+  hits++;
+  const t = out.tag;
+  if (out.value !== (k0 ^ 0x5bd1e995) || t[0] !== k1 || t[1] !== k2 || t[2] !== ~k0 || t[3] !== out.flags) {
+    if (torn.length < 10) torn.push({ i, value: out.value, flags: out.flags, tag: [...t] });
+  }
+  return true;
+}
+
+for (let i = from; i < to; i++) {
+  write(i, 0);
+  check(random());
+}
+let version = 1;
+while (Date.now() < deadline) {
+  for (let n = 0; n < 10_000; n++) {
+    write(from + ((n * 7919 + version) % (to - from)), version);
+    check(random());
+    check(random());
+  }
+  version++;
+}
+parentPort.postMessage({ reads, hits, writes, torn });
