@@ -12,6 +12,8 @@ import { WorkerCounters, createSharedState } from '../../dist/shared-memory/coun
 import { createTokenCrypto } from '../../dist/native/index.js';
 import { RouteTokens } from '../../dist/sticky/route-token.js';
 import { configSchema } from '../../dist/config/schema.js';
+import { SharedTable } from '../../dist/shared-memory/table.js';
+import { SessionStore } from '../../dist/sticky/sessions.js';
 
 const require = createRequire(import.meta.url);
 const Benchmark = require('benchmark');
@@ -22,10 +24,13 @@ const config = configSchema.parse({
 });
 const layout = { workerCapacity: 1, backendCapacity: 4 };
 const counters = new WorkerCounters(createSharedState(layout), layout, 0);
-const runtime = new Runtime(config, { default: { app1: 0, app2: 1 } }, counters);
+// The session table as a worker has it (nothing learned, nothing revoked: its cost here is
+// the per-request check that there is nothing to look up).
+const sessions = new SessionStore(SharedTable.create(1024), new Uint8Array(32));
+const runtime = new Runtime(config, { default: { app1: 0, app2: 1 } }, counters, Date.now, sessions);
 const tokens = new RouteTokens(createTokenCrypto(), { maxAgeSec: 86_400 });
 tokens.setKeyRing([{ id: 1, key: Buffer.alloc(32, 7) }], 1);
-const ctx = { runtime: () => runtime, tokens, counters, active: new ActiveExchanges(), log: () => {} };
+const ctx = { runtime: () => runtime, tokens, counters, active: new ActiveExchanges(), log: () => {}, sessions };
 const token = tokens.issue('default', 'cookie', 'app1');
 
 // An upstream connection whose socket only accepts writes; responses are fed to it by hand.

@@ -3,6 +3,7 @@
 // problem at once with where it came from; returns a deeply frozen snapshot.
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { parseBindPolicy } from '../sticky/binding.js';
 import { parse as parseYaml } from 'yaml';
 import { TetherError } from '../errors.js';
 import { configSchema, type Config } from './schema.js';
@@ -102,7 +103,7 @@ export const FLAGS: readonly FlagSpec[] = [
   },
   {
     flag: 'sticky', arg: '[POOL/]MODE', repeat: true, env: 'TETHER_STICKY',
-    help: 'cookie[:NAME] | prefix:APP_COOKIE | header[:NAME] | none. Default cookie:TETHER.',
+    help: 'cookie[:NAME] | prefix:APP_COOKIE | header[:NAME] | learn:APP_COOKIE | none. Default cookie:TETHER.',
     apply(raw, v) {
       const [poolName, rest] = poolPrefix(v);
       const [mode, arg] = splitOnce(rest, ':');
@@ -114,10 +115,30 @@ export const FLAGS: readonly FlagSpec[] = [
           if (!arg) return `prefix mode needs the application's cookie name, e.g. --sticky prefix:JSESSIONID`;
           p.sticky = { mode, cookie: arg };
           return undefined;
+        case 'learn':
+          if (!arg) return `learn mode needs the application's session cookie name, e.g. --sticky learn:JSESSIONID`;
+          p.sticky = { mode, cookie: arg };
+          return undefined;
         case 'none': p.sticky = { mode }; return undefined;
-        default: return `expected cookie[:NAME], prefix:APP_COOKIE, header[:NAME] or none but received '${rest}'`;
+        default: return `expected cookie[:NAME], prefix:APP_COOKIE, header[:NAME], learn:APP_COOKIE or none but received '${rest}'`;
       }
     },
+  },
+  {
+    flag: 'bind', arg: '[POOL/]POLICY', repeat: true, env: 'TETHER_BIND',
+    help: 'Session binding: none | ip | subnet[:V4BITS[,V6BITS]] | header:NAME. Default none.',
+    apply(raw, v) {
+      const [poolName, rest] = poolPrefix(v);
+      const parsed = parseBindPolicy(rest);
+      if (typeof parsed === 'string') return parsed;
+      pool(raw, poolName).bind = rest;
+      return undefined;
+    },
+  },
+  {
+    flag: 'table-size', arg: 'ENTRIES', env: 'TETHER_TABLE_SIZE',
+    help: 'Shared session table capacity (learn mode, bindings, revocations). Default 1000000 (96 MiB).',
+    apply: (raw, v) => setNumber(raw, 'tableSize', v, 'a number of entries'),
   },
   {
     flag: 'balance', arg: '[POOL/]ALGORITHM', repeat: true, env: 'TETHER_BALANCE',

@@ -3,6 +3,8 @@
 // its path), then frozen into a snapshot that the workers receive.
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
+import { parseBindPolicy } from '../sticky/binding.js';
+import { DEFAULT_TABLE_ENTRIES, MAX_TABLE_ENTRIES, MIN_TABLE_ENTRIES } from '../shared-memory/table.js';
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 // RFC 9110 token characters: cookie and header names.
@@ -37,8 +39,23 @@ export const stickySchema = z.discriminatedUnion('mode', [
     .strict(),
   z.object({ mode: z.literal('prefix'), cookie: z.string().regex(TOKEN, 'expected the application cookie name') }).strict(),
   z.object({ mode: z.literal('header'), name: z.string().regex(TOKEN, 'expected a header name').default('X-Tether-Route') }).strict(),
+  z
+    .object({
+      mode: z.literal('learn'),
+      /** The application's session cookie: the backend that sets it owns the session. */
+      cookie: z.string().regex(TOKEN, 'expected the application cookie name'),
+      /** How long a session cookie without Max-Age/Expires is remembered after its last use. */
+      ttlSec: z.number().int().min(1).max(31_536_000).default(3_600),
+    })
+    .strict(),
   z.object({ mode: z.literal('none') }).strict(),
 ]);
+
+/** Session ↔ terminal binding policy (src/sticky/binding.ts): none, ip, subnet[:V4[,V6]], header:NAME. */
+const bindPolicy = z.string().superRefine((v, ctx) => {
+  const p = parseBindPolicy(v);
+  if (typeof p === 'string') ctx.addIssue({ code: 'custom', message: p });
+});
 
 export const balanceSchema = z
   .object({
@@ -56,6 +73,7 @@ export const poolSchema = z
     backends: z.array(backendSchema).default([]),
     sticky: stickySchema.default({ mode: 'cookie', name: 'TETHER', httpOnly: true, secure: false, sameSite: 'Lax', path: '/' }),
     balance: balanceSchema.default({ algorithm: 'round-robin', hashOn: 'client-ip' }),
+    bind: bindPolicy.default('none'),
   })
   .strict();
 
@@ -112,6 +130,8 @@ export const configSchema = z
     keyGraceSec: z.number().int().min(0).default(86_400),
     /** Route tokens older than this are treated as no token. */
     tokenMaxAgeSec: z.number().int().min(1).default(86_400),
+    /** Entries of the shared session table (learn mode, bindings, revocations). */
+    tableSize: z.number().int().min(MIN_TABLE_ENTRIES).max(MAX_TABLE_ENTRIES).default(DEFAULT_TABLE_ENTRIES),
     pools: z.record(name('pool name'), poolSchema).default({}),
     routes: z.array(routeSchema).default([]),
     /** TLS passthrough: routed by SNI, never decrypted. */

@@ -10,7 +10,9 @@ import type { BackendRuntime, PoolRuntime, Runtime } from './runtime.js';
 import { C, type WorkerCounters } from '../shared-memory/counters.js';
 import { clock } from './clock.js';
 import type { RouteTokens } from '../sticky/route-token.js';
-import { getCookie, mapCookie, parseSetCookie, removeCookie, replaceSetCookieValue, splitPrefixed } from '../sticky/cookies.js';
+import { getAllCookies, getCookie, mapCookie, parseSetCookie, removeCookie, replaceSetCookieValue, splitPrefixed } from '../sticky/cookies.js';
+import { compareTableTag, compareTokenTag, describeTableTag, describeTokenTag, formatBindPolicy, tableBindFlags, terminalOf, type Terminal } from '../sticky/binding.js';
+import { ENTRY_BOUND, ENTRY_KIND_MASK, ENTRY_LEARNED, ENTRY_REVOKED, ENTRY_SLIDING, type SessionStore } from '../sticky/sessions.js';
 
 /** Request headers a proxy must not forward (RFC 9110 §7.6.1), plus the ones we rewrite. Names arrive lower-cased. */
 function droppedRequestHeader(name: string): boolean {
@@ -65,6 +67,8 @@ export interface ListenerContext {
   /** In-flight exchanges, swept for deadlines. */
   active: ActiveExchanges;
   log: (level: 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+  /** The shared session table (learn mode, bindings, revocations); null in tests that need none. */
+  sessions: SessionStore | null;
 }
 
 /**
@@ -111,13 +115,27 @@ const enum Body { None, Length, Chunked }
 const enum Phase { Connecting, Waiting, Streaming, Done }
 const enum Out { None, Length, Stream }
 
-/** Sticky outcome of reading the request's route token. */
+/** Sticky outcome of reading the request's route token (or its learned session). */
 interface StickyDecision {
-  /** Backend index the token named, or -1. */
+  /** Backend index the token (or the learned session) named, or -1. */
   tokenBackend: number;
   /** Token presented was valid but old enough to refresh. */
   refresh: boolean;
+  /** The valid token presented ('' if none): its binding, for the terminal check. */
+  token: string;
+  tokenFlags: number;
+  tokenTag: Buffer | null;
 }
+
+/** What the response side needs from the request's session handling. */
+interface SessionContext {
+  /** The requester's terminal under the pool's binding policy (null when the pool binds nothing). */
+  terminal: Terminal | null;
+  /** The application session ids the request carried (learn/prefix modes), to forget on a deleting Set-Cookie. */
+  values: string[];
+}
+
+const NO_SESSION: SessionContext = Object.freeze({ terminal: null, values: [] as string[] }) as SessionContext;
 
 /**
  * What handleRequest needs from the request headers, filled by collectHeader. One per thread,
@@ -211,7 +229,7 @@ export function handleRequest(ctx: ListenerContext, res: HttpResponse, req: Http
   const clientIp = String.fromCharCode.apply(null, new Uint8Array(res.getRemoteAddressAsText()) as unknown as number[]);
 
   // Sticky lookup (DESIGN step 3). Invalid tokens count and fall through to balancing.
-  const sticky: StickyDecision = { tokenBackend: -1, refresh: false };
+  const sticky: StickyDecision = { tokenBackend: -1, refresh: false, token: '', tokenFlags: 0, tokenTag: null };
   let presented = '';
   let forwardCookie = cookie;
   const mode = pool.sticky;
@@ -254,12 +272,26 @@ export function handleRequest(ctx: ListenerContext, res: HttpResponse, req: Http
       }
       break;
     }
+    case 'learn':
     case 'none':
       break;
   }
   if (presented) readToken(ctx, pool, presented, sticky);
 
-  const ex = new Exchange(ctx, res, pool, method, body, sticky);
+  // Sessions (DESIGN steps 3-4): learned routing, terminal binding, revocation.
+  let session = NO_SESSION;
+  if (pool.bind.kind !== 'none' || pool.sessionCookie || (sticky.token && ctx.sessions !== null && ctx.sessions.table.revocations() > 0)) {
+    const terminal = pool.bind.kind === 'none' ? null : terminalOf(pool.bind, clientIp, pool.bind.kind === 'header' ? headerValue(flat, pool.bind.header) : '');
+    const values = pool.sessionCookie && cookie ? sessionValues(pool, cookie) : [];
+    session = { terminal, values };
+    const refusal = checkSession(ctx, pool, sticky, session);
+    if (refusal !== null) {
+      refuseSession(ctx, res, pool, refusal, body !== Body.None);
+      return;
+    }
+  }
+
+  const ex = new Exchange(ctx, res, pool, method, body, sticky, session);
   // Head, minus framing and the backend-specific parts, built once for every attempt.
   let head = '';
   for (let i = 0; i < flat.length; i += 2) {
@@ -299,6 +331,130 @@ function hashKeyFor(pool: PoolRuntime, clientIp: string, flat: string[], cookie:
   return clientIp;
 }
 
+/** The first value of a (lower-cased) request header, '' when absent. */
+function headerValue(flat: string[], name: string): string {
+  for (let i = 0; i < flat.length; i += 2) if (flat[i] === name) return flat[i + 1]!;
+  return '';
+}
+
+/** Every value of the pool's session cookie, with a prefix-mode token stripped: the application's session ids. */
+function sessionValues(pool: PoolRuntime, cookie: string): string[] {
+  const values = getAllCookies(cookie, pool.sessionCookie);
+  if (pool.sticky.mode === 'prefix') {
+    for (let i = 0; i < values.length; i++) {
+      const split = splitPrefixed(values[i]!);
+      if (split) values[i] = split.appValue;
+    }
+  }
+  return values;
+}
+
+interface Refusal {
+  reason: 'terminal_mismatch' | 'revoked';
+  /** Who the session was issued to (mismatch), for the alert. */
+  issuedTo: string;
+  session: string;
+}
+
+/**
+ * Learned routing, binding and revocation for one request. Routing follows the first session
+ * cookie (as getCookie); binding and revocation hold for every copy, so a duplicate cookie
+ * cannot smuggle a session past the check. Returns why the request is refused, or null.
+ */
+function checkSession(ctx: ListenerContext, pool: PoolRuntime, sticky: StickyDecision, session: SessionContext): Refusal | null {
+  const c = ctx.counters;
+  const terminal = session.terminal;
+  const store = ctx.sessions;
+  const nowSec = Math.floor(clock.now / 1000);
+  if (sticky.token) {
+    if (terminal !== null && sticky.tokenTag !== null) {
+      const verdict = compareTokenTag(pool.bind, sticky.tokenFlags, sticky.tokenTag, terminal);
+      if (verdict === 'mismatch') {
+        return { reason: 'terminal_mismatch', issuedTo: describeTokenTag(sticky.tokenFlags, sticky.tokenTag), session: `token ${sticky.token.slice(0, 12)}…` };
+      }
+      if (verdict === 'unbound') c.inc(C.binding_unverifiable);
+    }
+    if (store !== null && store.table.revocations() > 0 && pool.tokenFp !== null && store.lookup(pool.tokenFp, sticky.token, nowSec)) {
+      if ((store.entry.flags & ENTRY_KIND_MASK) === ENTRY_REVOKED) return { reason: 'revoked', issuedTo: '', session: `token ${sticky.token.slice(0, 12)}…` };
+    }
+  }
+  if (store === null || pool.sessionFp === null) return null;
+  const learn = pool.sticky.mode === 'learn';
+  const values = session.values;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]!;
+    if (!store.lookup(pool.sessionFp, v, nowSec)) {
+      if (learn && i === 0) c.inc(C.learn_misses);
+      continue;
+    }
+    const e = store.entry;
+    const kind = e.flags & ENTRY_KIND_MASK;
+    if (kind === ENTRY_REVOKED) return { reason: 'revoked', issuedTo: '', session: `session ${store.id(pool.sessionFp, v)}` };
+    if (terminal !== null) {
+      const verdict = compareTableTag(pool.bind, e.flags, e.tag, terminal);
+      if (verdict === 'mismatch') return { reason: 'terminal_mismatch', issuedTo: describeTableTag(e.flags, e.tag), session: `session ${store.id(pool.sessionFp, v)}` };
+      if (verdict === 'unbound') c.inc(C.binding_unverifiable);
+    }
+    if (learn && i === 0 && kind === ENTRY_LEARNED) {
+      const index = pool.byRef.get(e.value);
+      if (index === undefined) c.inc(C.sticky_backend_unknown);
+      else {
+        c.inc(C.learn_hits);
+        sticky.tokenBackend = index;
+        // A session cookie without a lifetime lives ttlSec past its last use: extend it once
+        // it is half spent (one table write per half-ttl per session, not per request).
+        const ttl = (pool.sticky as { ttlSec: number }).ttlSec;
+        if ((e.flags & ENTRY_SLIDING) !== 0 && e.expiresAt - nowSec < ttl / 2) {
+          store.put(pool.sessionFp, v, e.value, e.flags, e.tag, nowSec + ttl, nowSec);
+        }
+      }
+    }
+  }
+  return null;
+}
+
+/** 403 with a short JSON reason, an alert naming both terminals, and a counter; the backend never sees it. */
+function refuseSession(ctx: ListenerContext, res: HttpResponse, pool: PoolRuntime, refusal: Refusal, hasBody: boolean): void {
+  const c = ctx.counters;
+  const presentedFrom = String.fromCharCode.apply(null, new Uint8Array(res.getRemoteAddressAsText()) as unknown as number[]);
+  if (refusal.reason === 'revoked') {
+    c.inc(C.binding_refused_revoked);
+    ctx.log('warn', 'revoked session presented', { alert: 'session_revoked', pool: pool.name, session: refusal.session, presentedFrom });
+  } else {
+    c.inc(C.binding_refused_terminal);
+    ctx.log('warn', 'session presented from another terminal', {
+      alert: 'binding_mismatch',
+      pool: pool.name,
+      policy: formatBindPolicy(pool.bind),
+      session: refusal.session,
+      issuedTo: refusal.issuedTo,
+      presentedFrom,
+    });
+  }
+  const bodyText = JSON.stringify({
+    error: refusal.reason,
+    message: refusal.reason === 'revoked' ? 'this session has been revoked' : 'this session was issued to another terminal',
+  });
+  c.inc(C.responses_4xx);
+  const send = () =>
+    res.cork(() => {
+      res.writeStatus('403 Forbidden');
+      res.writeHeader('content-type', 'application/json');
+      res.writeHeader('cache-control', 'no-store');
+      // A request body we will not read: close after answering, like any refused upload.
+      res.end(`${bodyText}\n`, hasBody);
+    });
+  if (!hasBody) {
+    send();
+    return;
+  }
+  let aborted = false;
+  res.onAborted(() => (aborted = true));
+  setImmediate(() => {
+    if (!aborted) send();
+  });
+}
+
 /**
  * Opens a presented route token into `out`. Returns false when the string is not shaped like
  * one of our tokens at all (wrong length or encoding), true otherwise — valid or not.
@@ -316,6 +472,10 @@ function readToken(ctx: ListenerContext, pool: PoolRuntime, token: string, out: 
     return r.reason !== 'malformed';
   }
   const index = pool.byId.get(r.backendId);
+  // A valid token is checked for binding and revocation even if its backend is gone.
+  out.token = token;
+  out.tokenFlags = r.flags;
+  out.tokenTag = r.bindingTag;
   if (index === undefined) {
     c.inc(C.sticky_backend_unknown);
     return true;
@@ -395,6 +555,7 @@ export class Exchange implements UpstreamSink {
     private readonly method: string,
     private readonly body: Body,
     private readonly sticky: StickyDecision,
+    private readonly session: SessionContext,
   ) {
     this.bodyEnded = body === Body.None;
     this.headOnly = method === 'HEAD';
@@ -569,11 +730,14 @@ export class Exchange implements UpstreamSink {
         }
         // Headers the backend named in Connection are hop-by-hop too (RFC 9110 §7.6.1).
         if (connection && connectionListed(connection, lower)) continue;
-        if (lower === 'set-cookie' && pool.sticky.mode === 'prefix') {
+        if (lower === 'set-cookie' && pool.sessionCookie) {
           const parsed = parseSetCookie(value);
-          if (parsed && parsed.name === pool.sticky.cookie && !parsed.deletes) {
-            token ||= this.issueToken(served);
-            if (token) value = replaceSetCookieValue(value, parsed, `${token}~${parsed.value}`);
+          if (parsed && parsed.name === pool.sessionCookie) {
+            this.observeSessionCookie(parsed.value, parsed.deletes, parsed.expiresAt, served);
+            if (pool.sticky.mode === 'prefix' && !parsed.deletes) {
+              token ||= this.issueToken(served);
+              if (token) value = replaceSetCookieValue(value, parsed, `${token}~${parsed.value}`);
+            }
           }
         }
       }
@@ -608,10 +772,46 @@ export class Exchange implements UpstreamSink {
     }
   }
 
+  /**
+   * The backend set (or deleted) the application's session cookie: learn mode records which
+   * backend owns it, and a binding pool records the terminal it was issued to; a deleting
+   * Set-Cookie forgets the session (both the value it names and the ones the request carried).
+   */
+  private observeSessionCookie(value: string, deletes: boolean, expiresAtMs: number | undefined, served: BackendRuntime): void {
+    const store = this.ctx.sessions;
+    const pool = this.pool;
+    const fp = pool.sessionFp;
+    if (store === null || fp === null) return;
+    const learn = pool.sticky.mode === 'learn';
+    const terminal = this.session.terminal;
+    if (!learn && terminal === null) return; // prefix mode without binding: the token routes, nothing to keep
+    if (deletes) {
+      let forgot = value ? store.delete(fp, value) : false;
+      for (const v of this.session.values) forgot = store.delete(fp, v) || forgot;
+      if (forgot) this.ctx.counters.inc(C.sessions_forgotten);
+      return;
+    }
+    if (!value) return;
+    const nowSec = Math.floor(clock.now / 1000);
+    const ttl = learn ? (pool.sticky as { ttlSec: number }).ttlSec : this.ctx.runtime().config.tokenMaxAgeSec;
+    let expiresAt = expiresAtMs === undefined ? nowSec + ttl : Math.floor(expiresAtMs / 1000);
+    let flags = (learn ? ENTRY_LEARNED : ENTRY_BOUND) | (terminal ? tableBindFlags(pool.bind) : 0);
+    if (expiresAtMs === undefined) flags |= ENTRY_SLIDING;
+    if (expiresAt <= nowSec) return;
+    if (expiresAt > 0xffff_ffff) expiresAt = 0xffff_ffff;
+    // A session the table already refuses stays refused: a backend re-setting it does not un-revoke it.
+    if (store.lookup(fp, value, nowSec) && (store.entry.flags & ENTRY_KIND_MASK) === ENTRY_REVOKED) return;
+    store.put(fp, value, served.ref, flags, terminal ? terminal.tableTag : null, expiresAt, nowSec);
+    this.ctx.counters.inc(C.sessions_learned);
+  }
+
   /** A fresh token for `backend`, or '' if none can be sealed (logged; the response still goes out). */
   private issueToken(backend: BackendRuntime): string {
     try {
-      const token = this.ctx.tokens.issue(this.pool.name, this.pool.sticky.mode, backend.id);
+      const terminal = this.session.terminal;
+      const token = terminal
+        ? this.ctx.tokens.issue(this.pool.name, this.pool.sticky.mode, backend.id, terminal.tokenTag, terminal.tokenFlags)
+        : this.ctx.tokens.issue(this.pool.name, this.pool.sticky.mode, backend.id);
       this.ctx.counters.inc(C.tokens_issued);
       return token;
     } catch (err) {

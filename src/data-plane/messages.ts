@@ -17,6 +17,9 @@ export interface WorkerInit {
   slots: BackendSlots;
   layout: SharedLayout;
   shared: SharedArrayBuffer;
+  /** The shared session table (src/shared-memory/table.ts) and the key its fingerprints derive from. */
+  table: SharedArrayBuffer;
+  sessionKey: Uint8Array;
 }
 
 export type ToWorker =

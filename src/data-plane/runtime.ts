@@ -6,6 +6,9 @@ import { createBalancer, type Balancer } from './balancers/index.js';
 import type { BackendSlots } from './messages.js';
 import type { WorkerCounters } from '../shared-memory/counters.js';
 import type { UpstreamConnection } from './upstream/pool.js';
+import { parseBindPolicy, type BindPolicy } from '../sticky/binding.js';
+import { backendRef, type SessionStore } from '../sticky/sessions.js';
+import type { Fingerprinter } from '../shared-memory/fingerprint.js';
 
 export interface BackendRuntime {
   readonly id: string;
@@ -16,6 +19,8 @@ export interface BackendRuntime {
   readonly index: number;
   /** Index of this backend's counters and health in shared memory. */
   readonly slot: number;
+  /** Its reference in shared-table entries (learn mode): a hash of its ID. */
+  readonly ref: number;
   readonly pool: PoolRuntime;
   /** Idle keep-alive connections, most recently used last (LIFO keeps hot sockets hot). */
   readonly idle: UpstreamConnection[];
@@ -36,6 +41,15 @@ export interface PoolRuntime {
   readonly cookieSuffix: string;
   /** Header mode: the request header to read, lower-cased. */
   readonly headerLower: string;
+  /** Session ↔ terminal binding policy. */
+  readonly bind: BindPolicy;
+  /** The application's session cookie (learn and prefix modes), else ''. */
+  readonly sessionCookie: string;
+  /** Fingerprints of application session ids and of route tokens, for the shared table (null without one). */
+  readonly sessionFp: Fingerprinter | null;
+  readonly tokenFp: Fingerprinter | null;
+  /** Backend reference (table entries) → index. */
+  readonly byRef: ReadonlyMap<number, number>;
 }
 
 interface CompiledRoute {
@@ -57,9 +71,10 @@ export class Runtime {
     slots: BackendSlots,
     counters: WorkerCounters,
     now: () => number = Date.now,
+    sessions: SessionStore | null = null,
   ) {
     for (const [name, pc] of Object.entries(config.pools)) {
-      this.pools.set(name, buildPool(name, pc, slots[name] ?? {}, config.tokenMaxAgeSec, counters, now));
+      this.pools.set(name, buildPool(name, pc, slots[name] ?? {}, config.tokenMaxAgeSec, counters, now, sessions));
     }
     const first = this.pools.get('default') ?? this.pools.values().next().value;
     if (!first) throw new Error('expected at least one pool in the configuration');
@@ -94,6 +109,7 @@ function buildPool(
   tokenMaxAgeSec: number,
   counters: WorkerCounters,
   now: () => number,
+  sessions: SessionStore | null,
 ): PoolRuntime {
   const backends: BackendRuntime[] = [];
   const [hashKind, hashName] = pc.balance.hashOn.split(':') as [string, string | undefined];
@@ -113,11 +129,21 @@ function buildPool(
     hashCookie: hashKind === 'cookie' ? hashName! : null,
     cookieSuffix,
     headerLower: pc.sticky.mode === 'header' ? pc.sticky.name.toLowerCase() : '',
+    bind: bindPolicy(pc.bind),
+    sessionCookie: pc.sticky.mode === 'learn' || pc.sticky.mode === 'prefix' ? pc.sticky.cookie : '',
+    sessionFp: sessions?.fingerprinter(name, 'session') ?? null,
+    tokenFp: sessions?.fingerprinter(name, 'token') ?? null,
+    byRef: new Map(),
   };
+  const refs = pool.byRef as Map<number, number>;
   for (const b of pc.backends) {
     const slot = slots[b.id];
     if (slot === undefined) throw new Error(`backend ${name}/${b.id} has no shared-memory slot`);
-    backends.push({ id: b.id, host: b.address, port: b.port, weight: b.weight, index: backends.length, slot, pool, idle: [] });
+    const ref = backendRef(b.id);
+    const clash = refs.get(ref);
+    if (clash !== undefined) throw new Error(`backends ${name}/${pc.backends[clash]!.id} and ${name}/${b.id} have the same table reference: rename one`);
+    refs.set(ref, backends.length);
+    backends.push({ id: b.id, host: b.address, port: b.port, weight: b.weight, index: backends.length, slot, ref, pool, idle: [] });
   }
   (pool as { balancer: Balancer }).balancer = createBalancer(
     pc.balance.algorithm,
@@ -128,4 +154,10 @@ function buildPool(
     },
   );
   return pool;
+}
+
+function bindPolicy(text: string): BindPolicy {
+  const p = parseBindPolicy(text);
+  if (typeof p === 'string') throw new Error(p); // the schema already refused it
+  return p;
 }

@@ -10,6 +10,8 @@ import { decode, encode, type FromWorker, type ToWorker, type WorkerInit } from 
 import { sweepIdle } from './upstream/pool.js';
 import { clock } from './clock.js';
 import { WorkerCounters } from '../shared-memory/counters.js';
+import { SharedTable } from '../shared-memory/table.js';
+import { SessionStore } from '../sticky/sessions.js';
 import { createTokenCrypto, openReusePortListener, parseClientHello } from '../native/index.js';
 import { startPassthrough, type Passthrough } from './passthrough/listener.js';
 import { RouteTokens } from '../sticky/route-token.js';
@@ -33,9 +35,11 @@ function main(): void {
   const tokens = new RouteTokens(createTokenCrypto(), { maxAgeSec: init.config.tokenMaxAgeSec, now: () => clock.now });
   const applyKeyRing = (ring: KeyRing) => tokens.setKeyRing(ring.keys, ring.sealKeyId);
   applyKeyRing(init.keyRing);
-  const runtime = new Runtime(init.config, init.slots, counters, () => clock.now);
+  // Lock owner ids: 1 is the orchestrator, workers count from 2.
+  const sessions = new SessionStore(SharedTable.attach(init.table, init.workerIndex + 2), init.sessionKey);
+  const runtime = new Runtime(init.config, init.slots, counters, () => clock.now, sessions);
   const active = new ActiveExchanges();
-  const ctx: ListenerContext = { runtime: () => runtime, tokens, counters, active, log };
+  const ctx: ListenerContext = { runtime: () => runtime, tokens, counters, active, log, sessions };
 
   const app = uws.App();
   // A thread that ends with uWS sockets open aborts the whole process (libuv's loop-close

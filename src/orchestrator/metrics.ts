@@ -3,6 +3,7 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { CounterReader, GlobalCounter } from '../shared-memory/counters.js';
 import type { KeyRing } from './key-ring.js';
+import type { TableStats } from '../shared-memory/table.js';
 import { VERSION } from '../version.js';
 
 export interface MetricSources {
@@ -14,6 +15,7 @@ export interface MetricSources {
   keyRing(): KeyRing;
   workerCount: number;
   passthroughRoutes: readonly { sni: string; pool: string }[];
+  table(): TableStats;
 }
 
 /** A counter whose value is read from somewhere else at scrape time. */
@@ -45,6 +47,9 @@ export function createMetrics(src: MetricSources): { text(): Promise<string>; co
     ['tether_client_aborts_total', 'client_aborts', 'Clients that went away before their response finished'],
     ['tether_client_timeouts_total', 'client_timeouts', 'Responses cut because the client stopped reading for --idle-timeout'],
     ['tether_tokens_issued_total', 'tokens_issued', 'Route tokens issued (new, failed over or refreshed)'],
+    ['tether_sessions_learned_total', 'sessions_learned', 'Application sessions recorded from a backend Set-Cookie (learn mode, or bound prefix-mode sessions)'],
+    ['tether_sessions_forgotten_total', 'sessions_forgotten', 'Sessions removed because the backend expired their cookie'],
+    ['tether_binding_unverifiable_total', 'binding_unverifiable', 'Sessions presented without a terminal recorded under the pool\'s current policy (let through)'],
   ];
   for (const [name, counter, help] of simple) mirroredCounter(registry, name, help, () => r.total(counter));
 
@@ -78,6 +83,45 @@ export function createMetrics(src: MetricSources): { text(): Promise<string>; co
       for (const [outcome, counter] of stickyOutcomes) this.inc({ outcome }, r.total(counter));
     },
   });
+  new Counter({
+    name: 'tether_learn_total',
+    help: 'Learn-mode lookups of the first session cookie: hit (routed to the learned backend) or miss (not in the table)',
+    labelNames: ['outcome'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc({ outcome: 'hit' }, r.total('learn_hits'));
+      this.inc({ outcome: 'miss' }, r.total('learn_misses'));
+    },
+  });
+  new Counter({
+    name: 'tether_session_refusals_total',
+    help: 'Requests refused with 403: a session presented from another terminal (terminal_mismatch) or revoked',
+    labelNames: ['reason'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      this.inc({ reason: 'terminal_mismatch' }, r.total('binding_refused_terminal'));
+      this.inc({ reason: 'revoked' }, r.total('binding_refused_revoked'));
+    },
+  });
+  new Gauge({
+    name: 'tether_session_table_entries',
+    help: 'Occupied slots of the shared session table (live and not yet reclaimed expired entries)',
+    registers: [registry],
+    collect() {
+      this.set(src.table().occupied);
+    },
+  });
+  new Gauge({
+    name: 'tether_session_table_slots',
+    help: 'Slots of the shared session table (twice its rated capacity)',
+    registers: [registry],
+    collect() {
+      this.set(src.table().slots);
+    },
+  });
+  mirroredCounter(registry, 'tether_session_table_evictions_total', 'Entries evicted from a full pair of buckets (the table is too small)', () => src.table().evictions);
   new Gauge({
     name: 'tether_active_requests',
     help: 'Requests in flight',

@@ -45,6 +45,7 @@ export async function run(argv: readonly string[]): Promise<number> {
         [poolName]: {
           sticky: base?.sticky ?? { mode: 'cookie', name: 'TETHER', httpOnly: true, secure: false, sameSite: 'Lax', path: '/' },
           balance: base?.balance ?? { algorithm: 'round-robin', hashOn: 'client-ip' },
+          bind: base?.bind ?? 'none',
           backends: demo.map((d) => ({ id: d.id, address: '127.0.0.1', port: d.port, weight: 1 })),
         },
       },

@@ -10,6 +10,10 @@ import { decode, encode, type BackendSlots, type FromWorker, type ToWorker, type
 import { ephemeralRing, readKeyFile, rotate, type KeyRing } from './key-ring.js';
 import { startAdmin, type AdminServer } from './admin.js';
 import { createMetrics } from './metrics.js';
+import { revokeSession } from './sessions-api.js';
+import { SharedTable } from '../shared-memory/table.js';
+import { SessionStore } from '../sticky/sessions.js';
+import { randomBytes } from 'node:crypto';
 
 const BACKEND_CAPACITY = 1024;
 const WORKER_START_DEADLINE_MS = 15_000;
@@ -60,6 +64,16 @@ export async function startTether(config: Config, log: Logger): Promise<RunningT
   const layout: SharedLayout = { workerCapacity: config.workers, backendCapacity: BACKEND_CAPACITY, routeCapacity: MAX_PASSTHROUGH_ROUTES };
   const shared = createSharedState(layout);
   const reader = new CounterReader(shared, layout);
+  // The session table: allocated zeroed, so its pages cost memory only as entries arrive.
+  const table = SharedTable.create(config.tableSize);
+  const sessionKey = new Uint8Array(randomBytes(32));
+  const sessions = new SessionStore(table, sessionKey);
+  let sweepFrom = 0;
+  const tableSweeper = setInterval(() => {
+    // A whole pass a minute, in slices of 1/60 (a few hundred microseconds each).
+    sweepFrom = table.sweep(sweepFrom, Math.max(1, Math.ceil(table.buckets / 60)), Math.floor(Date.now() / 1000));
+  }, 1_000);
+  tableSweeper.unref();
   let workerRestarts = 0;
   let keyReloads = 0;
   let shuttingDown = false;
@@ -76,7 +90,7 @@ export async function startTether(config: Config, log: Logger): Promise<RunningT
   function spawn(slot: WorkerSlot): Promise<number[]> {
     return new Promise((resolve, reject) => {
       reader.clearGauges(slot.index);
-      const init: WorkerInit = { workerIndex: slot.index, config: listenConfig, keyRing, slots, layout, shared };
+      const init: WorkerInit = { workerIndex: slot.index, config: listenConfig, keyRing, slots, layout, shared, table: table.buffer, sessionKey };
       const worker = new Worker(WORKER_URL, { workerData: init, name: `tether-worker-${slot.index}` });
       slot.worker = worker;
       slot.listening = false;
@@ -155,6 +169,7 @@ export async function startTether(config: Config, log: Logger): Promise<RunningT
     keyRing: () => keyRing,
     workerCount: config.workers,
     passthroughRoutes: config.passthrough.routes,
+    table: () => table.stats(),
   });
 
   let admin: AdminServer | null = null;
@@ -178,6 +193,7 @@ export async function startTether(config: Config, log: Logger): Promise<RunningT
         ready: () => !shuttingDown && workers.every((w) => w.listening),
         metrics: () => metrics.text(),
         contentType: metrics.contentType,
+        revoke: (body) => revokeSession(body, { config, sessions, log }),
       });
     }
   } catch (err) {
@@ -204,6 +220,7 @@ export async function startTether(config: Config, log: Logger): Promise<RunningT
   }
 
   async function stop(drainMs = 10_000): Promise<void> {
+    clearInterval(tableSweeper);
     if (shuttingDown) return stopped;
     shuttingDown = true;
     await Promise.all(workers.map((w) => stopWorker(w, drainMs)));

@@ -58,6 +58,14 @@ export const C = {
   passthrough_active: 35,
   passthrough_bytes_in: 36,
   passthrough_bytes_out: 37,
+  // Shared session table: learn mode, bindings, revocations.
+  sessions_learned: 38,
+  sessions_forgotten: 39,
+  learn_hits: 40,
+  learn_misses: 41,
+  binding_refused_terminal: 42,
+  binding_refused_revoked: 43,
+  binding_unverifiable: 44,
 } as const;
 
 export type GlobalCounter = keyof typeof C;

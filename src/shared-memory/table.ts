@@ -8,7 +8,8 @@
 //     0 magic 0x54544231 ('TTB1')   1 layout version (1)       2 bucket count (power of 2)
 //     3 slots per bucket (8)        4 words per slot (12)      5 occupied slots (Atomics)
 //     6 insert stamp counter        7 evictions (full buckets) 8 expired slots reclaimed
-//     9..15 reserved (0)
+//     9 revocations recorded (lets readers skip the revocation lookup while there are none)
+//     10..15 reserved (0)
 //   words [16, 16 + B)            one writer lock per bucket (0 free, else the holder's id)
 //   words [16 + B, …)             B × 8 slots of 12 words:
 //     0 seq        seqlock: odd while a writer changes the slot, even (and changed) after
@@ -66,6 +67,7 @@ const H_OCCUPIED = 5;
 const H_STAMP = 6;
 const H_EVICTIONS = 7;
 const H_RECLAIMED = 8;
+const H_REVOCATIONS = 9;
 
 const S_SEQ = 0;
 const S_K0 = 1;
@@ -325,6 +327,16 @@ export class SharedTable {
       bucket = (bucket + 1) & this.#mask;
     }
     return bucket;
+  }
+
+  /** Counts a revocation (any thread); `revocations()` is non-zero from then on. */
+  noteRevocation(): void {
+    Atomics.add(this.#w, H_REVOCATIONS, 1);
+  }
+
+  /** Revocations ever recorded: a plain load, cheap enough to test on every request. */
+  revocations(): number {
+    return this.#w[H_REVOCATIONS]!;
   }
 
   stats(): TableStats {

@@ -81,6 +81,21 @@ export function getCookie(header: string, name: string): string | undefined {
 }
 
 /**
+ * Raw values of every cookie named `name`, in header order ([] when absent). Routing takes the
+ * first (see getCookie); checks that must not be bypassed by a duplicate (session binding,
+ * revocation) look at all of them.
+ */
+export function getAllCookies(header: string, name: string): string[] {
+  const out: string[] = [];
+  let at = findPair(header, name, 0);
+  while (at >= 0) {
+    out.push(header.slice(pairValueStart, pairValueEnd));
+    at = findPair(header, name, pairNext);
+  }
+  return out;
+}
+
+/**
  * The Cookie header with every cookie named `name` removed (with the separator after it);
  * '' if nothing is left. Other pairs keep their exact bytes; leading/trailing spaces, tabs
  * and ';' of the result are trimmed. Returns `header` itself when `name` is absent.
@@ -257,6 +272,8 @@ export interface ParsedSetCookie {
   valueEnd: number;
   /** Max-Age ≤ 0, or (without Max-Age) Expires at or before `now`. */
   deletes: boolean;
+  /** When the cookie expires (ms since the epoch) from Max-Age or Expires; undefined for a session cookie. */
+  expiresAt?: number;
 }
 
 /** ASCII case-insensitive compare of s[start, end) with a lower-case literal. */
@@ -324,8 +341,12 @@ export function parseSetCookie(header: string, now?: number): ParsedSetCookie | 
     }
     pos = end + 1;
   }
-  const deletes = maxAge !== undefined ? maxAge <= 0 : expires !== undefined && expires <= (now ?? Date.now());
-  return { name: header.slice(ns, ne), value: header.slice(vs, ve), valueStart: vs, valueEnd: ve, deletes };
+  const at = now ?? Date.now();
+  const expiresAt = maxAge !== undefined ? at + maxAge * 1000 : expires;
+  const deletes = expiresAt !== undefined && expiresAt <= at;
+  const parsed: ParsedSetCookie = { name: header.slice(ns, ne), value: header.slice(vs, ve), valueStart: vs, valueEnd: ve, deletes };
+  if (expiresAt !== undefined) parsed.expiresAt = expiresAt;
+  return parsed;
 }
 
 /** The Set-Cookie header with bytes [valueStart, valueEnd) replaced by `newValue`; attributes untouched. */

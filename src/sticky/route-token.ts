@@ -108,7 +108,7 @@ export interface RingKey {
 }
 
 export type ReadResult =
-  | { ok: true; backendId: string; issuedAt: number; bindingTag: Buffer; keyId: number }
+  | { ok: true; backendId: string; issuedAt: number; bindingTag: Buffer; flags: number; keyId: number }
   | { ok: false; reason: 'malformed' | 'unknown_key' | 'retired_key' | 'forged' | 'bad_payload' | 'expired' | 'future' };
 
 type Failure = Extract<ReadResult, { ok: false }>;
@@ -199,7 +199,7 @@ export class RouteTokens {
   }
 
   /** A token routing (pool, mode) to backendId, issued now. Throws if the seal key has retired. */
-  issue(pool: string, mode: string, backendId: string, bindingTag: Uint8Array = UNBOUND): string {
+  issue(pool: string, mode: string, backendId: string, bindingTag: Uint8Array = UNBOUND, flags = 0): string {
     const now = this.#now();
     if (this.#sealKeyId >= 0 && now >= this.#retireAt[this.#sealKeyId]!) {
       throw Object.assign(new Error(`seal key ${this.#sealKeyId} has retired: load a newer key ring`), {
@@ -209,7 +209,7 @@ export class RouteTokens {
     const payload = encodePayload({
       backendId,
       issuedAt: Math.floor(now / 1000),
-      flags: 0,
+      flags,
       bindingTag: bindingTag as Buffer,
     });
     return this.#crypto.seal(payload, this.#aad(pool, mode));
@@ -264,6 +264,7 @@ export class RouteTokens {
         backendId: claims.backendId,
         issuedAt: claims.issuedAt,
         bindingTag: claims.bindingTag,
+        flags: claims.flags,
         keyId: opened.keyId,
       }),
     );

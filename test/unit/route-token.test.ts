@@ -102,15 +102,15 @@ describe.each(cryptos)('RouteTokens over $name crypto', ({ make }) => {
   it('reads back what it issued, for that pool and mode only', () => {
     const { tokens } = setup();
     const tag = randomBytes(8);
-    const token = tokens.issue('web', 'cookie', 'app-7', tag);
-    expect(tokens.read('web', 'cookie', token)).toEqual({ ok: true, backendId: 'app-7', issuedAt: T0 / 1000, bindingTag: tag, keyId: 1 });
+    const token = tokens.issue('web', 'cookie', 'app-7', tag, 0x09);
+    expect(tokens.read('web', 'cookie', token)).toEqual({ ok: true, backendId: 'app-7', issuedAt: T0 / 1000, bindingTag: tag, flags: 0x09, keyId: 1 });
     expect(tokens.read('api', 'cookie', token)).toEqual({ ok: false, reason: 'forged' });
     expect(tokens.read('web', 'header', token)).toEqual({ ok: false, reason: 'forged' });
     expect(tokens.read('webc', 'ookie', token)).toEqual({ ok: false, reason: 'forged' });
     // Repeated reads use the cached AAD and still agree.
     expect(tokens.read('web', 'cookie', token)).toMatchObject({ ok: true });
     const unbound = tokens.issue('web', 'cookie', 'app-7');
-    expect(tokens.read('web', 'cookie', unbound)).toMatchObject({ ok: true, bindingTag: Buffer.alloc(8) });
+    expect(tokens.read('web', 'cookie', unbound)).toMatchObject({ ok: true, bindingTag: Buffer.alloc(8), flags: 0 });
   });
 
   it('maps every failure to a reason and never throws on token content', () => {

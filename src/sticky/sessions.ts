@@ -1,0 +1,84 @@
+// Sessions in the shared table (../shared-memory/table.ts), as the request path and the admin
+// API use them. One SessionStore per thread over the one table every thread maps.
+//
+// Entry kinds (low byte of an entry's flags; bits 8-11 are the binding kind, ./binding.ts):
+//   LEARNED  learn mode: the application session → the backend that set it (value = backend
+//            reference), with the terminal it was issued to when the pool binds sessions;
+//   BOUND    prefix mode with binding: the application session → its terminal (routing is by
+//            the token in the cookie; this entry keeps a stripped cookie from bypassing the check);
+//   REVOKED  refused everywhere until it expires (POST /api/v1/sessions/revoke).
+// Bit 4 (SLIDING): the session cookie had no lifetime of its own; its entry is extended on use.
+//
+// Keys are fingerprints under a key derived per pool and purpose from the process's random
+// key, so the same session id in two pools is two entries, and a session id and a token
+// never collide.
+import { createHmac } from 'node:crypto';
+import { Fingerprinter } from '../shared-memory/fingerprint.js';
+import { SharedTable, TableEntry } from '../shared-memory/table.js';
+
+export const ENTRY_LEARNED = 1;
+export const ENTRY_BOUND = 2;
+export const ENTRY_REVOKED = 3;
+export const ENTRY_SLIDING = 0x10;
+export const ENTRY_KIND_MASK = 0x0f;
+
+/** What a fingerprint is of: an application session id, or a route token string. */
+export type SessionKeyKind = 'session' | 'token';
+
+/** A backend's 32-bit reference in table entries: FNV-1a of its ID (stable across reloads and nodes). */
+export function backendRef(id: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < id.length; i++) {
+    h ^= id.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return h | 0;
+}
+
+export class SessionStore {
+  readonly table: SharedTable;
+  readonly #key: Uint8Array;
+  readonly #fingerprinters = new Map<string, Fingerprinter>();
+  readonly entry = new TableEntry();
+
+  constructor(table: SharedTable, processKey: Uint8Array) {
+    if (!(processKey instanceof Uint8Array) || processKey.length !== 32) {
+      throw new RangeError(`session store: expected a 32-byte process key but received ${processKey instanceof Uint8Array ? processKey.length : typeof processKey} bytes`);
+    }
+    this.table = table;
+    this.#key = processKey;
+  }
+
+  /** The fingerprinter for (pool, kind), derived once: HMAC-SHA256(process key, kind|pool)[0..16). */
+  fingerprinter(pool: string, kind: SessionKeyKind): Fingerprinter {
+    const id = `${kind}|${pool}`;
+    let f = this.#fingerprinters.get(id);
+    if (f === undefined) {
+      f = new Fingerprinter(createHmac('sha256', this.#key).update(id).digest().subarray(0, 16));
+      this.#fingerprinters.set(id, f);
+    }
+    return f;
+  }
+
+  /** Looks `value` up; fills `this.entry` and returns true for a live entry. */
+  lookup(fp: Fingerprinter, value: string, nowSec: number): boolean {
+    const k = fp.ofString(value);
+    return this.table.get(k[0]!, k[1]!, k[2]!, nowSec, this.entry);
+  }
+
+  put(fp: Fingerprinter, value: string, ref: number, flags: number, tag: Int32Array | null, expiresAt: number, nowSec: number): void {
+    const k = fp.ofString(value);
+    this.table.put(k[0]!, k[1]!, k[2]!, ref, flags, tag, expiresAt, nowSec);
+  }
+
+  delete(fp: Fingerprinter, value: string): boolean {
+    const k = fp.ofString(value);
+    return this.table.delete(k[0]!, k[1]!, k[2]!);
+  }
+
+  /** The hex fingerprint, for logs: identifies a session without writing its secret value. */
+  id(fp: Fingerprinter, value: string): string {
+    const k = fp.ofString(value);
+    return [k[0]!, k[1]!, k[2]!].map((w) => (w >>> 0).toString(16).padStart(8, '0')).join('');
+  }
+}
