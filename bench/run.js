@@ -179,7 +179,7 @@ async function runOnce({ peer, scenario, round, options, backends, tls, workDir,
     if (passthrough && !scenario.measure) throw new Error(`scenario ${scenario.name}: a passthrough scenario must drive its own load (measure)`);
     started = passthrough
       ? await peer.startPassthrough({ ...common, tlsBackends: tls.backends.map(({ name, port: p }) => ({ name, port: p })), routes: tls.routes, ca: tls.ca })
-      : await peer.start({ ...common, backends: backends.map(({ name, port: p }) => ({ name, port: p })) });
+      : await peer.start({ ...common, stickiness: scenario.stickiness, backends: backends.map(({ name, port: p }) => ({ name, port: p })) });
     void started.handle.exited.then((e) => {
       exitedEarly = e;
     });

@@ -9,6 +9,8 @@
 //                        N, and bytes leave only as fast as the balancer reads them.
 //   POST /upload         reads the body (Content-Length or chunked; uWS de-chunks) and answers
 //                        the number of bytes it received, as decimal text.
+//   GET /login           sets an application session cookie, `JSESSIONID=<name>.<n>; Path=/`,
+//                        as a Java app server would (the learn-hit scenario's balancers learn it).
 //
 // The native binary is loaded directly: the package main silently falls back to a `ws`-based
 // emulation when the binary does not load, and that would bench the emulation instead.
@@ -36,6 +38,7 @@ if (!name || !/^[A-Za-z][A-Za-z0-9_-]{0,31}$/.test(name) || !Number.isInteger(re
 const MAX_LARGE_BYTES = Number.MAX_SAFE_INTEGER;
 
 let listenSocket = null;
+let sessions = 0;
 
 uWS
   .App()
@@ -69,6 +72,12 @@ uWS
           res.writeHeader('Content-Type', 'text/plain').end(String(received));
         });
       }
+    });
+  })
+  .get('/login', (res) => {
+    sessions += 1;
+    res.cork(() => {
+      res.writeHeader('Content-Type', 'text/plain').writeHeader('Set-Cookie', `JSESSIONID=${name}.${sessions}; Path=/`).end(name);
     });
   })
   .any('/*', (res) => {

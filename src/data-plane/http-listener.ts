@@ -11,7 +11,7 @@ import { C, type WorkerCounters } from '../shared-memory/counters.js';
 import { clock } from './clock.js';
 import type { RouteTokens } from '../sticky/route-token.js';
 import { getAllCookies, getCookie, mapCookie, parseSetCookie, removeCookie, replaceSetCookieValue, splitPrefixed } from '../sticky/cookies.js';
-import { compareTableTag, compareTokenTag, describeTableTag, describeTokenTag, formatBindPolicy, tableBindFlags, terminalOf, type Terminal } from '../sticky/binding.js';
+import { compareTableTag, compareTokenTag, describeTableTag, describeTokenTag, formatBindPolicy, tableBindFlags, type Terminal } from '../sticky/binding.js';
 import { ENTRY_BOUND, ENTRY_KIND_MASK, ENTRY_LEARNED, ENTRY_REVOKED, ENTRY_SLIDING, type SessionStore } from '../sticky/sessions.js';
 
 /** Request headers a proxy must not forward (RFC 9110 §7.6.1), plus the ones we rewrite. Names arrive lower-cased. */
@@ -281,7 +281,7 @@ export function handleRequest(ctx: ListenerContext, res: HttpResponse, req: Http
   // Sessions (DESIGN steps 3-4): learned routing, terminal binding, revocation.
   let session = NO_SESSION;
   if (pool.bind.kind !== 'none' || pool.sessionCookie || (sticky.token && ctx.sessions !== null && ctx.sessions.table.revocations() > 0)) {
-    const terminal = pool.bind.kind === 'none' ? null : terminalOf(pool.bind, clientIp, pool.bind.kind === 'header' ? headerValue(flat, pool.bind.header) : '');
+    const terminal = pool.bind.kind === 'none' ? null : pool.terminals.get(clientIp, pool.bind.kind === 'header' ? headerValue(flat, pool.bind.header) : '');
     const values = pool.sessionCookie && cookie ? sessionValues(pool, cookie) : [];
     session = { terminal, values };
     const refusal = checkSession(ctx, pool, sticky, session);

@@ -6,7 +6,7 @@ import { createBalancer, type Balancer } from './balancers/index.js';
 import type { BackendSlots } from './messages.js';
 import type { WorkerCounters } from '../shared-memory/counters.js';
 import type { UpstreamConnection } from './upstream/pool.js';
-import { parseBindPolicy, type BindPolicy } from '../sticky/binding.js';
+import { parseBindPolicy, TerminalCache, type BindPolicy } from '../sticky/binding.js';
 import { backendRef, type SessionStore } from '../sticky/sessions.js';
 import type { Fingerprinter } from '../shared-memory/fingerprint.js';
 
@@ -41,8 +41,9 @@ export interface PoolRuntime {
   readonly cookieSuffix: string;
   /** Header mode: the request header to read, lower-cased. */
   readonly headerLower: string;
-  /** Session ↔ terminal binding policy. */
+  /** Session ↔ terminal binding policy, and this thread's terminals under it. */
   readonly bind: BindPolicy;
+  readonly terminals: TerminalCache;
   /** The application's session cookie (learn and prefix modes), else ''. */
   readonly sessionCookie: string;
   /** Fingerprints of application session ids and of route tokens, for the shared table (null without one). */
@@ -130,6 +131,7 @@ function buildPool(
     cookieSuffix,
     headerLower: pc.sticky.mode === 'header' ? pc.sticky.name.toLowerCase() : '',
     bind: bindPolicy(pc.bind),
+    terminals: new TerminalCache(bindPolicy(pc.bind)),
     sessionCookie: pc.sticky.mode === 'learn' || pc.sticky.mode === 'prefix' ? pc.sticky.cookie : '',
     sessionFp: sessions?.fingerprinter(name, 'session') ?? null,
     tokenFp: sessions?.fingerprinter(name, 'token') ?? null,

@@ -87,7 +87,7 @@ export interface Terminal {
   tokenTag: Uint8Array;
   tokenFlags: number;
   /** Human-readable: `127.0.0.2`, `10.1.2.0/24`, `x-device-id=abc` (value cut at 64 chars). */
-  label: string;
+  readonly label: string;
 }
 
 /** IPv4 text → 4 bytes, IPv6 (or IPv4-mapped) → 16 bytes; null if neither. */
@@ -169,6 +169,34 @@ export function terminalOf(policy: BindPolicy, clientIp: string, headerValue: st
     label = policy.kind === 'ip' ? formatIp(masked) : `${formatIp(masked)}/${bits}`;
   }
   return { tableTag, tokenTag, tokenFlags, label };
+}
+
+/** Terminals kept per pool and thread; past this the cache starts over. */
+const MAX_CACHED_TERMINALS = 4096;
+
+/**
+ * terminalOf, remembered per client address (or header value): a client sends many requests
+ * from one address, and deriving a terminal costs more than the rest of a sticky hit's
+ * bookkeeping. Terminals are immutable once made. One per pool and thread.
+ */
+export class TerminalCache {
+  readonly #policy: BindPolicy;
+  #byKey = new Map<string, Terminal>();
+
+  constructor(policy: BindPolicy) {
+    this.#policy = policy;
+  }
+
+  get(clientIp: string, headerValue: string): Terminal {
+    const key = this.#policy.kind === 'header' ? headerValue : clientIp;
+    let t = this.#byKey.get(key);
+    if (t === undefined) {
+      t = terminalOf(this.#policy, clientIp, headerValue);
+      if (this.#byKey.size >= MAX_CACHED_TERMINALS) this.#byKey = new Map();
+      this.#byKey.set(key, t);
+    }
+    return t;
+  }
 }
 
 /** Token binding check: 'match', 'mismatch', or 'unbound' (no tag, or recorded under another policy). */

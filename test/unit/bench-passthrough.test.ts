@@ -128,7 +128,7 @@ const bulk = await load<{
   runBulk(o: { passthrough: Passthrough; threads: number; durationS: number; bytes?: number; lanes?: number; transferDeadlineMs?: number; maxTransfersPerLane?: number }): Promise<LoadResult & { verifiedBytes: number; MiBps: number }>;
 }>('load/scenarios/passthrough-bulk.js');
 const scenarioIndex = await load<{ scenarios: { name: string; backendKind?: string; measure?: unknown }[] }>('load/scenarios/index.js');
-const peerIndex = await load<{ peers: PeerModule[]; runsIn(peer: PeerModule, scenario: { name: string; backendKind?: string }): boolean }>('load/peers/index.js');
+const peerIndex = await load<{ peers: PeerModule[]; runsIn(peer: PeerModule, scenario: { name: string; backendKind?: string; stickiness?: string }): boolean }>('load/peers/index.js');
 const haproxy = await load<PeerModule & { passthroughConfig(o: PassthroughOptions): string }>('load/peers/haproxy.js');
 const nginx = await load<
   PeerModule & {
@@ -379,7 +379,9 @@ describe('scenarios and peers for passthrough', () => {
     expect(runs).toEqual(['tether', 'haproxy', 'nginx']);
     // HTTP scenarios are unchanged.
     const httpRuns = peerIndex.peers.filter((p) => peerIndex.runsIn(p, { name: 'sticky-hit' })).map((p) => p.name);
-    expect(httpRuns).toEqual(['tether', 'haproxy', 'nginx', 'http-proxy']);
+    expect(httpRuns).toEqual(['tether', 'haproxy', 'nginx', 'http-proxy', 'tether-bound']);
+    // learn-hit runs the peers with a learn mode only.
+    expect(peerIndex.peers.filter((p) => peerIndex.runsIn(p, { name: 'learn-hit', stickiness: 'learn' })).map((p) => p.name)).toEqual(['tether', 'haproxy']);
     expect(peerIndex.peers.filter((p) => peerIndex.runsIn(p, { name: 'roaming' })).map((p) => p.name)).toContain('haproxy-source');
   });
 

@@ -70,10 +70,27 @@ ${stickiness(backends)}
 `;
 }
 
+/**
+ * The `backend app` body for learn-mode stickiness (the learn-hit scenario): HAProxy's stick
+ * table learns the application's JSESSIONID from the response that sets it and routes later
+ * requests carrying it (`stick store-response` / `stick match`), adding no cookie.
+ */
+function learnStickiness(backends) {
+  return `    balance roundrobin
+    stick-table type string len 64 size 1m expire 30m
+    stick store-response res.cook(JSESSIONID)
+    stick match req.cook(JSESSIONID)
+    http-reuse always
+${backends.map((b) => `    server ${b.name} 127.0.0.1:${b.port}`).join('\n')}`;
+}
+
+/** Stickiness modes a scenario may ask for (its `stickiness` export); cookie insertion otherwise. */
+export const stickinessModes = ['learn'];
+
 /** Starts HAProxy on `makeConfig(options)`; variants (haproxy-source.js) pass their own. */
-export function start({ backends, workers, port, dir, connections }, makeConfig = config) {
+export function start({ backends, workers, port, dir, connections, stickiness }, makeConfig = config) {
   const path = join(dir, 'haproxy.cfg');
-  const text = makeConfig({ backends, workers, port, connections });
+  const text = stickiness === 'learn' ? config({ backends, workers, port, connections }, learnStickiness) : makeConfig({ backends, workers, port, connections });
   writeFileSync(path, text);
   const binary = findExecutable('haproxy');
   // -db: stay in the foreground, no daemon, so the process group is ours to stop.

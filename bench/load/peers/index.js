@@ -6,9 +6,10 @@ import * as nginx from './nginx.js';
 import * as httpProxy from './http-proxy.js';
 import * as haproxySource from './haproxy-source.js';
 import * as nginxHash from './nginx-hash.js';
+import * as tetherBound from './tether-bound.js';
 
 // Variants that run only in some scenarios (their `scenarios` export) come last.
-export const peers = [tether, haproxy, nginx, httpProxy, haproxySource, nginxHash];
+export const peers = [tether, haproxy, nginx, httpProxy, haproxySource, nginxHash, tetherBound];
 
 /**
  * Whether `peer` runs in `scenario`: the one rule, used by the harness and recorded in
@@ -18,6 +19,8 @@ export const peers = [tether, haproxy, nginx, httpProxy, haproxySource, nginxHas
  */
 export function runsIn(peer, scenario) {
   if (peer.scenarios && !peer.scenarios.includes(scenario.name)) return false;
+  // A scenario that needs a stickiness mode (learn-hit: `learn`) runs the peers that have it.
+  if (scenario.stickiness && !(peer.stickinessModes ?? []).includes(scenario.stickiness)) return false;
   if (scenario.backendKind === 'tls') return typeof peer.startPassthrough === 'function';
   return true;
 }

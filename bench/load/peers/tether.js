@@ -26,7 +26,11 @@ export function available({ repoRoot }) {
   return { ok: true, version: `tether (dist/cli.js) on node ${process.version}` };
 }
 
-export async function start({ backends, workers, port, dir, repoRoot }) {
+/** Stickiness modes a scenario may ask for (its `stickiness` export); cookie otherwise. */
+export const stickinessModes = ['learn'];
+
+/** `extraArgs`: variants (tether-bound.js) add their flags. */
+export async function start({ backends, workers, port, dir, repoRoot, stickiness }, extraArgs = []) {
   const adminPort = await freePort();
   const keyFile = join(dir, 'tether.keys');
   writeFileSync(keyFile, `1 ${randomBytes(32).toString('hex')}\n`, { mode: 0o600 });
@@ -37,9 +41,10 @@ export async function start({ backends, workers, port, dir, repoRoot }) {
     '--listen', `127.0.0.1:${port}`,
     '--admin', `127.0.0.1:${adminPort}`,
     ...backends.flatMap((b) => ['--backend', `${b.name}=127.0.0.1:${b.port}`]),
-    '--sticky', 'cookie',
+    '--sticky', stickiness === 'learn' ? 'learn:JSESSIONID' : 'cookie',
     '--workers', String(workers),
     '--key-file', keyFile,
+    ...extraArgs,
   ];
   const handle = startProcess('tether', process.execPath, args, { cwd: repoRoot });
   const url = `http://127.0.0.1:${port}/`;

@@ -12,6 +12,8 @@
 //   columns?: [{ key, label, digits }]   extra figures for the report (medians over rounds)
 //   loadDescription?(options) → string   how the load is driven, for the report header
 //   warmup?: false                       skip the warm-up run (the scenario warms up itself)
+//   stickiness?: 'learn'                 runs only the peers listing it in `stickinessModes`, and
+//       starts them with it (learn-hit: the balancer learns the app's own session cookie)
 //   backendKind?: 'tls'                  TLS passthrough: the harness starts TLS backends
 //       (../tls-backend.js, certificates from a CA made for the run) instead of / besides the
 //       HTTP ones, starts each peer with its startPassthrough() (SNI routes, one per backend
@@ -24,6 +26,7 @@
 // startPassthrough() run in backendKind 'tls' scenarios.
 
 import * as stickyHit from './sticky-hit.js';
+import * as learnHit from './learn-hit.js';
 import * as firstVisit from './first-visit.js';
 import * as roaming from './roaming.js';
 import * as largeBody from './large-body.js';
@@ -32,4 +35,4 @@ import * as passthroughSmall from './passthrough-small.js';
 import * as passthroughBulk from './passthrough-bulk.js';
 import * as passthroughHandshakes from './passthrough-handshakes.js';
 
-export const scenarios = [stickyHit, firstVisit, roaming, largeBody, manyIdle, passthroughSmall, passthroughBulk, passthroughHandshakes];
+export const scenarios = [stickyHit, firstVisit, learnHit, roaming, largeBody, manyIdle, passthroughSmall, passthroughBulk, passthroughHandshakes];
