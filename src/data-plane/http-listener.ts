@@ -380,6 +380,8 @@ function checkSession(ctx: ListenerContext, pool: PoolRuntime, sticky: StickyDec
   }
   if (store === null || pool.sessionFp === null) return null;
   const learn = pool.sticky.mode === 'learn';
+  // Prefix mode without binding keeps nothing in the table: only a revocation could be there.
+  if (!learn && terminal === null && store.table.revocations() === 0) return null;
   const values = session.values;
   for (let i = 0; i < values.length; i++) {
     const v = values[i]!;

@@ -9,7 +9,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startBackend, type Handler, type TestBackend } from '../helpers/backends.js';
 import { request, setCookieValue, type Reply } from '../helpers/client.js';
 import { startTether, type TetherProcess } from '../helpers/tether.js';
-import { pollMetric } from '../helpers/sticky.js';
 
 const ADDRESSES = ['127.0.0.2', '127.0.0.3', '127.0.0.4', '127.0.0.5', '127.0.0.6', '127.0.0.7', '127.0.0.8', '127.0.0.9'];
 
@@ -257,7 +256,7 @@ describe('hostile cookies', () => {
       // Only the real session presented from the wrong terminal is refused; the rest are no session.
       expect(r.status, cookie.slice(0, 60)).toBe(cookie.includes(`JSESSIONID=${s.session}`) ? 403 : 200);
     }
+    // Still serving, and the session still works from its own terminal.
     expect((await get('ip', '/', '127.0.0.2', { cookie: `JSESSIONID=${s.session}` })).body).toBe(s.backend);
-    await pollMetric(t, 'tether_requests_total', (v) => v > 0);
   });
 });
