@@ -25,7 +25,9 @@ function le32(b: Uint8Array, i: number): number {
 /**
  * Reference HalfSipHash-2-4 over bytes: 4 or 8 output bytes (little-endian, as the reference
  * implementation writes them), or 12 (the 8, then one more squeezed word). The test oracle
- * for `Fingerprinter`.
+ * for `Fingerprinter`, checked itself against the authors' vectors; its round function is
+ * Fingerprinter's written out again on purpose (byte-oriented, no shared state), so the
+ * oracle shares no code with what it checks.
  */
 export function halfSipHash(key: Uint8Array, message: Uint8Array, outBytes: 4 | 8 | 12): Uint8Array {
   if (key.length !== 8) throw new RangeError(`HalfSipHash: expected an 8-byte key but received ${key.length} bytes`);

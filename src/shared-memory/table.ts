@@ -173,8 +173,7 @@ export class SharedTable {
    */
   get(k0: number, k1: number, k2: number, nowSec: number, out: TableEntry): boolean {
     const b1 = k0 & this.#mask;
-    let b2 = k1 & this.#mask;
-    if (b2 === b1) b2 = (b1 + 1) & this.#mask;
+    const b2 = this.#second(b1, k1);
     return this.#find(b1, k0, k1, k2, nowSec, out) || this.#find(b2, k0, k1, k2, nowSec, out);
   }
 
@@ -226,16 +225,11 @@ export class SharedTable {
     if (!(expiresAt > nowSec) || expiresAt > 0xffff_ffff) throw new RangeError(`table put: expiresAt ${expiresAt} must be after now (${nowSec}) and fit in 32 bits`);
     const w = this.#w;
     const b1 = k0 & this.#mask;
-    let b2 = k1 & this.#mask;
-    if (b2 === b1) b2 = (b1 + 1) & this.#mask;
-    const lo = b1 < b2 ? b1 : b2;
-    const hi = b1 < b2 ? b2 : b1;
-    this.#lock(lo);
-    this.#lock(hi);
+    const b2 = this.#second(b1, k1);
+    this.#lockPair(b1, b2);
     try {
       // The key's own slot, if it has one (live or expired): update in place.
-      let slot = this.#slotOf(b1, k0, k1, k2);
-      if (slot < 0) slot = this.#slotOf(b2, k0, k1, k2);
+      let slot = this.#keySlot(b1, b2, k0, k1, k2);
       let outcome: 'inserted' | 'updated' | 'evicted' = 'updated';
       if (slot < 0) {
         outcome = 'inserted';
@@ -270,30 +264,46 @@ export class SharedTable {
       Atomics.store(w, slot + S_SEQ, seq + 1);
       return outcome;
     } finally {
-      this.#unlock(hi);
-      this.#unlock(lo);
+      this.#unlockPair(b1, b2);
     }
   }
 
   /** Removes the key; true if it had a slot (live or expired). */
   delete(k0: number, k1: number, k2: number): boolean {
     const b1 = k0 & this.#mask;
-    let b2 = k1 & this.#mask;
-    if (b2 === b1) b2 = (b1 + 1) & this.#mask;
-    const lo = b1 < b2 ? b1 : b2;
-    const hi = b1 < b2 ? b2 : b1;
-    this.#lock(lo);
-    this.#lock(hi);
+    const b2 = this.#second(b1, k1);
+    this.#lockPair(b1, b2);
     try {
-      let slot = this.#slotOf(b1, k0, k1, k2);
-      if (slot < 0) slot = this.#slotOf(b2, k0, k1, k2);
+      const slot = this.#keySlot(b1, b2, k0, k1, k2);
       if (slot < 0) return false;
       this.#clear(slot);
       return true;
     } finally {
-      this.#unlock(hi);
-      this.#unlock(lo);
+      this.#unlockPair(b1, b2);
     }
+  }
+
+  /** The key's second bucket: from its second word, never the same as the first. */
+  #second(b1: number, k1: number): number {
+    const b2 = k1 & this.#mask;
+    return b2 === b1 ? (b1 + 1) & this.#mask : b2;
+  }
+
+  /** Locks both buckets of a key, lower index first (so two writers never wait on each other in a cycle). */
+  #lockPair(b1: number, b2: number): void {
+    this.#lock(b1 < b2 ? b1 : b2);
+    this.#lock(b1 < b2 ? b2 : b1);
+  }
+
+  #unlockPair(b1: number, b2: number): void {
+    this.#unlock(b1);
+    this.#unlock(b2);
+  }
+
+  /** The key's slot in either bucket (live or expired), else -1. Locks held. */
+  #keySlot(b1: number, b2: number, k0: number, k1: number, k2: number): number {
+    const slot = this.#slotOf(b1, k0, k1, k2);
+    return slot >= 0 ? slot : this.#slotOf(b2, k0, k1, k2);
   }
 
   /**
