@@ -415,23 +415,53 @@ function checkSession(ctx: ListenerContext, pool: PoolRuntime, sticky: StickyDec
   return null;
 }
 
+/**
+ * Alerts logged per worker and second. A replay flood must not become a log flood (each log
+ * line is a message to the main thread): past this, alerts are counted and one summary line
+ * per second says how many were left out. The refusal counters stay exact.
+ */
+const ALERTS_PER_SECOND = 20;
+const alerts = { second: 0, logged: 0, suppressed: 0 };
+
+function alertAllowed(ctx: ListenerContext): boolean {
+  const second = Math.floor(clock.now / 1000);
+  if (second !== alerts.second) {
+    alerts.second = second;
+    alerts.logged = 0;
+  }
+  if (alerts.logged < ALERTS_PER_SECOND) {
+    alerts.logged++;
+    return true;
+  }
+  if (alerts.suppressed++ === 0) {
+    setTimeout(() => {
+      ctx.log('warn', 'session alerts left out (rate limit); the refusal counters have them all', { alert: 'alerts_suppressed', count: alerts.suppressed, perSecond: ALERTS_PER_SECOND });
+      alerts.suppressed = 0;
+    }, 1_000).unref();
+  }
+  return false;
+}
+
 /** 403 with a short JSON reason, an alert naming both terminals, and a counter; the backend never sees it. */
 function refuseSession(ctx: ListenerContext, res: HttpResponse, pool: PoolRuntime, refusal: Refusal, hasBody: boolean): void {
   const c = ctx.counters;
-  const presentedFrom = String.fromCharCode.apply(null, new Uint8Array(res.getRemoteAddressAsText()) as unknown as number[]);
+  const log = alertAllowed(ctx);
+  const presentedFrom = log ? String.fromCharCode.apply(null, new Uint8Array(res.getRemoteAddressAsText()) as unknown as number[]) : '';
   if (refusal.reason === 'revoked') {
     c.inc(C.binding_refused_revoked);
-    ctx.log('warn', 'revoked session presented', { alert: 'session_revoked', pool: pool.name, session: refusal.session, presentedFrom });
+    if (log) ctx.log('warn', 'revoked session presented', { alert: 'session_revoked', pool: pool.name, session: refusal.session, presentedFrom });
   } else {
     c.inc(C.binding_refused_terminal);
-    ctx.log('warn', 'session presented from another terminal', {
-      alert: 'binding_mismatch',
-      pool: pool.name,
-      policy: formatBindPolicy(pool.bind),
-      session: refusal.session,
-      issuedTo: refusal.issuedTo,
-      presentedFrom,
-    });
+    if (log) {
+      ctx.log('warn', 'session presented from another terminal', {
+        alert: 'binding_mismatch',
+        pool: pool.name,
+        policy: formatBindPolicy(pool.bind),
+        session: refusal.session,
+        issuedTo: refusal.issuedTo,
+        presentedFrom,
+      });
+    }
   }
   const bodyText = JSON.stringify({
     error: refusal.reason,

@@ -190,6 +190,33 @@ describe('binding', () => {
   });
 });
 
+describe('alerts under a replay flood', () => {
+  it('logs at most 20 alerts per worker and second, then one summary, while counting every refusal', async () => {
+    const s = await login('ip', '127.0.0.2');
+    const before = await refusals('terminal_mismatch');
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 4, localAddress: '127.0.0.9' });
+    const summary = t.waitForLog((e) => e.alert === 'alerts_suppressed', 10_000);
+    const N = 300;
+    try {
+      for (let i = 0; i < N; i += 4) {
+        const replies = await Promise.all(
+          [0, 1, 2, 3].map(() => request({ port: t.port, path: '/', agent, headers: { host: 'ip.test', cookie: `JSESSIONID=${s.session}` } })),
+        );
+        for (const r of replies) expect(r.status).toBe(403);
+      }
+    } finally {
+      agent.destroy();
+    }
+    expect(await refusals('terminal_mismatch')).toBe(before + N);
+    const logged = t.lines.filter((l) => l.includes('"binding_mismatch"') && l.includes('"presentedFrom":"127.0.0.9"')).length;
+    expect(logged).toBeGreaterThan(0);
+    expect(logged).toBeLessThan(N);
+    const entry = await summary;
+    expect(entry.count).toBeGreaterThan(0);
+    expect(entry.perSecond).toBe(20);
+  });
+});
+
 describe('revocation', () => {
   it('revokes an application session everywhere: every worker refuses it, even from its own terminal', async () => {
     const s = await login('learn', '127.0.0.2');
