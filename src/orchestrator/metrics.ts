@@ -165,6 +165,16 @@ export function createMetrics(src: MetricSources): { text(): Promise<string>; co
     ['upstream_connect_error', 'passthrough_upstream_connect_errors'],
   ];
   new Counter({
+    name: 'tether_worker_requests_total',
+    help: 'HTTP requests received, by worker thread (how SO_REUSEPORT spread the connections)',
+    labelNames: ['worker'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (let w = 0; w < src.workerCount; w++) this.inc({ worker: String(w) }, r.workerTotal(w, 'requests'));
+    },
+  });
+  new Counter({
     name: 'tether_passthrough_connections_total',
     help: 'TLS passthrough connections accepted, by worker thread',
     labelNames: ['worker'],

@@ -86,6 +86,8 @@ const refusals = (reason: string) => t.metric(`tether_session_refusals_total{rea
 describe('learn mode', () => {
   it('routes a learned session to its backend from 8 client addresses, over fresh connections to both workers, adding no cookie', async () => {
     const hitsBefore = await t.metric('tether_learn_total{outcome="hit"}');
+    const perWorker = async () => [await t.metric('tether_worker_requests_total{worker="0"}'), await t.metric('tether_worker_requests_total{worker="1"}')];
+    const workersBefore = await perWorker();
     const sessions = [];
     for (let i = 0; i < 6; i++) sessions.push(await login('learn', ADDRESSES[i % ADDRESSES.length]!));
     expect(new Set(sessions.map((s) => s.backend))).toEqual(new Set(['app1', 'app2']));
@@ -103,6 +105,10 @@ describe('learn mode', () => {
     const last = (sessions.at(-1)!.backend === 'app1' ? a : b).received.at(-1)!;
     expect(last.headers.cookie).toBe(`theme=dark; JSESSIONID=${sessions.at(-1)!.session}`);
     expect(await t.metric('tether_learn_total{outcome="hit"}')).toBe(hitsBefore + requests);
+    // 54 fresh connections: the kernel spread them over both workers, and every one was a hit.
+    const workersAfter = await perWorker();
+    expect(workersAfter[0]! - workersBefore[0]!, 'worker 0 served some').toBeGreaterThan(0);
+    expect(workersAfter[1]! - workersBefore[1]!, 'worker 1 served some').toBeGreaterThan(0);
     expect(await t.metric('tether_sessions_learned_total')).toBeGreaterThanOrEqual(6);
     // Learned by whichever worker answered the login, read by whichever answers each request.
     expect(await t.metric('tether_session_table_entries')).toBeGreaterThanOrEqual(6);
