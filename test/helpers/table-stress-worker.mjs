@@ -1,13 +1,15 @@
 // One thread of the shared-table stress test (test/unit/shared-table.test.ts), on the built
 // table (dist/). It owns keys [from, to) of the shared key list: inserts them while reading
-// random keys of every thread, then keeps rewriting its own (version v: flags = v, tag[3] = v)
-// and reading everyone's until the deadline. Every entry it reads must be self-consistent:
+// random keys of every thread, then keeps rewriting its own (each write stamped: flags = tag[3] = a new number)
+// and reading everyone's until the deadline — half of it on a hot set (the first 16 keys of
+// each thread), so readers meet writers on the same slots often enough to catch a torn read. Every entry it reads must be self-consistent:
 // value and tag derived from the key, flags equal to tag[3] (a mix of two writes would not
 // be). Reports counts; any inconsistency is reported, never thrown away.
 import { parentPort, workerData } from 'node:worker_threads';
 import { SharedTable, TableEntry } from '../../dist/shared-memory/table.js';
 
-const { buffer, keys, from, to, owner, deadline, nowSec, expiresAt } = workerData;
+const { buffer, keys, from, to, owner, deadline, nowSec, expiresAt, threads } = workerData;
+const HOT = 16;
 const table = SharedTable.attach(buffer, owner);
 const k = new Int32Array(keys);
 const total = k.length / 3;
@@ -25,14 +27,16 @@ const random = () => {
   return (rng >>> 0) % total;
 };
 
-function write(i, version) {
+// Every write carries a new stamp (flags = tag[3] = a per-thread counter), so any read that
+// mixes two writes is visible.
+function write(i) {
   const k0 = k[3 * i], k1 = k[3 * i + 1], k2 = k[3 * i + 2];
+  const stamp = ++writes;
   tag[0] = k1;
   tag[1] = k2;
   tag[2] = ~k0;
-  tag[3] = version;
-  table.put(k0, k1, k2, k0 ^ 0x5bd1e995, version, tag, expiresAt, nowSec);
-  writes++;
+  tag[3] = stamp;
+  table.put(k0, k1, k2, k0 ^ 0x5bd1e995, stamp, tag, expiresAt, nowSec);
 }
 
 function check(i) {
@@ -48,16 +52,19 @@ function check(i) {
 }
 
 for (let i = from; i < to; i++) {
-  write(i, 0);
+  write(i);
   check(random());
 }
-let version = 1;
+let round = 1;
 while (Date.now() < deadline) {
+  const perThread = total / threads;
   for (let n = 0; n < 10_000; n++) {
-    write(from + ((n * 7919 + version) % (to - from)), version);
+    write(from + ((n * 7919 + round) % (to - from)));
     check(random());
-    check(random());
+    write(from + (n % HOT));
+    const r = random();
+    check(Math.floor(r / perThread) * perThread + (r % HOT));
   }
-  version++;
+  round++;
 }
 parentPort.postMessage({ reads, hits, writes, torn });

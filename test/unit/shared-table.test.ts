@@ -148,7 +148,7 @@ describe('shared table under 4 threads', () => {
       Array.from({ length: THREADS }, (_, t) =>
         new Promise<{ reads: number; hits: number; writes: number; torn: unknown[] }>((resolve, reject) => {
           const w = new Worker(script, {
-            workerData: { buffer: table.buffer, keys, from: (t * KEYS) / THREADS, to: ((t + 1) * KEYS) / THREADS, owner: t + 1, deadline, nowSec: NOW, expiresAt: NOW + 30 },
+            workerData: { buffer: table.buffer, keys, from: (t * KEYS) / THREADS, to: ((t + 1) * KEYS) / THREADS, owner: t + 1, deadline, nowSec: NOW, expiresAt: NOW + 30, threads: THREADS },
           });
           const kill = setTimeout(() => void w.terminate().then(() => reject(new Error(`stress thread ${t} still running after 60 s`))), 60_000);
           w.once('message', (m) => {
