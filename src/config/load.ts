@@ -71,9 +71,13 @@ function setNumber(target: Json, key: string, value: string, what: string): stri
 
 export const FLAGS: readonly FlagSpec[] = [
   {
-    flag: 'listen', arg: 'HOST:PORT', repeat: true, env: 'TETHER_LISTEN',
-    help: 'HTTP listener; repeat for several. Default 127.0.0.1:8080.',
+    flag: 'listen', arg: 'HOST:PORT|off', repeat: true, env: 'TETHER_LISTEN',
+    help: 'HTTP listener; repeat for several. Default 127.0.0.1:8080. off: no HTTP listener (TLS passthrough only).',
     apply(raw, v) {
+      if (v === 'off') {
+        raw.listen = [];
+        return undefined;
+      }
       const hp = parseHostPort(v);
       if (typeof hp === 'string') return hp;
       ((raw.listen ??= []) as unknown[]).push(hp);
@@ -432,6 +436,9 @@ function crossCheck(raw: Json): string[] {
     errors.push("passthrough.routes: a passthrough listener needs at least one SNI route (--sni NAME=POOL, or --sni '*=POOL' for every name)");
   }
   if (ptRoutes.length > 0 && ptListen.length === 0) errors.push('passthrough.listen: SNI routes given but no passthrough listener (--passthrough HOST:PORT)');
+  if (Array.isArray(raw.listen) && raw.listen.length === 0 && ptListen.length === 0) {
+    errors.push('listen: nothing to listen on: --listen off needs a passthrough listener (--passthrough HOST:PORT), or give --listen HOST:PORT');
+  }
   const seenSni = new Set<string>();
   ptRoutes.forEach((r: unknown, i) => {
     if (!isPlainObject(r)) return;

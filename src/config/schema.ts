@@ -121,7 +121,8 @@ export const passthroughSchema = z
 
 export const configSchema = z
   .object({
-    listen: z.array(hostPort).min(1).default([{ host: '127.0.0.1', port: 8080 }]),
+    /** HTTP listeners; empty only for a TLS-passthrough-only balancer (load.ts checks). */
+    listen: z.array(hostPort).default([{ host: '127.0.0.1', port: 8080 }]),
     /** Admin listener (/healthz, /readyz, /metrics); null disables it. */
     admin: hostPort.nullable().default({ host: '127.0.0.1', port: 9090 }),
     workers: z.number().int().min(1).max(256).default(availableParallelism()),

@@ -118,6 +118,8 @@ function main(): void {
   const ports: number[] = [];
   const addresses = init.config.listen;
   let pending = addresses.length;
+  // TLS passthrough only (--listen off): nothing for uWS to open.
+  if (pending === 0) startTls();
   for (const [i, addr] of addresses.entries()) {
     app.listen(addr.host, addr.port, (ls) => {
       if (!ls) {

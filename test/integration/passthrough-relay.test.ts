@@ -273,6 +273,27 @@ describe('passthrough relay', () => {
     expect(await t.metric('tether_passthrough_outcomes_total{outcome="upstream_connect_error"}')).toBe(before + 1);
   });
 
+  it('runs TLS passthrough only (--listen off): no HTTP port, the relay works', async () => {
+    const only = await startTether(
+      ['--listen', 'off', '--backend', `echo/e1=127.0.0.1:${echo.port}`, '--sticky', 'echo/none', '--passthrough', '127.0.0.1:0', '--sni', 'echo.test=echo'],
+      { workers: 1 },
+    );
+    try {
+      const listening = await only.waitForLog((e) => e.event === 'listening');
+      expect(listening.httpPorts).toEqual([]);
+      expect(listening.http).toEqual([]);
+      const hello = hellos.get('echo.test')!;
+      const s = await connect(only.passthroughPorts[0]!);
+      const closed = untilClosed(s);
+      s.write(hello);
+      expect((await readExactly(s, hello.length)).equals(hello)).toBe(true);
+      s.end();
+      expect((await closed).closed).toBe(true);
+    } finally {
+      expect(await only.stop()).toBe(0);
+    }
+  });
+
   it('lets open relays finish on SIGTERM, then exits', async () => {
     const hello = hellos.get('echo.test')!;
     const s = await connect(port);

@@ -404,20 +404,19 @@ describe('scenarios and peers for passthrough', () => {
     ]);
   });
 
-  it('tether: --passthrough on the port, one pool of one backend and one --sni per name, --workers W', () => {
+  it('tether: --passthrough on the port and no HTTP listener, one pool of one backend and one --sni per name, --workers W', () => {
     const args = tether.passthroughArgs({
       tlsBackends: [{ name: 'app1', port: 41001 }, { name: 'app2', port: 41002 }],
       routes: ROUTES,
       workers: 3,
       port: 41000,
-      httpPort: 41003,
       adminPort: 41004,
       repoRoot: '/repo',
     });
     expect(args).toEqual([
       '--single-threaded-gc',
       '/repo/dist/cli.js',
-      '--listen', '127.0.0.1:41003',
+      '--listen', 'off',
       '--admin', '127.0.0.1:41004',
       '--backend', 'app1/app1=127.0.0.1:41001', '--sticky', 'app1/none',
       '--backend', 'app2/app2=127.0.0.1:41002', '--sticky', 'app2/none',

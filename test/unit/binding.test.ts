@@ -125,6 +125,17 @@ describe('terminals and tags', () => {
   });
 });
 
+describe('listeners', () => {
+  it('--listen off leaves only the passthrough listener, and refuses to listen on nothing', () => {
+    const { config } = loadConfig(['--listen', 'off', '--backend', 'tls/t1=10.0.0.5:443', '--passthrough', '127.0.0.1:8443', '--sni', '*=tls'], {});
+    expect(config.listen).toEqual([]);
+    expect(config.passthrough.listen).toEqual([{ host: '127.0.0.1', port: 8443 }]);
+    expect(() => loadConfig(['--listen', 'off', '--backend', 'a=10.0.0.5:80'], {})).toThrow(/nothing to listen on: --listen off needs a passthrough listener/);
+    // off, then an address: the address.
+    expect(loadConfig(['--listen', 'off', '--listen', '127.0.0.1:81', '--backend', 'a=10.0.0.5:80'], {}).config.listen).toEqual([{ host: '127.0.0.1', port: 81 }]);
+  });
+});
+
 describe('session configuration', () => {
   it('reads --sticky learn:, --bind and --table-size, and explains mistakes', () => {
     const { config } = loadConfig(['--backend', 'shop/s1=10.0.0.5:80', '--sticky', 'shop/learn:JSESSIONID', '--bind', 'shop/subnet:16', '--table-size', '5000'], {});

@@ -61,14 +61,14 @@ export async function start({ backends, workers, port, dir, repoRoot, stickiness
 
 /**
  * The CLI arguments (after `node`) for TLS passthrough on `port`: one pool per TLS backend,
- * named after it, and one SNI route per name. Tether always has an HTTP listener
- * (`httpPort`); it carries no load here.
+ * named after it, and one SNI route per name; no HTTP listener (`--listen off`), as HAProxy
+ * and nginx run only their TCP frontends here.
  */
-export function passthroughArgs({ tlsBackends, routes, workers, port, httpPort, adminPort, repoRoot }) {
+export function passthroughArgs({ tlsBackends, routes, workers, port, adminPort, repoRoot }) {
   return [
     '--single-threaded-gc',
     cliPath(repoRoot),
-    '--listen', `127.0.0.1:${httpPort}`,
+    '--listen', 'off',
     '--admin', `127.0.0.1:${adminPort}`,
     ...tlsBackends.flatMap((b) => ['--backend', `${b.name}/${b.name}=127.0.0.1:${b.port}`, '--sticky', `${b.name}/none`]),
     '--passthrough', `127.0.0.1:${port}`,
@@ -78,11 +78,10 @@ export function passthroughArgs({ tlsBackends, routes, workers, port, httpPort, 
 }
 
 export async function startPassthrough({ tlsBackends, routes, ca, workers, port, repoRoot }) {
-  const httpPort = await freePort();
   let adminPort = await freePort();
   // Ports bound and released one after another: make sure they differ (they nearly always do).
-  while (adminPort === httpPort || adminPort === port) adminPort = await freePort();
-  const args = passthroughArgs({ tlsBackends, routes, workers, port, httpPort, adminPort, repoRoot });
+  while (adminPort === port) adminPort = await freePort();
+  const args = passthroughArgs({ tlsBackends, routes, workers, port, adminPort, repoRoot });
   const handle = startProcess('tether', process.execPath, args, { cwd: repoRoot });
   const readyUrl = `http://127.0.0.1:${adminPort}/readyz`;
   const routesAnswer = passthroughAnswers({ host: '127.0.0.1', port, ca, routes }, handle);
