@@ -33,6 +33,7 @@ describe('raw TCP handles', () => {
             received.push(Buffer.from(bytes));
             return;
           }
+          if (tcp.readStatus() === tcp.READ_NOTHING) return; // an empty read is not an end
           expect(tcp.readStatus()).toBe(tcp.READ_EOF);
           sawEof = true;
           expect(tcp.write(h, Buffer.from('bye'), () => {})).toBeGreaterThanOrEqual(0);
@@ -77,6 +78,28 @@ describe('raw TCP handles', () => {
     const fd = openSync('/dev/null', 'r');
     expect(() => tcp.listenOnFd(fd, 16, () => {})).toThrow(/fd \d+: E[A-Z]+/);
     expect(() => fstatSync(fd)).toThrow(/EBADF/);
+  });
+
+  it('reads libuv statuses as Node does: bytes, EOF, an empty read (not an end), errors', () => {
+    const binding = (process as unknown as { binding(n: string): { streamBaseState: Int32Array; kReadBytesOrError: number; kArrayBufferOffset: number } }).binding('stream_wrap');
+    const state = binding.streamBaseState;
+    const saved = [state[binding.kReadBytesOrError]!, state[binding.kArrayBufferOffset]!];
+    try {
+      state[binding.kReadBytesOrError] = 3;
+      state[binding.kArrayBufferOffset] = 1;
+      expect([...tcp.readBytes(Uint8Array.of(9, 1, 2, 3, 9).buffer)!]).toEqual([1, 2, 3]);
+      state[binding.kReadBytesOrError] = 0;
+      expect(tcp.readBytes(new ArrayBuffer(8))).toBeNull();
+      expect(tcp.readStatus()).toBe(tcp.READ_NOTHING);
+      state[binding.kReadBytesOrError] = -4095; // UV_EOF
+      expect(tcp.readStatus()).toBe(tcp.READ_EOF);
+      state[binding.kReadBytesOrError] = -104; // ECONNRESET
+      expect(tcp.readStatus()).toBe(-104);
+      expect(tcp.uvError(-104, 'read').code).toBe('ECONNRESET');
+    } finally {
+      state[binding.kReadBytesOrError] = saved[0]!;
+      state[binding.kArrayBufferOffset] = saved[1]!;
+    }
   });
 
   it('sweeps at a tenth of the shortest deadline, within 5..100 ms', () => {

@@ -121,10 +121,13 @@ export function startPassthrough(ctx: PassthroughContext): Promise<Passthrough> 
 
     onClientRead(ab: ArrayBuffer | undefined): void {
       const bytes = tcp.readBytes(ab);
+      // libuv may report an empty read (its EAGAIN): neither data, nor an end, nor an error.
+      const status = bytes === null ? tcp.readStatus() : tcp.READ_NOTHING;
+      if (bytes === null && status === tcp.READ_NOTHING) return;
       switch (this.phase) {
         case Phase.Hello:
           if (bytes !== null) this.onHelloBytes(bytes);
-          else if (tcp.readStatus() === tcp.READ_EOF) {
+          else if (status === tcp.READ_EOF) {
             // FIN before a whole ClientHello: it can never complete.
             counters.inc(C.passthrough_malformed);
             this.close();
@@ -135,7 +138,7 @@ export function startPassthrough(ctx: PassthroughContext): Promise<Passthrough> 
             this.bytesIn += bytes.length;
             this.active = true;
             this.forward(bytes, this.upstream!, true);
-          } else if (tcp.readStatus() === tcp.READ_EOF) this.finishDirection(true);
+          } else if (status === tcp.READ_EOF) this.finishDirection(true);
           else this.close();
           return;
         case Phase.Linger:
@@ -155,8 +158,11 @@ export function startPassthrough(ctx: PassthroughContext): Promise<Passthrough> 
         this.bytesOut += bytes.length;
         this.active = true;
         this.forward(bytes, this.client, false);
-      } else if (tcp.readStatus() === tcp.READ_EOF) this.finishDirection(false);
-      else this.close();
+        return;
+      }
+      const status = tcp.readStatus();
+      if (status === tcp.READ_EOF) this.finishDirection(false);
+      else if (status !== tcp.READ_NOTHING) this.close();
     }
 
     onHelloBytes(bytes: Uint8Array): void {

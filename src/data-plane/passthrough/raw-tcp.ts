@@ -117,21 +117,24 @@ const kRead = B.kReadBytesOrError;
 const kOffset = B.kArrayBufferOffset;
 const kAsync = B.kLastWriteWasAsync;
 
-/** What one onread call delivered: bytes (> 0), end of stream, or an error. */
+/** readStatus() after readBytes returned null: end of stream. */
 export const READ_EOF = 0;
+/** readStatus(): nothing was read (libuv's nread 0, its EAGAIN): not an end, not an error. */
+export const READ_NOTHING = 1;
 /**
  * Call inside `onread`: the bytes read (a view the caller owns), or null with `readStatus()`
- * telling EOF (READ_EOF) from an error (a negative libuv code).
+ * telling EOF (READ_EOF) and an empty read (READ_NOTHING) from an error (a negative libuv code).
  */
 export function readBytes(arrayBuffer: ArrayBuffer | undefined): Uint8Array | null {
   const n = state[kRead]!;
   if (n > 0 && arrayBuffer !== undefined) return new Uint8Array(arrayBuffer, state[kOffset]!, n);
   return null;
 }
-/** After readBytes returned null: READ_EOF for a clean end, else the (negative) libuv error. */
+/** After readBytes returned null: READ_EOF, READ_NOTHING, or the (negative) libuv error. */
 export function readStatus(): number {
   const n = state[kRead]!;
-  return n === UV_EOF ? READ_EOF : n < 0 ? n : READ_EOF;
+  if (n === UV_EOF) return READ_EOF;
+  return n < 0 ? n : READ_NOTHING;
 }
 
 /**
