@@ -286,7 +286,7 @@ export function handleRequest(ctx: ListenerContext, res: HttpResponse, req: Http
     session = { terminal, values };
     const refusal = checkSession(ctx, pool, sticky, session);
     if (refusal !== null) {
-      refuseSession(ctx, res, pool, refusal, body !== Body.None);
+      refuseSession(ctx, res, pool, refusal, clientIp, body !== Body.None);
       return;
     }
   }
@@ -443,10 +443,9 @@ function alertAllowed(ctx: ListenerContext): boolean {
 }
 
 /** 403 with a short JSON reason, an alert naming both terminals, and a counter; the backend never sees it. */
-function refuseSession(ctx: ListenerContext, res: HttpResponse, pool: PoolRuntime, refusal: Refusal, hasBody: boolean): void {
+function refuseSession(ctx: ListenerContext, res: HttpResponse, pool: PoolRuntime, refusal: Refusal, presentedFrom: string, hasBody: boolean): void {
   const c = ctx.counters;
   const log = alertAllowed(ctx);
-  const presentedFrom = log ? String.fromCharCode.apply(null, new Uint8Array(res.getRemoteAddressAsText()) as unknown as number[]) : '';
   if (refusal.reason === 'revoked') {
     c.inc(C.binding_refused_revoked);
     if (log) ctx.log('warn', 'revoked session presented', { alert: 'session_revoked', pool: pool.name, session: refusal.session, presentedFrom });
@@ -832,9 +831,9 @@ export class Exchange implements UpstreamSink {
     if (expiresAt <= nowSec) return;
     if (expiresAt > 0xffff_ffff) expiresAt = 0xffff_ffff;
     // A session the table already refuses stays refused: a backend re-setting it does not un-revoke it.
-    if (store.lookup(fp, value, nowSec) && (store.entry.flags & ENTRY_KIND_MASK) === ENTRY_REVOKED) return;
-    store.put(fp, value, served.ref, flags, terminal ? terminal.tableTag : null, expiresAt, nowSec);
-    this.ctx.counters.inc(C.sessions_learned);
+    if (store.putUnlessRevoked(fp, value, served.ref, flags, terminal ? terminal.tableTag : null, expiresAt, nowSec)) {
+      this.ctx.counters.inc(C.sessions_learned);
+    }
   }
 
   /** A fresh token for `backend`, or '' if none can be sealed (logged; the response still goes out). */

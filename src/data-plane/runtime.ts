@@ -119,6 +119,7 @@ function buildPool(
     const s = pc.sticky;
     cookieSuffix = `; Max-Age=${s.maxAgeSec ?? tokenMaxAgeSec}; Path=${s.path}${s.httpOnly ? '; HttpOnly' : ''}${s.secure ? '; Secure' : ''}; SameSite=${s.sameSite}`;
   }
+  const bind = bindPolicy(pc.bind);
   const pool: PoolRuntime = {
     name,
     backends,
@@ -130,8 +131,8 @@ function buildPool(
     hashCookie: hashKind === 'cookie' ? hashName! : null,
     cookieSuffix,
     headerLower: pc.sticky.mode === 'header' ? pc.sticky.name.toLowerCase() : '',
-    bind: bindPolicy(pc.bind),
-    terminals: new TerminalCache(bindPolicy(pc.bind)),
+    bind,
+    terminals: new TerminalCache(bind),
     sessionCookie: pc.sticky.mode === 'learn' || pc.sticky.mode === 'prefix' ? pc.sticky.cookie : '',
     sessionFp: sessions?.fingerprinter(name, 'session') ?? null,
     tokenFp: sessions?.fingerprinter(name, 'token') ?? null,

@@ -31,6 +31,20 @@ function mirroredCounter(registry: Registry, name: string, help: string, read: (
   });
 }
 
+/** A counter with one label whose values are read, one shared-memory counter each, at scrape time. */
+function mirroredByLabel(registry: Registry, name: string, help: string, label: string, values: readonly [string, () => number][]): void {
+  new Counter({
+    name,
+    help,
+    labelNames: [label],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [value, read] of values) this.inc({ [label]: value }, read());
+    },
+  });
+}
+
 export function createMetrics(src: MetricSources): { text(): Promise<string>; contentType: string } {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'tether_process_' });
@@ -53,58 +67,33 @@ export function createMetrics(src: MetricSources): { text(): Promise<string>; co
   ];
   for (const [name, counter, help] of simple) mirroredCounter(registry, name, help, () => r.total(counter));
 
-  new Counter({
-    name: 'tether_responses_total',
-    help: 'Responses sent to clients, by status class',
-    labelNames: ['class'],
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const c of ['1xx', '2xx', '3xx', '4xx', '5xx'] as const) this.inc({ class: c }, r.total(`responses_${c}`));
-    },
-  });
-  const stickyOutcomes: [string, GlobalCounter][] = [
-    ['hit', 'sticky_hits'],
-    ['miss', 'sticky_misses'],
-    ['failover', 'sticky_failovers'],
-    ['invalid_malformed', 'sticky_invalid_malformed'],
-    ['invalid_unknown_key', 'sticky_invalid_unknown_key'],
-    ['invalid_forged', 'sticky_invalid_forged'],
-    ['invalid_expired', 'sticky_invalid_expired'],
-    ['backend_unknown', 'sticky_backend_unknown'],
-  ];
-  new Counter({
-    name: 'tether_sticky_total',
-    help: 'Sticky routing outcomes: hit (token routed), miss (no token), failover (token backend down), invalid_* (token ignored), backend_unknown',
-    labelNames: ['outcome'],
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const [outcome, counter] of stickyOutcomes) this.inc({ outcome }, r.total(counter));
-    },
-  });
-  new Counter({
-    name: 'tether_learn_total',
-    help: 'Learn-mode lookups of the first session cookie: hit (routed to the learned backend) or miss (not in the table)',
-    labelNames: ['outcome'],
-    registers: [registry],
-    collect() {
-      this.reset();
-      this.inc({ outcome: 'hit' }, r.total('learn_hits'));
-      this.inc({ outcome: 'miss' }, r.total('learn_misses'));
-    },
-  });
-  new Counter({
-    name: 'tether_session_refusals_total',
-    help: 'Requests refused with 403: a session presented from another terminal (terminal_mismatch) or revoked',
-    labelNames: ['reason'],
-    registers: [registry],
-    collect() {
-      this.reset();
-      this.inc({ reason: 'terminal_mismatch' }, r.total('binding_refused_terminal'));
-      this.inc({ reason: 'revoked' }, r.total('binding_refused_revoked'));
-    },
-  });
+  const total = (counter: GlobalCounter) => () => r.total(counter);
+  mirroredByLabel(registry, 'tether_responses_total', 'Responses sent to clients, by status class', 'class',
+    (['1xx', '2xx', '3xx', '4xx', '5xx'] as const).map((c) => [c, total(`responses_${c}`)]));
+  mirroredByLabel(
+    registry,
+    'tether_sticky_total',
+    'Sticky routing outcomes: hit (token routed), miss (no token), failover (token backend down), invalid_* (token ignored), backend_unknown',
+    'outcome',
+    [
+      ['hit', total('sticky_hits')],
+      ['miss', total('sticky_misses')],
+      ['failover', total('sticky_failovers')],
+      ['invalid_malformed', total('sticky_invalid_malformed')],
+      ['invalid_unknown_key', total('sticky_invalid_unknown_key')],
+      ['invalid_forged', total('sticky_invalid_forged')],
+      ['invalid_expired', total('sticky_invalid_expired')],
+      ['backend_unknown', total('sticky_backend_unknown')],
+    ],
+  );
+  mirroredByLabel(registry, 'tether_learn_total', 'Learn-mode lookups of the first session cookie: hit (routed to the learned backend) or miss (not in the table)', 'outcome', [
+    ['hit', total('learn_hits')],
+    ['miss', total('learn_misses')],
+  ]);
+  mirroredByLabel(registry, 'tether_session_refusals_total', 'Requests refused with 403: a session presented from another terminal (terminal_mismatch) or revoked', 'reason', [
+    ['terminal_mismatch', total('binding_refused_terminal')],
+    ['revoked', total('binding_refused_revoked')],
+  ]);
   new Gauge({
     name: 'tether_session_table_entries',
     help: 'Occupied slots of the shared session table (live and not yet reclaimed expired entries)',
@@ -164,36 +153,16 @@ export function createMetrics(src: MetricSources): { text(): Promise<string>; co
     ['no_backend', 'passthrough_no_backend'],
     ['upstream_connect_error', 'passthrough_upstream_connect_errors'],
   ];
-  new Counter({
-    name: 'tether_worker_requests_total',
-    help: 'HTTP requests received, by worker thread (how SO_REUSEPORT spread the connections)',
-    labelNames: ['worker'],
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (let w = 0; w < src.workerCount; w++) this.inc({ worker: String(w) }, r.workerTotal(w, 'requests'));
-    },
-  });
-  new Counter({
-    name: 'tether_passthrough_connections_total',
-    help: 'TLS passthrough connections accepted, by worker thread',
-    labelNames: ['worker'],
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (let w = 0; w < src.workerCount; w++) this.inc({ worker: String(w) }, r.workerTotal(w, 'passthrough_connections'));
-    },
-  });
-  new Counter({
-    name: 'tether_passthrough_outcomes_total',
-    help: 'What became of passthrough connections: routed to a backend, or closed (not_tls, malformed, too_large, client_hello_timeout, no_route, no_backend, upstream_connect_error)',
-    labelNames: ['outcome'],
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const [outcome, counter] of ptOutcomes) this.inc({ outcome }, r.total(counter));
-    },
-  });
+  const byWorker = (counter: GlobalCounter) => Array.from({ length: src.workerCount }, (_, w): [string, () => number] => [String(w), () => r.workerTotal(w, counter)]);
+  mirroredByLabel(registry, 'tether_worker_requests_total', 'HTTP requests received, by worker thread (how SO_REUSEPORT spread the connections)', 'worker', byWorker('requests'));
+  mirroredByLabel(registry, 'tether_passthrough_connections_total', 'TLS passthrough connections accepted, by worker thread', 'worker', byWorker('passthrough_connections'));
+  mirroredByLabel(
+    registry,
+    'tether_passthrough_outcomes_total',
+    'What became of passthrough connections: routed to a backend, or closed (not_tls, malformed, too_large, client_hello_timeout, no_route, no_backend, upstream_connect_error)',
+    'outcome',
+    ptOutcomes.map(([outcome, counter]) => [outcome, total(counter)]),
+  );
   mirroredCounter(registry, 'tether_passthrough_idle_timeouts_total', 'Relayed passthrough connections closed for being idle', () => r.total('passthrough_idle_timeouts'));
   new Gauge({
     name: 'tether_passthrough_active_connections',

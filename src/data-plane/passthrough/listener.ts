@@ -101,7 +101,7 @@ export function startPassthrough(ctx: PassthroughContext): Promise<Passthrough> 
     upstream: TcpHandle | null = null;
     routeIndex = -1;
     backend: BackendRuntime | null = null;
-    attempts = 0;
+    /** Backends tried for this connection, in order (at most MAX_ATTEMPTS). */
     tried: number[] = [];
     clientAddress: tcp.SocketAddress | null = null;
     bytesIn = 0;
@@ -137,7 +137,7 @@ export function startPassthrough(ctx: PassthroughContext): Promise<Passthrough> 
           if (bytes !== null) {
             this.bytesIn += bytes.length;
             this.active = true;
-            this.forward(bytes, this.upstream!, true);
+            this.forward(bytes, true);
           } else if (status === tcp.READ_EOF) this.finishDirection(true);
           else this.close();
           return;
@@ -157,7 +157,7 @@ export function startPassthrough(ctx: PassthroughContext): Promise<Passthrough> 
       if (bytes !== null) {
         this.bytesOut += bytes.length;
         this.active = true;
-        this.forward(bytes, this.client, false);
+        this.forward(bytes, false);
         return;
       }
       const status = tcp.readStatus();
@@ -213,12 +213,11 @@ export function startPassthrough(ctx: PassthroughContext): Promise<Passthrough> 
     attempt(exclude: number): void {
       const pool = ctx.runtime().pools.get(routes[this.routeIndex]!.pool)!;
       const index = pool.balancer.pick({ hashKey: this.clientAddress!.address }, exclude);
-      if (index < 0 || this.attempts >= MAX_ATTEMPTS || this.tried.includes(index)) {
-        counters.inc(this.attempts === 0 ? C.passthrough_no_backend : C.passthrough_upstream_connect_errors);
+      if (index < 0 || this.tried.length >= MAX_ATTEMPTS || this.tried.includes(index)) {
+        counters.inc(this.tried.length === 0 ? C.passthrough_no_backend : C.passthrough_upstream_connect_errors);
         this.refuse(ALERT_INTERNAL_ERROR);
         return;
       }
-      this.attempts++;
       this.tried.push(index);
       const backend = pool.backends[index]!;
       this.backend = backend;
@@ -271,12 +270,12 @@ export function startPassthrough(ctx: PassthroughContext): Promise<Passthrough> 
           destAddress: local.address,
           destPort: local.port,
         });
-        this.forward(header, handle, true);
+        this.forward(header, true);
       }
       const hello = this.hello!;
       this.hello = null;
       this.bytesIn = hello.length;
-      this.forward(hello, handle, true);
+      this.forward(hello, true);
       if (this.phase !== Phase.Relay) return; // a write failed
       if (!this.clientHeld) this.client.readStart();
       handle.readStart();
@@ -288,12 +287,16 @@ export function startPassthrough(ctx: PassthroughContext): Promise<Passthrough> 
       this.attempt(backend.index);
     }
 
+    /** Write completions, one per direction, made once per connection rather than per chunk. */
+    readonly wroteToUpstream = (status: number): void => this.onWritten(status, true);
+    readonly wroteToClient = (status: number): void => this.onWritten(status, false);
+
     /**
-     * Writes `bytes` to `to`. If they are queued rather than sent, the source (the client when
-     * `fromClient`) stops reading until the queue has drained: backpressure.
+     * Writes `bytes` from one side to the other (to the backend when `fromClient`). If they are
+     * queued rather than sent, the source stops reading until the queue has drained: backpressure.
      */
-    forward(bytes: Uint8Array, to: TcpHandle, fromClient: boolean): void {
-      const r = tcp.write(to, bytes, (status) => this.onWritten(status, to, fromClient));
+    forward(bytes: Uint8Array, fromClient: boolean): void {
+      const r = fromClient ? tcp.write(this.upstream!, bytes, this.wroteToUpstream) : tcp.write(this.client, bytes, this.wroteToClient);
       if (r === 0) return;
       if (r < 0) {
         this.close();
@@ -310,14 +313,14 @@ export function startPassthrough(ctx: PassthroughContext): Promise<Passthrough> 
       }
     }
 
-    onWritten(status: number, to: TcpHandle, fromClient: boolean): void {
+    onWritten(status: number, fromClient: boolean): void {
       if (this.phase === Phase.Closed) return;
       if (status < 0) {
         this.close();
         return;
       }
       this.active = true;
-      if (to.writeQueueSize !== 0) return;
+      if ((fromClient ? this.upstream! : this.client).writeQueueSize !== 0) return;
       if (fromClient && this.clientHeld) {
         this.clientHeld = false;
         if (!this.clientDone && this.phase === Phase.Relay) this.client.readStart();
