@@ -176,10 +176,12 @@ export function httpGet(url, { headers = {}, timeoutMs = 2000 } = {}) {
 }
 
 /**
- * Polls `url` until it answers `expectStatus`, the process exits, or `deadlineMs` passes.
- * Every 50 ms, so at most deadlineMs/50 attempts.
+ * The readiness loop every peer waits in: calls `attempt()` every 50 ms until it returns null
+ * (ready: resolves with the ms it took), the process exits, or `deadlineMs` passes, so at most
+ * deadlineMs/50 attempts. `attempt` bounds itself and returns why it is not ready yet; the
+ * last reason goes into the timeout error. `what` names the wait in errors ("answering URL").
  */
-export async function waitUntilAnswers(url, handle, { deadlineMs = 15_000, expectStatus = 200 } = {}) {
+export async function waitUntilReady(handle, deadlineMs, what, attempt) {
   const started = Date.now();
   let exited = null;
   void handle.exited.then((e) => {
@@ -188,18 +190,24 @@ export async function waitUntilAnswers(url, handle, { deadlineMs = 15_000, expec
   let lastError = 'no attempt';
   while (Date.now() - started < deadlineMs) {
     if (exited) {
-      throw new Error(
-        `${handle.name} exited (code ${exited.code}, signal ${exited.signal}) before answering ${url}\n${handle.output()}`,
-      );
+      throw new Error(`${handle.name} exited (code ${exited.code}, signal ${exited.signal}) before ${what}\n${handle.output()}`);
     }
-    try {
-      const res = await httpGet(url, { timeoutMs: 1000 });
-      if (res.status === expectStatus) return Date.now() - started;
-      lastError = `status ${res.status}`;
-    } catch (error) {
-      lastError = error.message;
-    }
+    const notReady = await attempt();
+    if (notReady === null) return Date.now() - started;
+    lastError = notReady;
     await delay(50);
   }
-  throw new Error(`${handle.name} did not answer ${url} within ${deadlineMs} ms (last: ${lastError})\n${handle.output()}`);
+  throw new Error(`${handle.name} was not ${what} within ${deadlineMs} ms (last: ${lastError})\n${handle.output()}`);
+}
+
+/** Polls `url` (each GET bounded to 1 s) until it answers `expectStatus`; see waitUntilReady. */
+export function waitUntilAnswers(url, handle, { deadlineMs = 15_000, expectStatus = 200 } = {}) {
+  return waitUntilReady(handle, deadlineMs, `answering ${url}`, async () => {
+    try {
+      const res = await httpGet(url, { timeoutMs: 1000 });
+      return res.status === expectStatus ? null : `status ${res.status}`;
+    } catch (error) {
+      return error.message;
+    }
+  });
 }

@@ -114,12 +114,10 @@ if (!boundToken) throw new Error('bench harness broken: the bound pool issued no
 if (learn.sessions.table.stats().occupied !== 1) throw new Error('bench harness broken: learn mode did not record the session');
 for (const [label, run, ctx] of cases) {
   const before = written;
-  const hits = ctx.counters;
   run();
   if (ctx.active.size !== 0 || written === before) {
     throw new Error(`bench harness broken: '${label}' left ${ctx.active.size} exchange(s) open, wrote ${written - before} bytes`);
   }
-  void hits;
 }
 // BENCH_SMOKE=1: the pre-flight only (test/unit/bench-micro.test.ts keeps this file working).
 if (process.env.BENCH_SMOKE === '1') {

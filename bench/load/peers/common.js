@@ -21,7 +21,7 @@
 import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { delay, waitUntilAnswers } from '../processes.js';
+import { waitUntilAnswers, waitUntilReady } from '../processes.js';
 import { openTlsConnection } from '../node-load/http-client.js';
 
 /** Absolute path of an executable on PATH or in the sbin dirs (not always on a user's PATH). */
@@ -58,39 +58,21 @@ export function answersOn(url, handle) {
  * passes. Each attempt is bounded (1 s handshake, 1 s response).
  */
 export function passthroughAnswers({ host, port, ca, routes }, handle) {
-  return async (deadlineMs) => {
-    const started = Date.now();
-    let exited = null;
-    void handle.exited.then((e) => {
-      exited = e;
-    });
-    let lastError = 'no attempt';
-    while (Date.now() - started < deadlineMs) {
-      if (exited) {
-        throw new Error(`${handle.name} exited (code ${exited.code}, signal ${exited.signal}) before its passthrough answered on ${host}:${port}\n${handle.output()}`);
-      }
-      let answered = 0;
+  return (deadlineMs) =>
+    waitUntilReady(handle, deadlineMs, `answering every route of its passthrough on ${host}:${port}`, async () => {
       for (const route of routes) {
         let connection = null;
         try {
           connection = await openTlsConnection({ host, port, servername: route.serverName, ca, timeoutMs: 1000 });
           const response = await connection.request({ timeoutMs: 1000 });
           const body = response.body.toString('latin1');
-          if (response.status !== 200 || body !== route.backend) {
-            lastError = `${route.serverName}: ${response.status} from ${JSON.stringify(body.slice(0, 100))}`;
-            break;
-          }
-          answered += 1;
+          if (response.status !== 200 || body !== route.backend) return `${route.serverName}: ${response.status} from ${JSON.stringify(body.slice(0, 100))}`;
         } catch (error) {
-          lastError = `${route.serverName}: ${error.message}`;
-          break;
+          return `${route.serverName}: ${error.message}`;
         } finally {
           connection?.close();
         }
       }
-      if (answered === routes.length) return Date.now() - started;
-      await delay(50);
-    }
-    throw new Error(`${handle.name}'s passthrough on ${host}:${port} did not answer every route within ${deadlineMs} ms (last: ${lastError})\n${handle.output()}`);
-  };
+      return null;
+    });
 }

@@ -9,7 +9,7 @@
 // encrypted end to end: client and backend pay for AES; the balancer only copies.
 // req/s = transfers/s; p50/p99 = whole-transfer times.
 
-import { CONNECT_TIMEOUT_MS, answeredBy, checkRoutes, countAnswer, loadRecord, routeOf, runPassthroughLoad } from './passthrough-common.js';
+import { CONNECT_TIMEOUT_MS, answeredBy, countAnswer, prepareRoutes, loadRecord, routeOf, runPassthroughLoad } from './passthrough-common.js';
 import { openTlsConnection } from '../node-load/index.js';
 
 export { backendKind } from './passthrough-common.js';
@@ -33,8 +33,8 @@ export function loadDescription(options) {
   );
 }
 
-export async function prepare({ peer, passthrough, bytes = PREPARE_BYTES }) {
-  return { cookies: [], checks: await checkRoutes({ passthrough, peer, bytes }) };
+export function prepare({ peer, passthrough, bytes = PREPARE_BYTES }) {
+  return prepareRoutes({ peer, passthrough, bytes });
 }
 
 /** Knobs after `durationS` exist for tests (small bodies, deadlines, a transfer bound). */

@@ -71,6 +71,11 @@ export async function probe({ host, port, ca, serverName, path = '/', connectTim
   }
 }
 
+/** A passthrough scenario's prepare(): no cookies, the route checks below (`bytes`: see there). */
+export async function prepareRoutes({ peer, passthrough, bytes = 0 }) {
+  return { cookies: [], checks: await checkRoutes({ passthrough, peer, bytes }) };
+}
+
 /**
  * prepare()'s check, shared: every route answers GET / from its own backend over a verified
  * connection (else it throws, named), then, recorded only, what the peer does with a name no

@@ -8,10 +8,10 @@
 // Both client and backend do the handshake's public-key work, so on a small machine they, not
 // the balancer, may set the ceiling: read the balancer's CPU per 1k connections with it.
 
-import { CONNECT_TIMEOUT_MS, RESPONSE_TIMEOUT_MS, answeredBy, checkRoutes, clientsPhrase, countAnswer, loadRecord, routeOf, runPassthroughLoad } from './passthrough-common.js';
+import { CONNECT_TIMEOUT_MS, RESPONSE_TIMEOUT_MS, answeredBy, clientsPhrase, countAnswer, loadRecord, routeOf, runPassthroughLoad } from './passthrough-common.js';
 import { openTlsConnection } from '../node-load/index.js';
 
-export { backendKind } from './passthrough-common.js';
+export { backendKind, prepareRoutes as prepare } from './passthrough-common.js';
 export const name = 'passthrough-handshakes';
 export const description = 'new TLS connections per second through TLS passthrough: connect, full handshake with SNI, one small request, close';
 export const columns = [{ key: 'handshakesPerS', label: 'handshakes/s', digits: 0 }];
@@ -23,9 +23,6 @@ export function loadDescription(options) {
   );
 }
 
-export async function prepare({ peer, passthrough }) {
-  return { cookies: [], checks: await checkRoutes({ passthrough, peer }) };
-}
 
 /** Knobs after `durationS` exist for tests (deadlines, a connection bound instead of a time bound). */
 export async function runHandshakes({ passthrough, threads, clients, durationS, connectTimeoutMs = CONNECT_TIMEOUT_MS, responseTimeoutMs = RESPONSE_TIMEOUT_MS, maxConnectionsPerClient }) {

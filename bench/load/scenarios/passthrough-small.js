@@ -6,10 +6,10 @@
 // that fails is closed and the next attempt reconnects (a new handshake, counted).
 // p50/p99 are per request, from writing it to its last byte, handshakes excluded (as wrk).
 
-import { CONNECT_TIMEOUT_MS, RESPONSE_TIMEOUT_MS, answeredBy, checkRoutes, clientsPhrase, countAnswer, loadRecord, routeOf, runPassthroughLoad } from './passthrough-common.js';
+import { CONNECT_TIMEOUT_MS, RESPONSE_TIMEOUT_MS, answeredBy, clientsPhrase, countAnswer, loadRecord, routeOf, runPassthroughLoad } from './passthrough-common.js';
 import { openTlsConnection } from '../node-load/index.js';
 
-export { backendKind } from './passthrough-common.js';
+export { backendKind, prepareRoutes as prepare } from './passthrough-common.js';
 export const name = 'passthrough-small';
 export const description = 'keep-alive small HTTPS requests through TLS passthrough (SNI routing, TLS end to end, certificates verified)';
 
@@ -17,9 +17,6 @@ export function loadDescription(options) {
   return `node:tls clients (piscina, ${clientsPhrase(options.threads, options.connections)}), keep-alive GET /, SNI alternating app1/app2.bench.test, ${options.duration}s`;
 }
 
-export async function prepare({ peer, passthrough }) {
-  return { cookies: [], checks: await checkRoutes({ passthrough, peer }) };
-}
 
 /** Knobs after `durationS` exist for tests (deadlines, a request bound instead of a time bound). */
 export async function runSmall({ passthrough, threads, clients, durationS, connectTimeoutMs = CONNECT_TIMEOUT_MS, responseTimeoutMs = RESPONSE_TIMEOUT_MS, maxRequestsPerClient }) {
