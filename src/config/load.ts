@@ -62,6 +62,31 @@ function intValue(value: string, what: string): number | string {
   return Number(value);
 }
 
+/** `http:/path[,expect=…][,host=…][,interval=…][,timeout=…][,rise=…][,fall=…]`, `tcp[,…]` or `off`. */
+export function parseHealthCheck(spec: string): Json | null | string {
+  if (spec === 'off') return null;
+  const [head, ...opts] = spec.split(',');
+  const out: Json = {};
+  if (head === 'tcp') out.type = 'tcp';
+  else if (head!.startsWith('http:')) {
+    out.type = 'http';
+    out.path = head!.slice(5) || '/';
+  } else return `expected 'http:/PATH', 'tcp' or 'off' (then ,OPTION=VALUE…) but received '${spec}'`;
+  const numeric: Record<string, string> = { interval: 'intervalMs', timeout: 'timeoutMs', rise: 'rise', fall: 'fall' };
+  for (const opt of opts) {
+    const eq = opt.indexOf('=');
+    const key = eq < 0 ? opt : opt.slice(0, eq);
+    const value = eq < 0 ? '' : opt.slice(eq + 1);
+    if (key in numeric) {
+      const n = intValue(value, key);
+      if (typeof n === 'string') return n;
+      out[numeric[key]!] = n;
+    } else if ((key === 'expect' || key === 'host') && out.type === 'http') out[key] = value;
+    else return `unknown health-check option '${key}' (expected ${out.type === 'http' ? 'expect, host, ' : ''}interval, timeout, rise or fall)`;
+  }
+  return out;
+}
+
 function setNumber(target: Json, key: string, value: string, what: string): string | undefined {
   const n = intValue(value, what);
   if (typeof n === 'string') return n;
@@ -250,6 +275,55 @@ export const FLAGS: readonly FlagSpec[] = [
     apply: (raw, v) => setNumber((raw.timeouts ??= {}) as Json, 'idleMs', v, 'milliseconds'),
   },
   {
+    flag: 'pool', arg: 'NAME', repeat: true,
+    help: 'Declare a pool with default settings and no backends yet (its agents announce them; needs --agent-keys).',
+    apply(raw, v) {
+      if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(v)) return `expected a pool name but received '${v}'`;
+      pool(raw, v);
+      return undefined;
+    },
+  },
+  {
+    flag: 'health-check', arg: '[POOL/]http:PATH[,OPT…]|tcp[,OPT…]|off', repeat: true,
+    help: 'Active checks of every backend in POOL. OPT: expect=200-399, host=NAME, interval=MS, timeout=MS, rise=N, fall=N.',
+    apply(raw, v) {
+      const [poolName, spec] = poolPrefix(v);
+      const check = parseHealthCheck(spec);
+      if (typeof check === 'string') return check;
+      pool(raw, poolName).healthCheck = check;
+      return undefined;
+    },
+  },
+  {
+    flag: 'eject-5xx', arg: '[POOL/]N', repeat: true,
+    help: 'Passive health: N consecutive 5xx responses eject a backend for a growing backoff (0: never). Default 5.',
+    apply(raw, v) {
+      const [poolName, n] = poolPrefix(v);
+      return setNumber((pool(raw, poolName).passive ??= {}) as Json, 'consecutive5xx', n, 'a count of responses');
+    },
+  },
+  {
+    flag: 'admin-token-file', arg: 'PATH', env: 'TETHER_ADMIN_TOKEN_FILE',
+    help: 'Bearer token (file contents) that admin API changes require. Without it they are refused.',
+    apply(raw, v) {
+      raw.adminTokenFile = v;
+      return undefined;
+    },
+  },
+  {
+    flag: 'agent-keys', arg: 'PATH', env: 'TETHER_AGENT_KEYS',
+    help: 'Agent keys ("POOL KEY" per line; `tether keygen --agent POOL`). Opens /control for backend agents.',
+    apply(raw, v) {
+      ((raw.control ??= {}) as Json).agentKeysFile = v;
+      return undefined;
+    },
+  },
+  {
+    flag: 'heartbeat-timeout', arg: 'MS',
+    help: 'An announced backend silent for this long is marked down (not removed). Default 15000.',
+    apply: (raw, v) => setNumber((raw.control ??= {}) as Json, 'heartbeatTimeoutMs', v, 'milliseconds'),
+  },
+  {
     flag: 'no-demo', help: 'Do not start the built-in demo backends when no backend is configured.',
     apply(raw) { raw.demo = false; return undefined; },
   },
@@ -412,6 +486,8 @@ function crossCheck(raw: Json): string[] {
   const pools = isPlainObject(raw.pools) ? raw.pools : {};
   const poolNames = Object.keys(pools);
   const demo = raw.demo !== false;
+  // With agents, a pool may start empty and fill as its backends announce themselves.
+  const agents = isPlainObject(raw.control) && typeof raw.control.agentKeysFile === 'string';
   for (const [poolName, p] of Object.entries(pools)) {
     const backends = isPlainObject(p) && Array.isArray(p.backends) ? (p.backends as unknown[]) : [];
     const seen = new Set<unknown>();
@@ -421,7 +497,7 @@ function crossCheck(raw: Json): string[] {
       if (seen.has(id)) errors.push(`pools.${poolName}.backends: backend id '${id}' appears twice (ids must be unique in a pool)`);
       seen.add(id);
     }
-    if (backends.length === 0 && !(demo && poolNames.length === 1)) errors.push(`pools.${poolName}: has no backends`);
+    if (backends.length === 0 && !agents && !(demo && poolNames.length === 1)) errors.push(`pools.${poolName}: has no backends (give --backend, or --agent-keys so agents can announce them)`);
   }
   if (Array.isArray(raw.routes)) {
     raw.routes.forEach((r: unknown, i) => {

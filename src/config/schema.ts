@@ -68,9 +68,50 @@ export const balanceSchema = z
   })
   .strict();
 
+const positiveMs = z.number().int().min(1).max(86_400_000);
+const checkCommon = {
+  /** Time between two checks of one backend. */
+  intervalMs: positiveMs.default(2_000),
+  /** Deadline of one check, connect and answer included. */
+  timeoutMs: positiveMs.default(1_000),
+  /** Consecutive passes that bring a down backend back. */
+  rise: z.number().int().min(1).max(100).default(2),
+  /** Consecutive failures that take an up backend down. */
+  fall: z.number().int().min(1).max(100).default(3),
+};
+
+/** Active health check of every backend of a pool, run by the orchestrator. */
+export const healthCheckSchema = z.discriminatedUnion('type', [
+  z
+    .object({
+      type: z.literal('http'),
+      path: z.string().regex(/^\/[\x21-\x7e]*$/, "expected a path starting with '/' without spaces or control characters").default('/'),
+      /** Statuses that pass, as 'NNN' or 'NNN-NNN'. */
+      expect: z
+        .string()
+        .regex(/^[1-5][0-9]{2}(-[1-5][0-9]{2})?$/, "expected a status ('200') or a range ('200-399')")
+        .refine((v) => v.length === 3 || Number(v.slice(0, 3)) <= Number(v.slice(4)), 'expected a range whose start is not above its end')
+        .default('200-399'),
+      /** Host header sent; omitted: the backend's address:port. */
+      host: z.string().regex(/^[\x21-\x7e]+$/, 'expected a host name without spaces').optional(),
+      ...checkCommon,
+    })
+    .strict(),
+  z.object({ type: z.literal('tcp'), ...checkCommon }).strict(),
+]);
+
+export const passiveHealthSchema = z
+  .object({
+    /** Consecutive 5xx responses that eject a backend for an exponential backoff (0: never). */
+    consecutive5xx: z.number().int().min(0).max(10_000).default(5),
+  })
+  .strict();
+
 export const poolSchema = z
   .object({
     backends: z.array(backendSchema).default([]),
+    healthCheck: healthCheckSchema.nullable().default(null),
+    passive: passiveHealthSchema.default({ consecutive5xx: 5 }),
     sticky: stickySchema.default({ mode: 'cookie', name: 'TETHER', httpOnly: true, secure: false, sameSite: 'Lax', path: '/' }),
     balance: balanceSchema.default({ algorithm: 'round-robin', hashOn: 'client-ip' }),
     bind: bindPolicy.default('none'),
@@ -156,6 +197,20 @@ export const configSchema = z
       })
       .strict()
       .default({ maxIdlePerBackend: 256, maxResponseHeaderBytes: 65_536 }),
+    /** Admin API mutations (add, drain, remove backends; revoke sessions) need this bearer token; null: refused. */
+    adminTokenFile: z.string().min(1).nullable().default(null),
+    /** The agents' control channel (/control on the admin listener). */
+    control: z
+      .object({
+        /** `<pool> <64 hex>` lines (src/control/frames.ts); null: /control is closed. */
+        agentKeysFile: z.string().min(1).nullable().default(null),
+        /** Frames stamped further than this from the balancer's clock are refused. */
+        windowMs: z.number().int().min(1_000).max(600_000).default(30_000),
+        /** An announced backend that sends no frame for this long is marked down (not removed). */
+        heartbeatTimeoutMs: z.number().int().min(1_000).max(3_600_000).default(15_000),
+      })
+      .strict()
+      .default({ agentKeysFile: null, windowMs: 30_000, heartbeatTimeoutMs: 15_000 }),
     /** Start two built-in demo backends when no backend is configured. */
     demo: z.boolean().default(true),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -164,6 +219,7 @@ export const configSchema = z
 
 export type Config = z.infer<typeof configSchema>;
 export type PoolConfig = z.infer<typeof poolSchema>;
+export type HealthCheckConfig = z.infer<typeof healthCheckSchema>;
 export type BackendConfig = z.infer<typeof backendSchema>;
 export type StickyConfig = z.infer<typeof stickySchema>;
 export type RouteConfig = z.infer<typeof routeSchema>;

@@ -601,7 +601,7 @@ export class Exchange implements UpstreamSink {
     const t = this.sticky.tokenBackend;
     // Hit or failover is counted once the serving backend is known (countSticky).
     if (t >= 0) {
-      if (pool.isUp(t)) index = t;
+      if (pool.isRoutable(t)) index = t;
     } else if (pool.sticky.mode !== 'none') {
       this.ctx.counters.inc(C.sticky_misses);
     }
@@ -735,6 +735,7 @@ export class Exchange implements UpstreamSink {
     this.status = status;
     this.headSent = true;
     this.countSticky(this.backend);
+    if (this.ctx.counters.markBackendResponse(this.backend!.slot, status, pool.eject5xx, clock.now, 1_000, 30_000)) this.ejected5xx();
     res.writeStatus(statusLine(status, reason));
     const served = this.backend!;
     const issue = this.sticky.tokenBackend !== served.index || this.sticky.refresh;
@@ -1060,6 +1061,13 @@ export class Exchange implements UpstreamSink {
       case Phase.Done:
         return;
     }
+  }
+
+  /** This response completed a run of 5xx: the backend sits out its backoff (all workers see it). */
+  private ejected5xx(): void {
+    const b = this.backend!;
+    this.ctx.counters.inc(C.backend_ejections_5xx);
+    this.ctx.log('warn', `backend ${this.pool.name}/${b.id} ejected after ${this.pool.eject5xx} consecutive 5xx responses`, { pool: this.pool.name, backend: b.id, address: `${b.host}:${b.port}`, event: 'backend_ejected' });
   }
 
   /** Sticky outcome, once per request: the token's backend served it (hit) or another did (failover). */

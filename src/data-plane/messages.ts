@@ -1,7 +1,7 @@
 // Messages between the orchestrator and worker threads: versioned, discriminated unions,
 // msgpackr-encoded. Hot per-request state never travels here; it lives in shared memory.
 import { pack, unpack } from 'msgpackr';
-import type { Config } from '../config/schema.js';
+import type { BackendConfig, Config } from '../config/schema.js';
 import type { KeyRing } from '../orchestrator/key-ring.js';
 import type { SharedLayout } from '../shared-memory/counters.js';
 
@@ -15,6 +15,8 @@ export interface WorkerInit {
   config: Config;
   keyRing: KeyRing;
   slots: BackendSlots;
+  /** Registry version of config.pools' backend lists. */
+  backendsVersion: number;
   layout: SharedLayout;
   shared: SharedArrayBuffer;
   /** The shared session table (src/shared-memory/table.ts) and the key its fingerprints derive from. */
@@ -22,14 +24,23 @@ export interface WorkerInit {
   sessionKey: Uint8Array;
 }
 
+/** A registry snapshot: every pool's backends (in order) and their shared-memory slots. */
+export interface BackendsSnapshot {
+  version: number;
+  pools: Record<string, BackendConfig[]>;
+  slots: BackendSlots;
+}
+
 export type ToWorker =
   | { v: 1; type: 'key-ring'; keyRing: KeyRing }
+  | { v: 1; type: 'backends'; snapshot: BackendsSnapshot }
   | { v: 1; type: 'shutdown'; drainMs: number };
 
 export type FromWorker =
   | { v: 1; type: 'listening'; workerIndex: number; ports: number[] }
   | { v: 1; type: 'listen-failed'; workerIndex: number; address: string }
   | { v: 1; type: 'drained'; workerIndex: number }
+  | { v: 1; type: 'backends-applied'; workerIndex: number; version: number }
   | { v: 1; type: 'log'; level: 'info' | 'warn' | 'error'; msg: string; fields?: Record<string, unknown> };
 
 export function encode(msg: ToWorker | FromWorker): Uint8Array {

@@ -22,8 +22,13 @@ export interface BackendRuntime {
   /** Its reference in shared-table entries (learn mode): a hash of its ID. */
   readonly ref: number;
   readonly pool: PoolRuntime;
-  /** Idle keep-alive connections, most recently used last (LIFO keeps hot sockets hot). */
+  /**
+   * Idle keep-alive connections, most recently used last (LIFO keeps hot sockets hot). Shared
+   * with the same backend in the next snapshot while its address stays the same.
+   */
   readonly idle: UpstreamConnection[];
+  /** Set when a newer snapshot dropped this backend or moved it: its connections are not pooled again. */
+  retired: boolean;
 }
 
 export interface PoolRuntime {
@@ -31,8 +36,15 @@ export interface PoolRuntime {
   readonly backends: BackendRuntime[];
   readonly byId: ReadonlyMap<string, number>;
   readonly balancer: Balancer;
-  /** Passive health from shared memory: false while the backend is in its failure backoff. */
+  /**
+   * May the balancer send a new session there (shared memory: not ejected, not down by checks
+   * or lost heartbeats, not draining)? The balancer's `isUp`.
+   */
   readonly isUp: (index: number) => boolean;
+  /** May an existing sticky session keep going there (as isUp, but draining is fine until its deadline)? */
+  readonly isRoutable: (index: number) => boolean;
+  /** Consecutive 5xx responses that eject a backend (0: never). */
+  readonly eject5xx: number;
   readonly sticky: StickyConfig;
   /** Lower-cased header or cookie the consistent hash reads, or null for the client IP. */
   readonly hashHeader: string | null;
@@ -67,21 +79,45 @@ export class Runtime {
   /** False when every request goes to the default pool: the Host header need not be parsed. */
   readonly hasRoutes: boolean;
 
+  /**
+   * `previous`: the snapshot this one replaces (registry changes). A backend whose pool, ID,
+   * address and port are unchanged keeps its idle connections; see `retired()`.
+   */
   constructor(
     readonly config: Config,
     slots: BackendSlots,
     counters: WorkerCounters,
     now: () => number = Date.now,
     sessions: SessionStore | null = null,
+    previous: Runtime | null = null,
   ) {
     for (const [name, pc] of Object.entries(config.pools)) {
-      this.pools.set(name, buildPool(name, pc, slots[name] ?? {}, config.tokenMaxAgeSec, counters, now, sessions));
+      this.pools.set(name, buildPool(name, pc, slots[name] ?? {}, config.tokenMaxAgeSec, counters, now, sessions, previous?.pools.get(name) ?? null));
     }
     const first = this.pools.get('default') ?? this.pools.values().next().value;
     if (!first) throw new Error('expected at least one pool in the configuration');
     this.defaultPool = first;
     this.routes = compileRoutes(config.routes, this.pools);
     this.hasRoutes = this.routes.length > 0;
+  }
+
+  /**
+   * Backends of `previous` this snapshot dropped or moved, now marked retired: the caller closes
+   * their idle connections (in-flight ones finish, then close instead of returning to a pool).
+   */
+  static retire(previous: Runtime, next: Runtime): BackendRuntime[] {
+    const out: BackendRuntime[] = [];
+    for (const [name, pool] of previous.pools) {
+      const nextPool = next.pools.get(name);
+      for (const b of pool.backends) {
+        const i = nextPool?.byId.get(b.id);
+        if (i === undefined || nextPool!.backends[i]!.idle !== b.idle) {
+          b.retired = true;
+          out.push(b);
+        }
+      }
+    }
+    return out;
   }
 
   /** Host (without port, lower-case) and path → pool. First match in specificity order; otherwise the default pool. */
@@ -111,6 +147,7 @@ function buildPool(
   counters: WorkerCounters,
   now: () => number,
   sessions: SessionStore | null,
+  previous: PoolRuntime | null,
 ): PoolRuntime {
   const backends: BackendRuntime[] = [];
   const [hashKind, hashName] = pc.balance.hashOn.split(':') as [string, string | undefined];
@@ -125,14 +162,17 @@ function buildPool(
     backends,
     byId: new Map(pc.backends.map((b, i) => [b.id, i])),
     balancer: undefined as unknown as Balancer,
-    isUp: (i) => counters.backendDownUntil(backends[i]!.slot) <= now(),
+    isUp: (i) => counters.backendPickable(backends[i]!.slot, now()),
+    isRoutable: (i) => counters.backendRoutable(backends[i]!.slot, now()),
+    eject5xx: pc.passive.consecutive5xx,
     sticky: pc.sticky,
     hashHeader: hashKind === 'header' ? hashName!.toLowerCase() : null,
     hashCookie: hashKind === 'cookie' ? hashName! : null,
     cookieSuffix,
     headerLower: pc.sticky.mode === 'header' ? pc.sticky.name.toLowerCase() : '',
     bind,
-    terminals: new TerminalCache(bind),
+    // Registry changes touch backends only, never a pool's policy: keep what this thread knows.
+    terminals: previous?.terminals ?? new TerminalCache(bind),
     sessionCookie: pc.sticky.mode === 'learn' || pc.sticky.mode === 'prefix' ? pc.sticky.cookie : '',
     sessionFp: sessions?.fingerprinter(name, 'session') ?? null,
     tokenFp: sessions?.fingerprinter(name, 'token') ?? null,
@@ -146,7 +186,9 @@ function buildPool(
     const clash = refs.get(ref);
     if (clash !== undefined) throw new Error(`backends ${name}/${pc.backends[clash]!.id} and ${name}/${b.id} have the same table reference: rename one`);
     refs.set(ref, backends.length);
-    backends.push({ id: b.id, host: b.address, port: b.port, weight: b.weight, index: backends.length, slot, ref, pool, idle: [] });
+    const before = previous?.backends[previous.byId.get(b.id) ?? -1];
+    const idle = before && !before.retired && before.host === b.address && before.port === b.port && before.slot === slot ? before.idle : [];
+    backends.push({ id: b.id, host: b.address, port: b.port, weight: b.weight, index: backends.length, slot, ref, pool, idle, retired: false });
   }
   (pool as { balancer: Balancer }).balancer = createBalancer(
     pc.balance.algorithm,

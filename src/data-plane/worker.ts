@@ -37,7 +37,8 @@ function main(): void {
   applyKeyRing(init.keyRing);
   // Lock owner ids: 1 is the orchestrator, workers count from 2.
   const sessions = new SessionStore(SharedTable.attach(init.table, init.workerIndex + 2), init.sessionKey);
-  const runtime = new Runtime(init.config, init.slots, counters, () => clock.now, sessions);
+  let runtime = new Runtime(init.config, init.slots, counters, () => clock.now, sessions);
+  let backendsVersion = init.backendsVersion;
   const active = new ActiveExchanges();
   const ctx: ListenerContext = { runtime: () => runtime, tokens, counters, active, log, sessions };
 
@@ -145,6 +146,20 @@ function main(): void {
       case 'key-ring':
         applyKeyRing(msg.keyRing);
         return;
+      case 'backends': {
+        // Registry change: swap in a new snapshot. In-flight exchanges keep the one they started
+        // with; backends dropped or moved lose their idle connections now.
+        const snap = msg.snapshot;
+        if (snap.version > backendsVersion) {
+          const config = { ...runtime.config, pools: Object.fromEntries(Object.entries(runtime.config.pools).map(([name, pc]) => [name, { ...pc, backends: snap.pools[name] ?? [] }])) };
+          const next = new Runtime(config, snap.slots, counters, () => clock.now, sessions, runtime);
+          for (const b of Runtime.retire(runtime, next)) for (const conn of b.idle.splice(0)) conn.destroy();
+          runtime = next;
+          backendsVersion = snap.version;
+        }
+        send({ v: 1, type: 'backends-applied', workerIndex: init.workerIndex, version: backendsVersion });
+        return;
+      }
       case 'shutdown': {
         // Stop accepting; let in-flight exchanges finish until the drain deadline.
         for (const ls of listenSockets.splice(0)) uws.us_listen_socket_close(ls);

@@ -1,25 +1,68 @@
 // The admin listener (default 127.0.0.1:9090), on the main thread: /healthz (the process
-// answers), /readyz (every worker is listening), /metrics (Prometheus text),
-// POST /api/v1/sessions/revoke (./sessions-api.ts). It has no authentication of its own:
-// keep it on loopback or a management network.
-import type { us_listen_socket } from '@trufflesuite/uws-js-unofficial';
+// answers), /readyz (every worker is listening), /metrics (Prometheus text), the JSON API
+// (/api/v1/backends, /api/v1/events, /api/v1/sessions/revoke) and the agents' /control
+// WebSocket (./control.ts). Reads are open; every change needs `Authorization: Bearer <token>`
+// with the token of --admin-token-file, and without that file changes are refused.
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { HttpRequest, HttpResponse, TemplatedApp, us_listen_socket } from '@trufflesuite/uws-js-unofficial';
 import { loadUws } from '../data-plane/uws.js';
 import { TetherError } from '../errors.js';
 import { MAX_REVOKE_BODY, type ApiAnswer } from './sessions-api.js';
 
 /** How long a client may take to send an API request body. */
 const BODY_DEADLINE_MS = 10_000;
+const MAX_API_BODY = Math.max(MAX_REVOKE_BODY, 16 * 1024);
 
 export interface AdminServer {
   readonly port: number;
   close(): void;
 }
 
+/** A request as the API handlers see it: already read, already authorised if it mutates. */
+export interface ApiRequest {
+  method: string;
+  /** Path parameters (`:id`). */
+  params: Record<string, string>;
+  query: URLSearchParams;
+  body: string;
+}
+
 export interface AdminHandlers {
   ready(): boolean;
   metrics(): Promise<string>;
   contentType: string;
+  /** The bearer token changes need, or null when changes are refused. */
+  adminToken: string | null;
   revoke(body: string): ApiAnswer;
+  listBackends(req: ApiRequest): ApiAnswer;
+  addBackend(req: ApiRequest): Promise<ApiAnswer>;
+  drainBackend(req: ApiRequest): Promise<ApiAnswer>;
+  undrainBackend(req: ApiRequest): Promise<ApiAnswer>;
+  removeBackend(req: ApiRequest): Promise<ApiAnswer>;
+  events(req: ApiRequest): ApiAnswer;
+  /** Mounts /control on the app (./control.ts). */
+  mountControl?(app: TemplatedApp): void;
+}
+
+const STATUS: Record<number, string> = {
+  200: '200 OK', 201: '201 Created', 202: '202 Accepted', 400: '400 Bad Request', 401: '401 Unauthorized', 403: '403 Forbidden',
+  404: '404 Not Found', 408: '408 Request Timeout', 409: '409 Conflict', 413: '413 Content Too Large', 500: '500 Internal Server Error',
+  503: '503 Service Unavailable', 507: '507 Insufficient Storage',
+};
+
+function digest(text: string): Buffer {
+  return createHash('sha256').update(text).digest();
+}
+
+/** Constant-time check of `Authorization: Bearer <token>`; null when allowed, else the refusal. */
+export function authorise(header: string, token: string | null): ApiAnswer | null {
+  if (token === null) {
+    return { status: 403, body: { error: 'changes_disabled', message: 'admin API changes are disabled: start tether with --admin-token-file FILE and send Authorization: Bearer <token>' } };
+  }
+  const m = /^Bearer\s+(\S+)\s*$/i.exec(header);
+  if (!m) return { status: 401, body: { error: 'unauthorized', message: 'this change needs Authorization: Bearer <admin token>' } };
+  if (!timingSafeEqual(digest(m[1]!), digest(token))) return { status: 401, body: { error: 'unauthorized', message: 'wrong admin token' } };
+  return null;
 }
 
 export function startAdmin(address: { host: string; port: number }, h: AdminHandlers): Promise<AdminServer> {
@@ -44,39 +87,90 @@ export function startAdmin(address: { host: string; port: number }, h: AdminHand
       },
     );
   });
-  app.post('/api/v1/sessions/revoke', (res) => {
-    let aborted = false;
-    let done = false;
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const answer = (a: ApiAnswer, close = false) => {
-      if (aborted || done) return;
-      done = true;
-      clearTimeout(deadline);
-      res.cork(() => {
-        res.writeStatus(a.status === 200 ? '200 OK' : a.status === 413 ? '413 Content Too Large' : a.status === 408 ? '408 Request Timeout' : '400 Bad Request');
-        res.writeHeader('content-type', 'application/json');
-        res.end(`${JSON.stringify(a.body)}\n`, close);
+
+  /**
+   * One API route: reads the body (bounded in size and time), checks the token for changes,
+   * runs the handler, answers JSON. `params` names the path segments captured by uWS.
+   */
+  const route = (
+    method: 'get' | 'post' | 'del',
+    pattern: string,
+    params: string[],
+    mutates: boolean,
+    handler: (req: ApiRequest) => ApiAnswer | Promise<ApiAnswer>,
+  ) => {
+    app[method](pattern, (res: HttpResponse, req: HttpRequest) => {
+      // HttpRequest lives only until this returns: copy everything now.
+      const api: ApiRequest = {
+        method: req.getMethod(),
+        params: Object.fromEntries(params.map((p, i) => [p, decodeURIComponent(req.getParameter(i) ?? '')])),
+        query: new URLSearchParams(req.getQuery() ?? ''),
+        body: '',
+      };
+      const auth = mutates ? authorise(req.getHeader('authorization'), h.adminToken) : null;
+      let aborted = false;
+      let done = false;
+      const chunks: Buffer[] = [];
+      let size = 0;
+      const answer = (a: ApiAnswer, close = false) => {
+        if (aborted || done) return;
+        done = true;
+        clearTimeout(deadline);
+        res.cork(() => {
+          res.writeStatus(STATUS[a.status] ?? `${a.status} Error`);
+          res.writeHeader('content-type', 'application/json');
+          res.end(`${JSON.stringify(a.body)}\n`, close);
+        });
+      };
+      const run = () => {
+        if (auth) return answer(auth);
+        try {
+          const out = handler(api);
+          if (out instanceof Promise) {
+            out.then(answer, (err: Error) => answer({ status: 500, body: { error: 'internal', message: err.message } }));
+          } else answer(out);
+        } catch (err) {
+          answer({ status: 500, body: { error: 'internal', message: (err as Error).message } });
+        }
+      };
+      const deadline = setTimeout(() => answer({ status: 408, body: { error: 'timeout', message: `request body not received within ${BODY_DEADLINE_MS} ms` } }, true), BODY_DEADLINE_MS);
+      res.onAborted(() => {
+        aborted = true;
+        clearTimeout(deadline);
       });
-    };
-    const deadline = setTimeout(() => answer({ status: 408, body: { error: 'timeout', message: `request body not received within ${BODY_DEADLINE_MS} ms` } }, true), BODY_DEADLINE_MS);
-    res.onAborted(() => {
-      aborted = true;
-      clearTimeout(deadline);
-    });
-    res.onData((chunk, isLast) => {
-      if (done) return;
-      size += chunk.byteLength;
-      if (size > MAX_REVOKE_BODY) {
-        answer({ status: 413, body: { error: 'too_large', message: `request body over ${MAX_REVOKE_BODY} bytes` } }, true);
+      if (method === 'get' || method === 'del') {
+        run();
         return;
       }
-      chunks.push(Buffer.from(chunk.slice(0)));
-      if (isLast) answer(h.revoke(Buffer.concat(chunks).toString('utf8')));
+      res.onData((chunk, isLast) => {
+        if (done) return;
+        size += chunk.byteLength;
+        if (size > MAX_API_BODY) {
+          answer({ status: 413, body: { error: 'too_large', message: `request body over ${MAX_API_BODY} bytes` } }, true);
+          return;
+        }
+        chunks.push(Buffer.from(chunk.slice(0)));
+        if (isLast) {
+          api.body = Buffer.concat(chunks).toString('utf8');
+          run();
+        }
+      });
     });
-  });
+  };
+
+  route('post', '/api/v1/sessions/revoke', [], true, (req) => h.revoke(req.body));
+  route('get', '/api/v1/backends', [], false, (req) => h.listBackends(req));
+  route('post', '/api/v1/backends', [], true, (req) => h.addBackend(req));
+  route('post', '/api/v1/backends/:id/drain', ['id'], true, (req) => h.drainBackend(req));
+  route('post', '/api/v1/backends/:id/undrain', ['id'], true, (req) => h.undrainBackend(req));
+  route('del', '/api/v1/backends/:id', ['id'], true, (req) => h.removeBackend(req));
+  route('get', '/api/v1/events', [], false, (req) => h.events(req));
+  h.mountControl?.(app);
   app.any('/*', (res) => {
-    res.writeStatus('404 Not Found').writeHeader('content-type', 'text/plain').end('not found: try /healthz, /readyz, /metrics or POST /api/v1/sessions/revoke\n');
+    res
+      .writeStatus('404 Not Found')
+      .writeHeader('content-type', 'text/plain')
+      .end('not found: try /healthz, /readyz, /metrics, GET /api/v1/backends, GET /api/v1/events, POST /api/v1/sessions/revoke\n');
   });
   return new Promise((resolve, reject) => {
     app.listen(address.host, address.port, (ls: us_listen_socket | false) => {
@@ -86,7 +180,10 @@ export function startAdmin(address: { host: string; port: number }, h: AdminHand
       }
       resolve({
         port: uws.us_socket_local_port(ls as never),
-        close: () => uws.us_listen_socket_close(ls),
+        close: () => {
+          uws.us_listen_socket_close(ls);
+          app.close?.();
+        },
       });
     });
   });

@@ -8,7 +8,11 @@ import { VERSION } from '../version.js';
 
 export interface MetricSources {
   reader: CounterReader;
-  slotNames: readonly { pool: string; backend: string }[];
+  /** Current backends and their shared-memory slots (the registry's, so it follows changes). */
+  backends(): readonly { pool: string; id: string; slot: number; checkDown: boolean; lost: boolean; draining: boolean }[];
+  /** Control plane: address conflicts refused, and control frames by outcome. */
+  addressConflicts(): number;
+  controlFrames(): Readonly<Record<string, number>>;
   workerRestarts(): number;
   workersRunning(): number;
   keyReloads(): number;
@@ -128,20 +132,49 @@ export function createMetrics(src: MetricSources): { text(): Promise<string>; co
       registers: [registry],
       collect(this: Counter | Gauge) {
         this.reset();
-        src.slotNames.forEach((s, slot) => {
-          const v = read(slot);
-          if (this instanceof Gauge) this.set({ pool: s.pool, backend: s.backend }, v);
-          else this.inc({ pool: s.pool, backend: s.backend }, v);
-        });
+        for (const b of src.backends()) {
+          const v = read(b.slot);
+          if (this instanceof Gauge) this.set({ pool: b.pool, backend: b.id }, v);
+          else this.inc({ pool: b.pool, backend: b.id }, v);
+        }
       },
     });
   };
   perBackend('tether_backend_requests_total', 'Requests completed per backend', 'counter', (s) => r.backendTotal(s, 'requests'));
   perBackend('tether_backend_connect_errors_total', 'Connect failures per backend', 'counter', (s) => r.backendTotal(s, 'connect_errors'));
   perBackend('tether_backend_active_requests', 'Requests in flight per backend', 'gauge', (s) => r.backendTotal(s, 'active'));
-  perBackend('tether_backend_up', '1 unless the backend is in passive-health backoff after connect failures', 'gauge', (s) =>
-    r.backendDownUntil(s) <= Date.now() ? 1 : 0,
-  );
+  perBackend('tether_backend_up', '1 when the backend may take requests: not ejected (passive), not failing its health check, not lost (missed heartbeats)', 'gauge', (s) => {
+    const st = r.backendState(s);
+    return st.downUntil <= Date.now() && st.unavailable === 0 ? 1 : 0;
+  });
+  perBackend('tether_backend_draining', '1 while the backend is draining (no new sessions)', 'gauge', (s) => (r.backendState(s).drainUntil !== 0 ? 1 : 0));
+  new Gauge({
+    name: 'tether_backend_health',
+    help: 'Why a backend is down, one series per cause: check (active health check), lost (missed heartbeats), ejected (passive: connect failures or 5xx); 1 = that cause holds',
+    labelNames: ['pool', 'backend', 'cause'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const now = Date.now();
+      for (const b of src.backends()) {
+        this.set({ pool: b.pool, backend: b.id, cause: 'check' }, b.checkDown ? 1 : 0);
+        this.set({ pool: b.pool, backend: b.id, cause: 'lost' }, b.lost ? 1 : 0);
+        this.set({ pool: b.pool, backend: b.id, cause: 'ejected' }, r.backendState(b.slot).downUntil > now ? 1 : 0);
+      }
+    },
+  });
+  mirroredCounter(registry, 'tether_backend_ejections_5xx_total', 'Backends ejected after a run of consecutive 5xx responses (passive health)', () => r.total('backend_ejections_5xx'));
+  mirroredCounter(registry, 'tether_address_conflicts_total', 'Backend announcements or additions refused because another live backend holds the address', src.addressConflicts);
+  new Counter({
+    name: 'tether_control_frames_total',
+    help: 'Control-channel frames by outcome: ok, or why dropped (bad_mac, stale, replayed, malformed, oversized, unknown_pool, bad_body, unknown_type, invalid, rate_limited)',
+    labelNames: ['result'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [result, n] of Object.entries(src.controlFrames())) this.inc({ result }, n);
+    },
+  });
   // TLS passthrough.
   const ptOutcomes: [string, GlobalCounter][] = [
     ['routed', 'passthrough_routed'],

@@ -1,8 +1,9 @@
 // Process lifecycle: argv → config → (demo backends) → workers + admin → signals.
 // SIGHUP re-reads the key file; SIGTERM/SIGINT drain and exit 0; a second one exits at once.
+import { randomBytes } from 'node:crypto';
 import pino from 'pino';
 import { loadConfig, helpText } from '../config/load.js';
-import type { Config } from '../config/schema.js';
+import { poolSchema, type Config } from '../config/schema.js';
 import { generateKeyLine } from '../config/key-file.js';
 import { TetherError } from '../errors.js';
 import { VERSION } from '../version.js';
@@ -13,6 +14,7 @@ const DRAIN_MS = 10_000;
 
 export async function run(argv: readonly string[]): Promise<number> {
   if (argv[0] === 'keygen') return keygen(argv.slice(1));
+  if (argv[0] === 'agent') return (await import('../control/agent.js')).runAgent(argv.slice(1));
   let loaded;
   try {
     loaded = loadConfig(argv);
@@ -35,20 +37,13 @@ export async function run(argv: readonly string[]): Promise<number> {
   let config: Config = loaded.config;
   let demo: DemoBackend[] = [];
   const empty = Object.values(config.pools).every((p) => p.backends.length === 0);
-  if (empty && config.demo) {
+  if (empty && config.demo && !config.control.agentKeysFile) {
     demo = await startDemoBackends(2);
     const poolName = Object.keys(config.pools)[0] ?? 'default';
-    const base = config.pools[poolName];
+    const base = config.pools[poolName] ?? poolSchema.parse({});
     config = {
       ...config,
-      pools: {
-        [poolName]: {
-          sticky: base?.sticky ?? { mode: 'cookie', name: 'TETHER', httpOnly: true, secure: false, sameSite: 'Lax', path: '/' },
-          balance: base?.balance ?? { algorithm: 'round-robin', hashOn: 'client-ip' },
-          bind: base?.bind ?? 'none',
-          backends: demo.map((d) => ({ id: d.id, address: '127.0.0.1', port: d.port, weight: 1 })),
-        },
-      },
+      pools: { [poolName]: { ...base, backends: demo.map((d) => ({ id: d.id, address: '127.0.0.1', port: d.port, weight: 1 })) } },
     };
     log.warn({ backends: demo.map((d) => `${d.id}=127.0.0.1:${d.port}`) }, 'no --backend given: started two demo backends');
   }
@@ -93,6 +88,15 @@ export async function run(argv: readonly string[]): Promise<number> {
 }
 
 function keygen(argv: readonly string[]): number {
+  if (argv[0] === '--agent') {
+    const pool = argv[1] ?? '';
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(pool) || argv.length > 2) {
+      process.stderr.write(`tether keygen --agent: expected a pool name but received '${pool}'\n`);
+      return 2;
+    }
+    process.stdout.write(`# tether agent key for pool ${pool}, made ${new Date().toISOString()}: give the balancer (--agent-keys) and the pool's agents (--key-file) this line\n${pool} ${randomBytes(32).toString('hex')}\n`);
+    return 0;
+  }
   let id = 1;
   if (argv[0] === '--id') {
     const n = Number(argv[1]);
@@ -102,7 +106,7 @@ function keygen(argv: readonly string[]): number {
     }
     id = n;
   } else if (argv.length > 0) {
-    process.stderr.write('usage: tether keygen [--id N]\n');
+    process.stderr.write('usage: tether keygen [--id N] | tether keygen --agent POOL\n');
     return 2;
   }
   process.stdout.write(`# tether route-token key, made ${new Date().toISOString()}; the first key line seals\n${generateKeyLine(id)}\n`);

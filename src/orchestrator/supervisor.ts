@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { MAX_PASSTHROUGH_ROUTES, type Config } from '../config/schema.js';
 import { TetherError } from '../errors.js';
 import { CounterReader, createSharedState, type SharedLayout } from '../shared-memory/counters.js';
-import { decode, encode, type BackendSlots, type FromWorker, type ToWorker, type WorkerInit } from '../data-plane/messages.js';
+import { decode, encode, type FromWorker, type ToWorker, type WorkerInit } from '../data-plane/messages.js';
 import { ephemeralRing, readKeyFile, rotate, type KeyRing } from './key-ring.js';
 import { startAdmin, type AdminServer } from './admin.js';
 import { createMetrics } from './metrics.js';
@@ -14,8 +14,18 @@ import { revokeSession } from './sessions-api.js';
 import { SharedTable } from '../shared-memory/table.js';
 import { SessionStore } from '../sticky/sessions.js';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { BackendConfig, HealthCheckConfig } from '../config/schema.js';
+import { parseAgentKeys } from '../control/frames.js';
+import { backendsApi } from './backends-api.js';
+import { ControlServer } from './control.js';
+import { EventLog } from './events.js';
+import { HealthChecker, type HealthCheckConfig as CheckSpec } from './health-check.js';
+import { Registry } from './registry.js';
 
 const BACKEND_CAPACITY = 1024;
+/** Longest a registry change waits for every worker to confirm it. */
+const PUBLISH_DEADLINE_MS = 2_000;
 const WORKER_START_DEADLINE_MS = 15_000;
 const WORKER_URL = new URL('../data-plane/worker.js', import.meta.url);
 
@@ -34,6 +44,8 @@ interface WorkerSlot {
   index: number;
   worker: Worker | null;
   listening: boolean;
+  /** Registry version this worker routes by. */
+  appliedVersion: number;
   /** Has listened at least once: only such a slot is restarted when its worker exits. */
   served: boolean;
   consecutiveFailures: number;
@@ -49,21 +61,14 @@ export async function startTether(config: Config, log: Logger): Promise<RunningT
     log.warn('no --key-file: route tokens are sealed with a random key made now; they will not survive a restart or route on another balancer node (create one with `tether keygen > keys` and pass --key-file keys)');
   }
 
-  const slots: BackendSlots = {};
-  const slotNames: { pool: string; backend: string }[] = [];
-  for (const [pool, pc] of Object.entries(config.pools)) {
-    slots[pool] = {};
-    for (const b of pc.backends) {
-      slots[pool][b.id] = slotNames.length;
-      slotNames.push({ pool, backend: b.id });
-    }
-  }
-  if (slotNames.length > BACKEND_CAPACITY) {
-    throw new TetherError('TETHER_ERR_CONFIG', `at most ${BACKEND_CAPACITY} backends are supported, ${slotNames.length} configured`);
-  }
   const layout: SharedLayout = { workerCapacity: config.workers, backendCapacity: BACKEND_CAPACITY, routeCapacity: MAX_PASSTHROUGH_ROUTES };
   const shared = createSharedState(layout);
   const reader = new CounterReader(shared, layout);
+  const events = new EventLog();
+  const registry = new Registry(config, { state: reader, capacity: BACKEND_CAPACITY, events, log });
+  let snapshot = registry.snapshot();
+  const adminToken = config.adminTokenFile ? readAdminToken(config.adminTokenFile) : null;
+  const agentKeys = config.control.agentKeysFile ? readAgentKeys(config.control.agentKeysFile) : null;
   // The session table: allocated zeroed, so its pages cost memory only as entries arrive.
   const table = SharedTable.create(config.tableSize);
   const sessionKey = new Uint8Array(randomBytes(32));
@@ -78,7 +83,7 @@ export async function startTether(config: Config, log: Logger): Promise<RunningT
   let keyReloads = 0;
   let shuttingDown = false;
 
-  const workers: WorkerSlot[] = Array.from({ length: config.workers }, (_, index) => ({ index, worker: null, listening: false, served: false, consecutiveFailures: 0 }));
+  const workers: WorkerSlot[] = Array.from({ length: config.workers }, (_, index) => ({ index, worker: null, listening: false, appliedVersion: 0, served: false, consecutiveFailures: 0 }));
   // Port 0 means "any": the first worker picks, the others join it on the same port.
   let listenConfig = config;
 
@@ -90,7 +95,19 @@ export async function startTether(config: Config, log: Logger): Promise<RunningT
   function spawn(slot: WorkerSlot): Promise<number[]> {
     return new Promise((resolve, reject) => {
       reader.clearGauges(slot.index);
-      const init: WorkerInit = { workerIndex: slot.index, config: listenConfig, keyRing, slots, layout, shared, table: table.buffer, sessionKey };
+      // A (re)started worker begins at the registry's current version.
+      const init: WorkerInit = {
+        workerIndex: slot.index,
+        config: withBackends(listenConfig, snapshot.pools),
+        keyRing,
+        slots: snapshot.slots,
+        backendsVersion: snapshot.version,
+        layout,
+        shared,
+        table: table.buffer,
+        sessionKey,
+      };
+      slot.appliedVersion = snapshot.version;
       const worker = new Worker(WORKER_URL, { workerData: init, name: `tether-worker-${slot.index}` });
       slot.worker = worker;
       slot.listening = false;
@@ -126,6 +143,10 @@ export async function startTether(config: Config, log: Logger): Promise<RunningT
             return;
           case 'drained':
             return;
+          case 'backends-applied':
+            slot.appliedVersion = Math.max(slot.appliedVersion, msg.version);
+            for (const w of appliedWaiters.splice(0)) w();
+            return;
         }
       });
       worker.on('error', (err) => {
@@ -160,9 +181,64 @@ export async function startTether(config: Config, log: Logger): Promise<RunningT
     });
   }
 
+  /** Called whenever a worker reports a newer applied version. */
+  const appliedWaiters: (() => void)[] = [];
+
+  /**
+   * Sends the registry's current snapshot to every worker and resolves once each running one
+   * routes by it (a worker that restarts meanwhile starts from it anyway), or after a deadline:
+   * a stuck worker must not stall the control plane.
+   */
+  function publish(): Promise<void> {
+    snapshot = registry.snapshot();
+    const version = snapshot.version;
+    for (const w of workers) post(w, { v: 1, type: 'backends', snapshot });
+    updateChecks();
+    return new Promise((resolve) => {
+      const check = () => {
+        const lagging = workers.filter((w) => w.worker && w.listening && w.appliedVersion < version);
+        if (lagging.length > 0) {
+          appliedWaiters.push(check);
+          return;
+        }
+        clearTimeout(timer);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        const i = appliedWaiters.indexOf(check);
+        if (i >= 0) appliedWaiters.splice(i, 1);
+        const lagging = workers.filter((w) => w.worker && w.listening && w.appliedVersion < version).map((w) => w.index);
+        log.warn({ version, workers: lagging }, `registry change not confirmed by every worker within ${PUBLISH_DEADLINE_MS} ms`);
+        resolve();
+      }, PUBLISH_DEADLINE_MS);
+      check();
+    });
+  }
+
+  const checker = new HealthChecker({
+    onChange: (key, up, detail) => {
+      const [pool, id] = key.split('\0') as [string, string];
+      registry.setCheck(pool, id, up, detail);
+    },
+  });
+  function updateChecks(): void {
+    checker.setTargets(
+      registry.entries().flatMap((e) => {
+        const hc = config.pools[e.pool]?.healthCheck;
+        return hc ? [{ key: `${e.pool}\0${e.id}`, host: e.address, port: e.port, check: toCheck(hc) }] : [];
+      }),
+    );
+  }
+  updateChecks();
+  const heartbeats = setInterval(() => registry.expire(config.control.heartbeatTimeoutMs), 1_000);
+  heartbeats.unref();
+  const control = agentKeys ? new ControlServer({ keys: agentKeys, registry, publish, windowMs: config.control.windowMs, log }) : null;
+
   const metrics = createMetrics({
     reader,
-    slotNames,
+    backends: () => registry.entries().map((e) => ({ pool: e.pool, id: e.id, slot: e.slot, checkDown: e.checkDown, lost: e.lost, draining: e.draining !== null })),
+    addressConflicts: () => registry.conflicts,
+    controlFrames: () => control?.frames ?? {},
     workerRestarts: () => workerRestarts,
     workersRunning: () => workers.filter((w) => w.listening).length,
     keyReloads: () => keyReloads,
@@ -193,11 +269,18 @@ export async function startTether(config: Config, log: Logger): Promise<RunningT
         ready: () => !shuttingDown && workers.every((w) => w.listening),
         metrics: () => metrics.text(),
         contentType: metrics.contentType,
+        adminToken,
         revoke: (body) => revokeSession(body, { config, sessions, log }),
+        ...backendsApi({ registry, reader, events, publish, checkState: (pool, id) => checker.state(`${pool}\0${id}`) }),
+        mountControl: control ? (app) => control.mount(app) : undefined,
       });
+      if (!adminToken) log.warn('no --admin-token-file: the admin API is read-only (changes are refused)');
     }
   } catch (err) {
     shuttingDown = true;
+    clearInterval(heartbeats);
+    checker.close();
+    control?.close();
     await Promise.all(workers.map((w) => stopWorker(w, 0)));
     throw err;
   }
@@ -221,6 +304,9 @@ export async function startTether(config: Config, log: Logger): Promise<RunningT
 
   async function stop(drainMs = 10_000): Promise<void> {
     clearInterval(tableSweeper);
+    clearInterval(heartbeats);
+    checker.close();
+    control?.close();
     if (shuttingDown) return stopped;
     shuttingDown = true;
     await Promise.all(workers.map((w) => stopWorker(w, drainMs)));
@@ -279,4 +365,45 @@ function exclusivePort(host: string, port: number): Promise<number> {
       srv.close(() => resolve(port));
     });
   });
+}
+
+function withBackends(config: Config, pools: Record<string, BackendConfig[]>): Config {
+  return { ...config, pools: Object.fromEntries(Object.entries(config.pools).map(([name, pc]) => [name, { ...pc, backends: pools[name] ?? [] }])) };
+}
+
+const MIN_ADMIN_TOKEN_CHARS = 16;
+
+function readAdminToken(path: string): string {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8').trim();
+  } catch (err) {
+    throw new TetherError('TETHER_ERR_CONFIG', `cannot read --admin-token-file ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  if (text.length < MIN_ADMIN_TOKEN_CHARS || /\s/.test(text)) {
+    throw new TetherError('TETHER_ERR_CONFIG', `--admin-token-file ${path} must hold one token of at least ${MIN_ADMIN_TOKEN_CHARS} characters without spaces (e.g. \`openssl rand -hex 32\`)`);
+  }
+  return text;
+}
+
+function readAgentKeys(path: string): Map<string, Buffer> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new TetherError('TETHER_ERR_CONFIG', `cannot read --agent-keys ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  try {
+    return parseAgentKeys(text, path);
+  } catch (err) {
+    throw new TetherError('TETHER_ERR_CONFIG', (err as Error).message, { cause: err });
+  }
+}
+
+/** The config's check (expect as 'NNN' or 'NNN-NNN') in the checker's shape. */
+function toCheck(hc: HealthCheckConfig): CheckSpec {
+  const timing = { intervalMs: hc.intervalMs, timeoutMs: hc.timeoutMs, rise: hc.rise, fall: hc.fall };
+  if (hc.type === 'tcp') return { type: 'tcp', ...timing };
+  const [min, max = min] = hc.expect.split('-').map(Number) as [number, number?];
+  return { type: 'http', path: hc.path, expect: { min, max }, ...(hc.host ? { host: hc.host } : {}), ...timing };
 }

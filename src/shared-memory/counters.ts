@@ -66,6 +66,8 @@ export const C = {
   binding_refused_terminal: 42,
   binding_refused_revoked: 43,
   binding_unverifiable: 44,
+  // Backend health.
+  backend_ejections_5xx: 45,
 } as const;
 
 export type GlobalCounter = keyof typeof C;
@@ -82,9 +84,27 @@ export const BACKEND_COUNTERS = ['requests', 'connect_errors', 'active'] as cons
 export const BACKEND_STATE = [
   /** Passive health: the backend is considered down until this time (ms since the Unix epoch). */
   'down_until',
-  /** Consecutive connect failures (drives exponential backoff). */
+  /** Consecutive ejections (connect failures, 5xx runs): the backoff's exponent. */
   'failures',
+  /** Consecutive 5xx responses (passive ejection once it reaches the pool's limit). */
+  'errors_5xx',
+  /** 1 after an ejection for 5xx, until a response below 500 (probation: one 5xx re-ejects). */
+  'ejected_5xx',
+  /** Set by the orchestrator only: UNAVAILABLE_CHECK | UNAVAILABLE_LOST bits; 0 = available. */
+  'unavailable',
+  /** Set by the orchestrator only: 0, or draining: no new sessions; sticky ones until this time (ms). */
+  'drain_until',
 ] as const;
+
+/** `unavailable` bits. */
+export const UNAVAILABLE_CHECK = 1;
+export const UNAVAILABLE_LOST = 2;
+const S_DOWN_UNTIL = 0;
+const S_FAILURES = 1;
+const S_5XX = 2;
+const S_EJECTED_5XX = 3;
+const S_UNAVAILABLE = 4;
+const S_DRAIN_UNTIL = 5;
 
 export type BackendCounter = (typeof BACKEND_COUNTERS)[number];
 
@@ -160,6 +180,21 @@ export class WorkerCounters {
     return this.slots[this.stateBase + slot * BACKEND_STATE.length]!;
   }
 
+  /** May the balancer give this backend a new session? Up, not ejected, not draining. */
+  backendPickable(slot: number, now: number): boolean {
+    const at = this.stateBase + slot * BACKEND_STATE.length;
+    const s = this.slots;
+    return s[at + S_DOWN_UNTIL]! <= now && s[at + S_UNAVAILABLE] === 0 && s[at + S_DRAIN_UNTIL] === 0;
+  }
+
+  /** May an existing (sticky) session keep going to it? Up and not ejected, and any drain not past its deadline. */
+  backendRoutable(slot: number, now: number): boolean {
+    const at = this.stateBase + slot * BACKEND_STATE.length;
+    const s = this.slots;
+    const drain = s[at + S_DRAIN_UNTIL]!;
+    return s[at + S_DOWN_UNTIL]! <= now && s[at + S_UNAVAILABLE] === 0 && (drain === 0 || now < drain);
+  }
+
   /** In-flight requests to a backend summed over every worker (least-connections reads this). */
   backendActive(slot: number): number {
     const off = GLOBAL_COUNTERS.length + slot * BACKEND_COUNTERS.length + B.active;
@@ -171,17 +206,48 @@ export class WorkerCounters {
   /** Passive health: record a connect failure; the backend is skipped for an exponential backoff. */
   markBackendFailure(slot: number, now: number, baseMs: number, maxMs: number): void {
     const at = this.stateBase + slot * BACKEND_STATE.length;
-    const failures = this.slots[at + 1]! + 1;
-    this.slots[at + 1] = failures;
-    this.slots[at] = now + Math.min(maxMs, baseMs * 2 ** Math.min(failures - 1, 20));
+    const failures = this.slots[at + S_FAILURES]! + 1;
+    this.slots[at + S_FAILURES] = failures;
+    this.slots[at + S_DOWN_UNTIL] = now + Math.min(maxMs, baseMs * 2 ** Math.min(failures - 1, 20));
   }
 
+  /** Connected: the connect-failure run is over. */
   markBackendSuccess(slot: number): void {
     const at = this.stateBase + slot * BACKEND_STATE.length;
-    if (this.slots[at + 1] !== 0) {
-      this.slots[at + 1] = 0;
-      this.slots[at] = 0;
+    // Not after a 5xx ejection: accepting connections does not show it answers well again.
+    if (this.slots[at + S_FAILURES] !== 0 && this.slots[at + S_EJECTED_5XX] === 0) {
+      this.slots[at + S_FAILURES] = 0;
+      this.slots[at + S_DOWN_UNTIL] = 0;
     }
+  }
+
+  /**
+   * A response head from the backend. `limit` consecutive 5xx (0: never) eject it like a
+   * connect failure, with the same exponential backoff. Once readmitted it is on probation: one
+   * more 5xx ejects it again for twice as long; a response below 500 clears everything.
+   * Returns true when this response ejected it.
+   */
+  markBackendResponse(slot: number, status: number, limit: number, now: number, baseMs: number, maxMs: number): boolean {
+    const at = this.stateBase + slot * BACKEND_STATE.length;
+    const s = this.slots;
+    if (status < 500) {
+      if (s[at + S_5XX] !== 0 || s[at + S_EJECTED_5XX] !== 0) {
+        s[at + S_5XX] = 0;
+        s[at + S_EJECTED_5XX] = 0;
+        s[at + S_FAILURES] = 0;
+      }
+      return false;
+    }
+    if (limit === 0) return false;
+    const run = s[at + S_5XX]! + 1;
+    if (run < limit && s[at + S_EJECTED_5XX] === 0) {
+      s[at + S_5XX] = run;
+      return false;
+    }
+    s[at + S_5XX] = 0;
+    s[at + S_EJECTED_5XX] = 1;
+    this.markBackendFailure(slot, now, baseMs, maxMs);
+    return true;
   }
 }
 
@@ -209,6 +275,39 @@ export class CounterReader {
 
   backendDownUntil(slot: number): number {
     return this.slots[workerBlockSlots(this.layout) * this.layout.workerCapacity + slot * BACKEND_STATE.length]!;
+  }
+
+  private stateAt(slot: number): number {
+    return workerBlockSlots(this.layout) * this.layout.workerCapacity + slot * BACKEND_STATE.length;
+  }
+
+  backendState(slot: number): { downUntil: number; failures: number; errors5xx: number; ejected5xx: boolean; unavailable: number; drainUntil: number } {
+    const at = this.stateAt(slot);
+    const s = this.slots;
+    return { downUntil: s[at + S_DOWN_UNTIL]!, failures: s[at + S_FAILURES]!, errors5xx: s[at + S_5XX]!, ejected5xx: s[at + S_EJECTED_5XX] === 1, unavailable: s[at + S_UNAVAILABLE]!, drainUntil: s[at + S_DRAIN_UNTIL]! };
+  }
+
+  /** Orchestrator only: raise or clear `bit` of a backend's `unavailable` word. */
+  setUnavailable(slot: number, bit: number, on: boolean): void {
+    const at = this.stateAt(slot) + S_UNAVAILABLE;
+    const v = this.slots[at]!;
+    this.slots[at] = on ? v | bit : v & ~bit;
+  }
+
+  /** Orchestrator only: 0 = not draining; else sticky sessions keep going until this time (ms; Infinity: no deadline). */
+  setDrainUntil(slot: number, until: number): void {
+    this.slots[this.stateAt(slot) + S_DRAIN_UNTIL] = until;
+  }
+
+  /** A slot handed to a new backend starts clean: its old counters and state are zeroed. */
+  resetBackend(slot: number): void {
+    const stride = workerBlockSlots(this.layout);
+    for (let w = 0; w < this.layout.workerCapacity; w++) {
+      const off = w * stride + GLOBAL_COUNTERS.length + slot * BACKEND_COUNTERS.length;
+      for (let k = 0; k < BACKEND_COUNTERS.length; k++) this.slots[off + k] = 0;
+    }
+    const at = this.stateAt(slot);
+    for (let k = 0; k < BACKEND_STATE.length; k++) this.slots[at + k] = 0;
   }
 
   /** One worker's value of a global counter (to show how work spreads over workers). */

@@ -3,6 +3,18 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/** A fresh admin token in a temporary file, for --admin-token-file. */
+export function adminToken(): { file: string; token: string; header: string } {
+  const token = randomBytes(24).toString('hex');
+  const file = join(mkdtempSync(join(tmpdir(), 'tether-admin-')), 'token');
+  writeFileSync(file, `${token}\n`, { mode: 0o600 });
+  return { file, token, header: `Bearer ${token}` };
+}
 
 export const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
 

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startBackend, type Handler, type TestBackend } from '../helpers/backends.js';
 import { request, setCookieValue, type Reply } from '../helpers/client.js';
-import { startTether, type TetherProcess } from '../helpers/tether.js';
+import { adminToken, startTether, type TetherProcess } from '../helpers/tether.js';
 
 const ADDRESSES = ['127.0.0.2', '127.0.0.3', '127.0.0.4', '127.0.0.5', '127.0.0.6', '127.0.0.7', '127.0.0.8', '127.0.0.9'];
 
@@ -38,6 +38,8 @@ const POOLS: Record<string, { sticky: string; bind: string }> = {
   pre: { sticky: 'prefix:JSESSIONID', bind: 'ip' },
 };
 
+const admin = adminToken();
+
 beforeAll(async () => {
   a = await startBackend('app1', appHandler);
   b = await startBackend('app2', appHandler);
@@ -46,7 +48,7 @@ beforeAll(async () => {
     args.push('--backend', `${pool}/app1=127.0.0.1:${a.port}`, '--backend', `${pool}/app2=127.0.0.1:${b.port}`);
     args.push('--sticky', `${pool}/${p.sticky}`, '--bind', `${pool}/${p.bind}`, '--route', `${pool}.test=${pool}`);
   }
-  t = await startTether(args, { workers: 2 });
+  t = await startTether([...args, '--admin-token-file', admin.file], { workers: 2 });
 }, 60_000);
 
 afterAll(async () => {
@@ -70,7 +72,7 @@ async function login(pool: string, from: string, headers: http.OutgoingHttpHeade
 function revoke(body: unknown): Promise<Reply> {
   return new Promise((resolve, reject) => {
     const data = typeof body === 'string' ? body : JSON.stringify(body);
-    const req = http.request({ host: '127.0.0.1', port: t.adminPort, path: '/api/v1/sessions/revoke', method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
+    const req = http.request({ host: '127.0.0.1', port: t.adminPort, path: '/api/v1/sessions/revoke', method: 'POST', headers: { 'content-type': 'application/json', authorization: admin.header } }, (res) => {
       let text = '';
       res.on('data', (d: Buffer) => (text += d.toString()));
       res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, rawHeaders: res.rawHeaders, body: text }));

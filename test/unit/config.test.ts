@@ -107,3 +107,47 @@ describe('--help', () => {
     for (const f of FLAGS) expect(text).toContain(`--${f.flag}`);
   });
 });
+
+describe('health, admin and agent flags', () => {
+  it('parses --health-check, --eject-5xx, --admin-token-file, --agent-keys and --pool', () => {
+    const { config } = loadConfig(
+      [
+        '--backend', 'web/a=127.0.0.1:1', '--health-check', 'web/http:/healthz,expect=200-299,interval=500,timeout=200,rise=3,fall=4,host=app.local',
+        '--backend', 'b=127.0.0.1:2', '--health-check', 'tcp', '--eject-5xx', 'web/0',
+        '--admin-token-file', '/etc/tether/admin.token', '--agent-keys', '/etc/tether/agents.keys', '--heartbeat-timeout', '9000', '--pool', 'empty',
+      ],
+      {},
+    );
+    expect(config.pools.web!.healthCheck).toEqual({ type: 'http', path: '/healthz', expect: '200-299', host: 'app.local', intervalMs: 500, timeoutMs: 200, rise: 3, fall: 4 });
+    expect(config.pools.default!.healthCheck).toEqual({ type: 'tcp', intervalMs: 2_000, timeoutMs: 1_000, rise: 2, fall: 3 });
+    expect(config.pools.web!.passive.consecutive5xx).toBe(0);
+    expect(config.pools.default!.passive.consecutive5xx).toBe(5);
+    expect(config.adminTokenFile).toBe('/etc/tether/admin.token');
+    expect(config.control).toEqual({ agentKeysFile: '/etc/tether/agents.keys', windowMs: 30_000, heartbeatTimeoutMs: 9_000 });
+    expect(config.pools.empty!.backends).toEqual([]);
+  });
+
+  it('explains bad health-check specs', () => {
+    const bad = (spec: string) => {
+      try {
+        loadConfig(['--backend', 'a=127.0.0.1:1', '--health-check', spec], {});
+      } catch (err) {
+        return (err as Error).message;
+      }
+      return 'accepted';
+    };
+    expect(bad('udp')).toMatch(/expected 'http:\/PATH', 'tcp' or 'off'/);
+    expect(bad('http:/x,colour=red')).toMatch(/unknown health-check option 'colour'/);
+    expect(bad('tcp,expect=200')).toMatch(/unknown health-check option 'expect'/);
+    expect(bad('http:/x,interval=fast')).toMatch(/interval/);
+    expect(bad('http:/x,expect=299-200')).toMatch(/range/);
+    expect(bad('http:/x,expect=600')).toMatch(/status/);
+    expect(bad('http:/x,fall=0')).toMatch(/fall/);
+    expect(bad('http:no-slash')).toMatch(/path/);
+  });
+
+  it('an empty pool is an error unless agents may fill it', () => {
+    expect(() => loadConfig(['--backend', 'a=127.0.0.1:1', '--pool', 'web'], {})).toThrow(/pools\.web: has no backends/);
+    expect(() => loadConfig(['--backend', 'a=127.0.0.1:1', '--pool', 'web', '--agent-keys', '/k'], {})).not.toThrow();
+  });
+});

@@ -163,7 +163,7 @@ export function acquire(backend: BackendRuntime, maxHeaderBytes: number): Upstre
 export function release(conn: UpstreamConnection, now: number, maxIdle: number): void {
   conn.sink = null;
   conn.gotBytes = false;
-  if (!conn.reusable || conn.parser.busy || conn.socket.destroyed || conn.backend.idle.length >= maxIdle) {
+  if (!conn.reusable || conn.parser.busy || conn.socket.destroyed || conn.backend.retired || conn.backend.idle.length >= maxIdle) {
     conn.destroy();
     return;
   }
