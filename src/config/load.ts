@@ -238,7 +238,7 @@ export const FLAGS: readonly FlagSpec[] = [
   },
   {
     flag: 'admin', arg: 'HOST:PORT|off', env: 'TETHER_ADMIN',
-    help: 'Admin listener for /healthz /readyz /metrics. Default 127.0.0.1:9090.',
+    help: 'Admin listener: /healthz /readyz /metrics /api/v1/* and the agents\' /control. Default 127.0.0.1:9090.',
     apply(raw, v) {
       if (v === 'off') { raw.admin = null; return undefined; }
       const hp = parseHostPort(v);
@@ -385,6 +385,8 @@ export function helpText(): string {
   const lines = [
     'Usage: tether [flags]            run the balancer',
     '       tether keygen [--id N]    print a new route-token key line for a key file',
+    '       tether keygen --agent POOL  print a new agent key line (for --agent-keys and agents)',
+    '       tether agent --help       announce a backend to a balancer (see its help)',
     '',
     'With no --backend, two demo backends start on loopback so that `curl -i localhost:8080` works at once.',
     '',

@@ -4,10 +4,11 @@ import { spawn } from 'node:child_process';
 import { createHmac, randomBytes } from 'node:crypto';
 import http from 'node:http';
 import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import { pack } from 'msgpackr';
 import WebSocket from 'ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { encodeFrame, openFrame } from '../../src/control/frames.js';
+import { encodeFrame, openFrame, parseAgentKeys } from '../../src/control/frames.js';
 import { startAgent, type Agent } from '../../src/control/sdk.js';
 import { referenceHmacSha256, referenceHmacVerify } from '../../src/native/reference.js';
 import { startBackend, type TestBackend } from '../helpers/backends.js';
@@ -305,6 +306,23 @@ describe('tether agent (the command)', () => {
     } finally {
       if (proc.exitCode === null) proc.kill('SIGKILL');
     }
+  });
+
+  it('keygen --agent prints a line both sides read; the SDK is the package entry point', async () => {
+    const run = (args: string[], cwd?: string) =>
+      new Promise<{ code: number | null; out: string }>((resolve) => {
+        const p = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'], cwd });
+        let out = '';
+        p.stdout!.on('data', (d: Buffer) => (out += d));
+        p.once('exit', (code) => resolve({ code, out }));
+      });
+    const gen = await withDeadline(run([CLI, 'keygen', '--agent', 'web']), 10_000, 'keygen');
+    expect(gen.code).toBe(0);
+    const parsed = parseAgentKeys(gen.out, 'keygen output');
+    expect([...parsed.keys()]).toEqual(['web']);
+    expect(parsed.get('web')!.length).toBe(32);
+    const sdk = await withDeadline(run(['--input-type=module', '-e', "const m = await import('tether/sdk'); const r = await import('tether'); console.log(typeof m.startAgent, m.startAgent === r.startAgent)"], fileURLToPath(new URL('../..', import.meta.url))), 10_000, 'import');
+    expect(sdk.out.trim()).toBe('function true');
   });
 
   it('refuses bad flags with the flag named', async () => {
