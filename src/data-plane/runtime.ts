@@ -81,7 +81,7 @@ export class Runtime {
 
   /**
    * `previous`: the snapshot this one replaces (registry changes). A backend whose pool, ID,
-   * address and port are unchanged keeps its idle connections; see `retired()`.
+   * address and port are unchanged keeps its idle connections; see `Runtime.retire`.
    */
   constructor(
     readonly config: Config,
