@@ -324,6 +324,37 @@ export const FLAGS: readonly FlagSpec[] = [
     apply: (raw, v) => setNumber((raw.control ??= {}) as Json, 'heartbeatTimeoutMs', v, 'milliseconds'),
   },
   {
+    flag: 'terminal-keys', arg: 'PATH', env: 'TETHER_TERMINAL_KEYS',
+    help: 'Terminal keys ("USER KEY" per line) for the authorization handshake; re-read on SIGHUP. Needs --agent-keys.',
+    apply(raw, v) {
+      ((raw.authz ??= {}) as Json).terminalKeysFile = v;
+      return undefined;
+    },
+  },
+  {
+    flag: 'authz-pool', arg: 'POOL',
+    help: 'Pool whose servers (connected over /control) receive authorization grants. Default: the default pool.',
+    apply(raw, v) {
+      ((raw.authz ??= {}) as Json).pool = v;
+      return undefined;
+    },
+  },
+  {
+    flag: 'authz-path', arg: 'PATH', help: 'HTTP path of the handshake (POST PATH/hello, PATH/proof). Default /_tether/authz.',
+    apply(raw, v) {
+      ((raw.authz ??= {}) as Json).path = v;
+      return undefined;
+    },
+  },
+  {
+    flag: 'authz-window', arg: 'MS', help: 'Validity of challenges, grants and codes (and the clock skew tolerated). Default 30000.',
+    apply: (raw, v) => setNumber((raw.authz ??= {}) as Json, 'windowMs', v, 'milliseconds'),
+  },
+  {
+    flag: 'authz-fail-limit', arg: 'N', help: 'Failed proofs allowed per user and per client IP per minute, per worker (0: no limit). Default 10.',
+    apply: (raw, v) => setNumber((raw.authz ??= {}) as Json, 'failLimit', v, 'a count'),
+  },
+  {
     flag: 'no-demo', help: 'Do not start the built-in demo backends when no backend is configured.',
     apply(raw) { raw.demo = false; return undefined; },
   },
@@ -488,6 +519,11 @@ function crossCheck(raw: Json): string[] {
   const pools = isPlainObject(raw.pools) ? raw.pools : {};
   const poolNames = Object.keys(pools);
   const demo = raw.demo !== false;
+  const authz = isPlainObject(raw.authz) ? raw.authz : {};
+  if (typeof authz.terminalKeysFile === 'string' && !(isPlainObject(raw.control) && typeof raw.control.agentKeysFile === 'string')) {
+    errors.push('authz: grants are pushed to servers over the control channel: give --agent-keys too');
+  }
+  if (typeof authz.pool === 'string' && !(authz.pool in pools)) errors.push(`authz.pool: no pool '${authz.pool}'`);
   // With agents, a pool may start empty and fill as its backends announce themselves.
   const agents = isPlainObject(raw.control) && typeof raw.control.agentKeysFile === 'string';
   for (const [poolName, p] of Object.entries(pools)) {

@@ -211,6 +211,25 @@ export const configSchema = z
       })
       .strict()
       .default({ agentKeysFile: null, windowMs: 30_000, heartbeatTimeoutMs: 15_000 }),
+    /** Pre-shared-key authorization of terminals (src/authz/): off without terminal keys. */
+    authz: z
+      .object({
+        /** `<user> <64 hex>` lines; re-read on SIGHUP. */
+        terminalKeysFile: z.string().min(1).nullable().default(null),
+        /** HTTP path prefix of the handshake on the HTTP listeners: POST <path>/hello, <path>/proof. */
+        path: z
+          .string()
+          .regex(/^\/[A-Za-z0-9._~-]+(\/[A-Za-z0-9._~-]+)*$/, "expected a path like '/_tether/authz' (letters, digits, '.', '_', '~', '-')")
+          .default('/_tether/authz'),
+        /** Pool whose connected servers receive grants; null: the default pool. */
+        pool: name('pool name').nullable().default(null),
+        /** Challenges, grants and codes are valid this long (and tolerate this much clock skew). */
+        windowMs: z.number().int().min(1_000).max(600_000).default(30_000),
+        /** Failed proofs allowed per user and per client IP per minute, per worker (0: unlimited). */
+        failLimit: z.number().int().min(0).max(1_000_000).default(10),
+      })
+      .strict()
+      .default({ terminalKeysFile: null, path: '/_tether/authz', pool: null, windowMs: 30_000, failLimit: 10 }),
     /** Start two built-in demo backends when no backend is configured. */
     demo: z.boolean().default(true),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

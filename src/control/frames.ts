@@ -19,6 +19,7 @@
 //
 // Whole frame ≤ MAX_FRAME_BYTES.
 import { pack, unpack } from 'msgpackr';
+import { parseNamedKeys } from '../config/named-keys.js';
 
 export const FRAME_VERSION = 1;
 export const MAX_FRAME_BYTES = 4096;
@@ -39,10 +40,15 @@ export type AgentMessage =
   | { type: 'drain'; id: string; pool: string; ts: number; nonce: Uint8Array }
   | { type: 'leave'; id: string; pool: string; ts: number; nonce: Uint8Array };
 
-/** Balancer → agent: the answer to the agent's frame whose nonce is `ref`. */
+/**
+ * Balancer → agent: `ack`/`refused` answer the agent's frame whose nonce is `ref`; `grant` is
+ * unsolicited, a one-time code for this server sealed to it (src/authz/protocol.ts: box =
+ * seal(agent key, f, serverBoxInfo(pool, id), ServerGrant)).
+ */
 export type BalancerMessage =
   | { type: 'ack'; ref: Uint8Array; ts: number; nonce: Uint8Array; state: string; address?: string; port?: number }
-  | { type: 'refused'; ref: Uint8Array; ts: number; nonce: Uint8Array; code: string; reason: string };
+  | { type: 'refused'; ref: Uint8Array; ts: number; nonce: Uint8Array; code: string; reason: string }
+  | { type: 'grant'; ts: number; nonce: Uint8Array; f: Uint8Array; box: Uint8Array };
 
 /** Why a frame was dropped (also the `result` label of tether_control_frames_total). */
 export type FrameProblem = 'oversized' | 'malformed' | 'unknown_pool' | 'bad_mac' | 'bad_body';
@@ -112,29 +118,7 @@ export function openFrame(dir: Direction, frame: Uint8Array, key: Uint8Array, ve
  * file holding one bare key). Returns the keys or throws naming every bad line.
  */
 export function parseAgentKeys(text: string, source: string): Map<string, Buffer> {
-  const keys = new Map<string, Buffer>();
-  const problems: string[] = [];
-  // Split on CRLF too: a '\r' left on the line would stop the comment pattern's `.*` short of `$`.
-  text.split(/\r?\n/).forEach((raw, i) => {
-    const line = raw.replace(/(^|\s)#.*$/, '').trim();
-    if (line === '') return;
-    const parts = line.split(/\s+/);
-    const [pool, hex] = parts.length === 1 ? ['*', parts[0]!] : parts;
-    if (parts.length > 2 || !/^[0-9a-fA-F]{64}$/.test(hex ?? '')) {
-      problems.push(`${source}:${i + 1}: expected '<pool> <64 hex digits>' (a ${AGENT_KEY_BYTES}-byte key)`);
-      return;
-    }
-    if (pool !== '*' && !POOL_NAME.test(pool!)) {
-      problems.push(`${source}:${i + 1}: '${pool}' is not a pool name`);
-      return;
-    }
-    if (keys.has(pool!)) {
-      problems.push(`${source}:${i + 1}: a second key for pool '${pool}'`);
-      return;
-    }
-    keys.set(pool!, Buffer.from(hex!, 'hex'));
-  });
-  if (problems.length > 0) throw new Error(`agent key file ${source} is invalid:\n  ${problems.join('\n  ')}`);
+  const keys = parseNamedKeys(text, source, { what: 'pool', nameLabel: 'pool name', name: POOL_NAME, nameHelp: "1-64 letters, digits, '.', '_' or '-'", bareName: '*' });
   if (keys.size === 0) throw new Error(`agent key file ${source} holds no key`);
   return keys;
 }

@@ -9,6 +9,7 @@
 //     onEvent: (e) => console.log(e), // 'connected' | 'announced' | 'refused' | 'disconnected' | 'error'
 //   });
 //   await agent.ready;                 // the first announce was acked: { state, address, port }
+//   // onMessage: (m) => …              // unsolicited balancer frames, e.g. authz grants (src/authz/server.ts)
 //   await agent.move({ port: 8001 });  // resolves once every balancer worker routes to :8001
 //   await agent.drain();               // no new sessions
 //   await agent.leave();               // gone from the pool; heartbeats and reconnects stop
@@ -50,6 +51,14 @@ type DistributiveOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K>
 /** An agent message before the client stamps it: `pool`, `ts` and `nonce` are the client's. */
 export type AgentRequest = DistributiveOmit<AgentMessage, 'pool' | 'ts' | 'nonce'>;
 export type AgentRequestType = AgentRequest['type'];
+
+/**
+ * An authenticated balancer frame that answers no request of ours (e.g. an authz `grant`): its
+ * MAC verified under the pool key; everything beyond `type`, `ts` and `nonce` is unchecked. The
+ * frame's ts and nonce are not checked against a window here: a handler that must not act twice
+ * on a replayed frame keeps its own record (the authz verifier keys grants by their code).
+ */
+export type BalancerPush = Record<string, unknown> & { type: string; ts: number; nonce: Uint8Array };
 
 /** The balancer's `ack`. */
 export interface AckInfo {
@@ -153,8 +162,14 @@ export interface ControlClientOptions {
   connectTimeoutMs?: number;
   /** Aborting it during connect() fails the connect with 'connect_aborted'. */
   signal?: AbortSignal;
-  /** A frame from the balancer that was dropped: unauthenticated, or answering nothing we sent. */
+  /**
+   * A frame from the balancer that was dropped: unauthenticated, or an ack/refused answering
+   * nothing we sent (or any unsolicited frame when there is no onMessage). Also gets what an
+   * onMessage handler throws.
+   */
   onDroppedFrame?: (err: Error) => void;
+  /** Every authenticated frame that is not a reply (`type` other than ack/refused); called synchronously. */
+  onMessage?: (msg: BalancerPush) => void;
 }
 
 interface Pending {
@@ -164,7 +179,7 @@ interface Pending {
   timer: NodeJS.Timeout;
 }
 
-const CLIENT_OPTIONS = ['url', 'pool', 'key', 'replyTimeoutMs', 'connectTimeoutMs', 'signal', 'onDroppedFrame'] as const;
+const CLIENT_OPTIONS = ['url', 'pool', 'key', 'replyTimeoutMs', 'connectTimeoutMs', 'signal', 'onDroppedFrame', 'onMessage'] as const;
 
 export class ControlClient {
   /** The local address of the connection: the address the balancer reaches us from. */
@@ -177,6 +192,7 @@ export class ControlClient {
   readonly #key: Uint8Array;
   readonly #replyTimeoutMs: number;
   readonly #onDroppedFrame: (err: Error) => void;
+  readonly #onPush: ((msg: BalancerPush) => void) | null;
   readonly #pending = new Map<string, Pending>();
 
   private constructor(ws: WebSocket, localAddress: string, o: Required<Pick<ControlClientOptions, 'url' | 'pool' | 'key' | 'replyTimeoutMs'>> & ControlClientOptions) {
@@ -187,6 +203,7 @@ export class ControlClient {
     this.#key = o.key;
     this.#replyTimeoutMs = o.replyTimeoutMs;
     this.#onDroppedFrame = o.onDroppedFrame ?? (() => {});
+    this.#onPush = o.onMessage ?? null;
     this.closed = new Promise((resolve) => {
       ws.on('close', (code, reason) => {
         const why = `connection closed (${code}${reason.length > 0 ? ` ${reason.toString('utf8')}` : ''})`;
@@ -213,6 +230,7 @@ export class ControlClient {
     const replyTimeoutMs = checkInt(options.replyTimeoutMs ?? DEFAULT_REPLY_TIMEOUT_MS, 'replyTimeoutMs', 1, MAX_TIMEOUT_MS);
     const connectTimeoutMs = checkInt(options.connectTimeoutMs ?? replyTimeoutMs, 'connectTimeoutMs', 1, MAX_TIMEOUT_MS);
     if (options.onDroppedFrame !== undefined && typeof options.onDroppedFrame !== 'function') throw expected('a function', 'onDroppedFrame', options.onDroppedFrame, TypeError);
+    if (options.onMessage !== undefined && typeof options.onMessage !== 'function') throw expected('a function', 'onMessage', options.onMessage, TypeError);
     const resolved = { ...options, url, pool, key, replyTimeoutMs };
     const { signal } = options;
     if (signal?.aborted) return Promise.reject(new ControlError('connect_aborted', `connect to ${url} aborted`));
@@ -327,6 +345,14 @@ export class ControlClient {
     const ref = msg.ref instanceof Uint8Array && msg.ref.length === NONCE_BYTES ? Buffer.from(msg.ref).toString('hex') : '';
     const pending = this.#pending.get(ref);
     if (pending === undefined) {
+      if (msg.type !== 'ack' && msg.type !== 'refused' && this.#onPush !== null) {
+        try {
+          this.#onPush(msg);
+        } catch (err) {
+          this.#onDroppedFrame(err instanceof Error ? err : new Error(String(err)));
+        }
+        return;
+      }
       this.#onDroppedFrame(new ControlError('bad_reply', `dropped a '${msg.type}' frame that answers no pending request`));
       return;
     }
@@ -396,6 +422,12 @@ export interface AgentOptions {
   reconnect?: { minMs: number; maxMs: number };
   /** Called synchronously; an exception thrown by it is ignored. */
   onEvent?: (event: AgentEvent) => void;
+  /**
+   * Every authenticated balancer frame that is not a reply to one of the agent's requests (e.g.
+   * an authz `grant`); called synchronously. An exception it throws is reported as an 'error'
+   * event during 'frame'.
+   */
+  onMessage?: (msg: BalancerPush) => void;
 }
 
 export interface Agent {
@@ -431,9 +463,10 @@ interface ResolvedAgentOptions {
   replyTimeoutMs: number;
   reconnect: { minMs: number; maxMs: number };
   onEvent: (event: AgentEvent) => void;
+  onMessage: ((msg: BalancerPush) => void) | undefined;
 }
 
-const AGENT_OPTIONS = ['url', 'pool', 'id', 'key', 'port', 'address', 'weight', 'heartbeatMs', 'replyTimeoutMs', 'reconnect', 'onEvent'] as const;
+const AGENT_OPTIONS = ['url', 'pool', 'id', 'key', 'port', 'address', 'weight', 'heartbeatMs', 'replyTimeoutMs', 'reconnect', 'onEvent', 'onMessage'] as const;
 
 /** Checks every option (throwing a TypeError/RangeError naming it) and fills the defaults. */
 function resolveAgentOptions(opts: AgentOptions): ResolvedAgentOptions {
@@ -446,6 +479,7 @@ function resolveAgentOptions(opts: AgentOptions): ResolvedAgentOptions {
   const maxMs = checkInt(reconnect.maxMs, 'reconnect.maxMs', 1, MAX_TIMEOUT_MS);
   if (maxMs < minMs) throw new RangeError(`expected reconnect.maxMs ≥ reconnect.minMs (${minMs}) but received ${maxMs}`);
   if (opts.onEvent !== undefined && typeof opts.onEvent !== 'function') throw expected('a function', 'onEvent', opts.onEvent, TypeError);
+  if (opts.onMessage !== undefined && typeof opts.onMessage !== 'function') throw expected('a function', 'onMessage', opts.onMessage, TypeError);
   return {
     url: checkUrl(opts.url, 'url'),
     pool: checkName(opts.pool, 'pool'),
@@ -458,6 +492,7 @@ function resolveAgentOptions(opts: AgentOptions): ResolvedAgentOptions {
     replyTimeoutMs: checkInt(opts.replyTimeoutMs ?? DEFAULT_REPLY_TIMEOUT_MS, 'replyTimeoutMs', 1, MAX_TIMEOUT_MS),
     reconnect: { minMs, maxMs },
     onEvent: opts.onEvent ?? (() => {}),
+    onMessage: opts.onMessage,
   };
 }
 
@@ -606,6 +641,7 @@ class ControlAgent implements Agent {
           replyTimeoutMs: this.#o.replyTimeoutMs,
           signal: this.#connecting.signal,
           onDroppedFrame: (error) => this.#emit({ type: 'error', during: 'frame', error }),
+          ...(this.#o.onMessage === undefined ? {} : { onMessage: this.#o.onMessage }),
         });
       } catch (err) {
         if (this.#lifeNow() !== 'running') return;

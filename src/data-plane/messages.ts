@@ -22,6 +22,8 @@ export interface WorkerInit {
   /** The shared session table (src/shared-memory/table.ts) and the key its fingerprints derive from. */
   table: SharedArrayBuffer;
   sessionKey: Uint8Array;
+  /** Authorization handshake keys (null: off): terminal keys by user, agent (server) keys by pool ('*': any). */
+  authz: { terminalKeys: [string, Uint8Array][]; serverKeys: [string, Uint8Array][] } | null;
 }
 
 /** A registry snapshot: every pool's backends (in order) and their shared-memory slots. */
@@ -34,6 +36,7 @@ export interface BackendsSnapshot {
 export type ToWorker =
   | { v: 1; type: 'key-ring'; keyRing: KeyRing }
   | { v: 1; type: 'backends'; snapshot: BackendsSnapshot }
+  | { v: 1; type: 'terminal-keys'; keys: [string, Uint8Array][] }
   | { v: 1; type: 'shutdown'; drainMs: number };
 
 export type FromWorker =
@@ -41,6 +44,7 @@ export type FromWorker =
   | { v: 1; type: 'listen-failed'; workerIndex: number; address: string }
   | { v: 1; type: 'drained'; workerIndex: number }
   | { v: 1; type: 'backends-applied'; workerIndex: number; version: number }
+  | { v: 1; type: 'grant'; pool: string; id: string; f: Uint8Array; box: Uint8Array }
   | { v: 1; type: 'log'; level: 'info' | 'warn' | 'error'; msg: string; fields?: Record<string, unknown> };
 
 export function encode(msg: ToWorker | FromWorker): Uint8Array {

@@ -45,6 +45,8 @@ export interface PoolRuntime {
   readonly isRoutable: (index: number) => boolean;
   /** Consecutive 5xx responses that eject a backend (0: never). */
   readonly eject5xx: number;
+  /** Round robin over backends that may take new sessions and hold a control connection (authorization grants). */
+  readonly grantBalancer: Balancer;
   readonly sticky: StickyConfig;
   /** Lower-cased header or cookie the consistent hash reads, or null for the client IP. */
   readonly hashHeader: string | null;
@@ -162,6 +164,7 @@ function buildPool(
     backends,
     byId: new Map(pc.backends.map((b, i) => [b.id, i])),
     balancer: undefined as unknown as Balancer,
+    grantBalancer: undefined as unknown as Balancer,
     isUp: (i) => counters.backendPickable(backends[i]!.slot, now()),
     isRoutable: (i) => counters.backendRoutable(backends[i]!.slot, now()),
     eject5xx: pc.passive.consecutive5xx,
@@ -195,6 +198,14 @@ function buildPool(
     backends.map((b) => ({ id: b.id, weight: b.weight })),
     {
       isUp: pool.isUp,
+      active: (i) => counters.backendActive(backends[i]!.slot),
+    },
+  );
+  (pool as { grantBalancer: Balancer }).grantBalancer = createBalancer(
+    'round-robin',
+    backends.map((b) => ({ id: b.id, weight: b.weight })),
+    {
+      isUp: (i) => pool.isUp(i) && counters.backendControlled(backends[i]!.slot),
       active: (i) => counters.backendActive(backends[i]!.slot),
     },
   );

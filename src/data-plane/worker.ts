@@ -14,6 +14,7 @@ import { SharedTable } from '../shared-memory/table.js';
 import { SessionStore } from '../sticky/sessions.js';
 import { createTokenCrypto, openReusePortListener, parseClientHello } from '../native/index.js';
 import { startPassthrough, type Passthrough } from './passthrough/listener.js';
+import { mountAuthz } from './authz-routes.js';
 import { RouteTokens } from '../sticky/route-token.js';
 import type { KeyRing } from '../orchestrator/key-ring.js';
 
@@ -56,6 +57,20 @@ function main(): void {
   // Test-only (TETHER_FAULT_INJECTION=1): a request with `x-tether-fault: crash-worker` makes
   // this worker fail the way a bug would, so tests can watch it being replaced.
   const faultInjection = process.env.TETHER_FAULT_INJECTION === '1';
+
+  const authz = init.authz
+    ? mountAuthz(app, {
+        config: init.config,
+        keyRing: init.keyRing,
+        terminalKeys: init.authz.terminalKeys,
+        serverKeys: init.authz.serverKeys,
+        runtime: () => runtime,
+        counters,
+        sessions,
+        push: (pool, id, f, box) => send({ v: 1, type: 'grant', pool, id, f, box }),
+        log,
+      })
+    : null;
 
   app.any('/*', (res, req) => {
     if (faultInjection && req.getHeader('x-tether-fault') === 'crash-worker') {
@@ -145,6 +160,10 @@ function main(): void {
     switch (msg.type) {
       case 'key-ring':
         applyKeyRing(msg.keyRing);
+        authz?.setKeyRing(msg.keyRing);
+        return;
+      case 'terminal-keys':
+        authz?.setTerminalKeys(msg.keys);
         return;
       case 'backends': {
         // Registry change: swap in a new snapshot. In-flight exchanges keep the one they started

@@ -39,6 +39,8 @@ export interface ControlDeps {
   publish(): Promise<void>;
   windowMs: number;
   log: Logger;
+  /** A backend's agent gained or lost its control connection (grants can reach it, or not). */
+  onConnection?: (pool: string, id: string, connected: boolean) => void;
   now?: () => number;
 }
 
@@ -47,6 +49,8 @@ export class ControlServer {
   readonly frames: Record<string, number> = {};
   private readonly nonces = new Map<string, number>();
   private readonly conns = new Set<WebSocket<Conn>>();
+  /** The connection each backend's agent speaks on (by `pool|id`): where its grants go. */
+  private readonly agents = new Map<string, { ws: WebSocket<Conn>; pool: string; id: string }>();
   private readonly sweeper: NodeJS.Timeout;
 
   constructor(private readonly d: ControlDeps) {
@@ -90,6 +94,11 @@ export class ControlServer {
       close: (ws) => {
         ws.getUserData().closed = true;
         this.conns.delete(ws);
+        for (const [k, a] of this.agents) {
+          if (a.ws !== ws) continue;
+          this.agents.delete(k);
+          this.d.onConnection?.(a.pool, a.id, false);
+        }
       },
     });
   }
@@ -193,6 +202,7 @@ export class ControlServer {
     }
     if (!r.ok) return refuse(r.code === 'address_conflict' ? 'conflict' : 'refused', r.code, r.reason);
     this.count('ok');
+    this.track(ws, pool, id, msg.type !== 'leave');
     c.bad = 0;
     const ack: BalancerMessage = { type: 'ack', ref: msg.nonce, ts: now, nonce: randomBytes(NONCE_BYTES), state: r.state, address: r.entry.address, port: r.entry.port };
     if (r.state === 'added' || r.state === 'updated' || r.state === 'removed') {
@@ -202,6 +212,29 @@ export class ControlServer {
         (err: Error) => this.d.log.error({ err: err.message }, 'publishing a registry change failed'),
       );
     } else this.reply(ws, pool, key, ack);
+  }
+
+  /** Remembers (or forgets, on leave) which connection speaks for pool/id. */
+  private track(ws: WebSocket<Conn>, pool: string, id: string, on: boolean): void {
+    const k = `${pool}|${id}`;
+    const had = this.agents.get(k);
+    if (on) {
+      this.agents.set(k, { ws, pool, id });
+      // Every time, not only on change: the backend may have been removed and re-added (new slot).
+      this.d.onConnection?.(pool, id, true);
+    } else if (had) {
+      this.agents.delete(k);
+      this.d.onConnection?.(pool, id, false);
+    }
+  }
+
+  /** Sends an authorization grant to pool/id over its agent's connection; false when it has none. */
+  pushGrant(pool: string, id: string, f: Uint8Array, box: Uint8Array): boolean {
+    const a = this.agents.get(`${pool}|${id}`);
+    const key = this.d.keys.get(pool) ?? this.d.keys.get('*');
+    if (!a || a.ws.getUserData().closed || !key) return false;
+    this.reply(a.ws, pool, key, { type: 'grant', ts: this.now(), nonce: randomBytes(NONCE_BYTES), f, box });
+    return true;
   }
 
   private reply(ws: WebSocket<Conn>, pool: string, key: Buffer, msg: BalancerMessage): void {

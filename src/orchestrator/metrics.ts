@@ -13,6 +13,8 @@ export interface MetricSources {
   /** Control plane: address conflicts refused, and control frames by outcome. */
   addressConflicts(): number;
   controlFrames(): Readonly<Record<string, number>>;
+  /** Authorization grants whose server had no control connection when they were pushed. */
+  grantsUndeliverable(): number;
   workerRestarts(): number;
   workersRunning(): number;
   keyReloads(): number;
@@ -164,6 +166,14 @@ export function createMetrics(src: MetricSources): { text(): Promise<string>; co
     },
   });
   mirroredCounter(registry, 'tether_backend_ejections_5xx_total', 'Backends ejected after a run of consecutive 5xx responses (passive health)', () => r.total('backend_ejections_5xx'));
+  mirroredByLabel(
+    registry,
+    'tether_authz_total',
+    'Authorization handshake outcomes: challenge_issued, granted; refusals bad_request, unknown_user, bad_proof, forged_challenge, stale_challenge, replayed (terminals see only "denied"), rate_limited, no_server',
+    'outcome',
+    (['challenge_issued', 'granted', 'bad_request', 'unknown_user', 'bad_proof', 'forged_challenge', 'stale_challenge', 'replayed', 'rate_limited', 'no_server'] as const).map((o): [string, () => number] => [o, total(`authz_${o}`)]),
+  );
+  mirroredCounter(registry, 'tether_authz_grants_undeliverable_total', 'Grants not pushed because the chosen server had lost its control connection', src.grantsUndeliverable);
   mirroredCounter(registry, 'tether_address_conflicts_total', 'Backend announcements or additions refused because another live backend holds the address', src.addressConflicts);
   new Counter({
     name: 'tether_control_frames_total',

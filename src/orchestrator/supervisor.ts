@@ -17,6 +17,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { BackendConfig, HealthCheckConfig } from '../config/schema.js';
 import { parseAgentKeys } from '../control/frames.js';
+import { parseTerminalKeys } from '../authz/protocol.js';
 import { backendsApi } from './backends-api.js';
 import { ControlServer } from './control.js';
 import { EventLog } from './events.js';
@@ -69,6 +70,8 @@ export async function startTether(config: Config, log: Logger): Promise<RunningT
   let snapshot = registry.snapshot();
   const adminToken = config.adminTokenFile ? readAdminToken(config.adminTokenFile) : null;
   const agentKeys = config.control.agentKeysFile ? readAgentKeys(config.control.agentKeysFile) : null;
+  let terminalKeys = config.authz.terminalKeysFile ? readTerminalKeys(config.authz.terminalKeysFile) : null;
+  if (terminalKeys) log.info({ terminalKeys: terminalKeys.size, path: config.authz.path }, 'authorization handshake on');
   // The session table: allocated zeroed, so its pages cost memory only as entries arrive.
   const table = SharedTable.create(config.tableSize);
   const sessionKey = new Uint8Array(randomBytes(32));
@@ -80,6 +83,7 @@ export async function startTether(config: Config, log: Logger): Promise<RunningT
   }, 1_000);
   tableSweeper.unref();
   let workerRestarts = 0;
+  let grantsUndeliverable = 0;
   let keyReloads = 0;
   let shuttingDown = false;
 
@@ -106,6 +110,7 @@ export async function startTether(config: Config, log: Logger): Promise<RunningT
         shared,
         table: table.buffer,
         sessionKey,
+        authz: terminalKeys && agentKeys ? { terminalKeys: [...terminalKeys], serverKeys: [...agentKeys] } : null,
       };
       slot.appliedVersion = snapshot.version;
       const worker = new Worker(WORKER_URL, { workerData: init, name: `tether-worker-${slot.index}` });
@@ -142,6 +147,12 @@ export async function startTether(config: Config, log: Logger): Promise<RunningT
             log[msg.level]({ worker: slot.index, ...msg.fields }, msg.msg);
             return;
           case 'drained':
+            return;
+          case 'grant':
+            if (!control?.pushGrant(msg.pool, msg.id, msg.f, msg.box)) {
+              grantsUndeliverable++;
+              log.warn({ event: 'grant_undeliverable', pool: msg.pool, id: msg.id }, `authorization grant for ${msg.pool}/${msg.id} not delivered: its control connection is gone`);
+            }
             return;
           case 'backends-applied':
             slot.appliedVersion = Math.max(slot.appliedVersion, msg.version);
@@ -232,13 +243,26 @@ export async function startTether(config: Config, log: Logger): Promise<RunningT
   updateChecks();
   const heartbeats = setInterval(() => registry.expire(config.control.heartbeatTimeoutMs), 1_000);
   heartbeats.unref();
-  const control = agentKeys ? new ControlServer({ keys: agentKeys, registry, publish, windowMs: config.control.windowMs, log }) : null;
+  const control = agentKeys
+    ? new ControlServer({
+        keys: agentKeys,
+        registry,
+        publish,
+        windowMs: config.control.windowMs,
+        log,
+        onConnection: (pool, id, connected) => {
+          const e = registry.get(pool, id);
+          if (e) reader.setControlConnected(e.slot, connected);
+        },
+      })
+    : null;
 
   const metrics = createMetrics({
     reader,
     backends: () => registry.entries().map((e) => ({ pool: e.pool, id: e.id, slot: e.slot, checkDown: e.checkDown, lost: e.lost, draining: e.draining !== null })),
     addressConflicts: () => registry.conflicts,
     controlFrames: () => control?.frames ?? {},
+    grantsUndeliverable: () => grantsUndeliverable,
     workerRestarts: () => workerRestarts,
     workersRunning: () => workers.filter((w) => w.listening).length,
     keyReloads: () => keyReloads,
@@ -286,6 +310,17 @@ export async function startTether(config: Config, log: Logger): Promise<RunningT
   }
 
   function reloadKeys(): void {
+    if (config.authz.terminalKeysFile) {
+      // A bad terminal key file keeps the running keys, as a bad route-token key file does.
+      try {
+        const next = readTerminalKeys(config.authz.terminalKeysFile);
+        terminalKeys = next;
+        for (const w of workers) post(w, { v: 1, type: 'terminal-keys', keys: [...next] });
+        log.info({ terminalKeys: next.size }, 'terminal keys reloaded');
+      } catch (err) {
+        log.error({ err: (err as Error).message }, 'SIGHUP: terminal key file rejected; the running terminal keys stay');
+      }
+    }
     if (!config.keyFile) {
       log.warn('SIGHUP: no --key-file to re-read; the random key stays');
       return;
@@ -295,6 +330,7 @@ export async function startTether(config: Config, log: Logger): Promise<RunningT
     for (const w of warnings) log.warn(w);
     keyRing = ring;
     for (const w of workers) post(w, { v: 1, type: 'key-ring', keyRing });
+
     keyReloads++;
     log.info(
       { keys: ring.keys.map((k) => ({ id: k.id, retireAt: k.retireAt ? new Date(k.retireAt).toISOString() : undefined })), sealKeyId: ring.sealKeyId },
@@ -386,19 +422,23 @@ function readAdminToken(path: string): string {
   return text;
 }
 
-function readAgentKeys(path: string): Map<string, Buffer> {
+/** Reads a key file for `flag`; any problem becomes a TETHER_ERR_CONFIG naming the file. */
+function readKeys(path: string, flag: string, parse: (text: string, source: string) => Map<string, Buffer>): Map<string, Buffer> {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    throw new TetherError('TETHER_ERR_CONFIG', `cannot read --agent-keys ${path}: ${(err as Error).message}`, { cause: err });
+    throw new TetherError('TETHER_ERR_CONFIG', `cannot read ${flag} ${path}: ${(err as Error).message}`, { cause: err });
   }
   try {
-    return parseAgentKeys(text, path);
+    return parse(text, path);
   } catch (err) {
     throw new TetherError('TETHER_ERR_CONFIG', (err as Error).message, { cause: err });
   }
 }
+
+const readTerminalKeys = (path: string) => readKeys(path, '--terminal-keys', parseTerminalKeys);
+const readAgentKeys = (path: string) => readKeys(path, '--agent-keys', parseAgentKeys);
 
 /** The config's check (expect as 'NNN' or 'NNN-NNN') in the checker's shape. */
 function toCheck(hc: HealthCheckConfig): CheckSpec {

@@ -68,6 +68,17 @@ export const C = {
   binding_unverifiable: 44,
   // Backend health.
   backend_ejections_5xx: 45,
+  // Authorization handshake (src/authz/balancer.ts): one per outcome.
+  authz_challenge_issued: 46,
+  authz_granted: 47,
+  authz_bad_request: 48,
+  authz_unknown_user: 49,
+  authz_bad_proof: 50,
+  authz_forged_challenge: 51,
+  authz_stale_challenge: 52,
+  authz_replayed: 53,
+  authz_rate_limited: 54,
+  authz_no_server: 55,
 } as const;
 
 export type GlobalCounter = keyof typeof C;
@@ -94,6 +105,8 @@ export const BACKEND_STATE = [
   'unavailable',
   /** Set by the orchestrator only: 0, or draining: no new sessions; sticky ones until this time (ms). */
   'drain_until',
+  /** Set by the orchestrator only: 1 while the backend's agent holds a control connection (grants can reach it). */
+  'control',
 ] as const;
 
 /** `unavailable` bits. */
@@ -105,6 +118,7 @@ const S_5XX = 2;
 const S_EJECTED_5XX = 3;
 const S_UNAVAILABLE = 4;
 const S_DRAIN_UNTIL = 5;
+const S_CONTROL = 6;
 
 export type BackendCounter = (typeof BACKEND_COUNTERS)[number];
 
@@ -193,6 +207,11 @@ export class WorkerCounters {
     const s = this.slots;
     const drain = s[at + S_DRAIN_UNTIL]!;
     return s[at + S_DOWN_UNTIL]! <= now && s[at + S_UNAVAILABLE] === 0 && (drain === 0 || now < drain);
+  }
+
+  /** Does the backend's agent hold a control connection (so an authorization grant can reach it)? */
+  backendControlled(slot: number): boolean {
+    return this.slots[this.stateBase + slot * BACKEND_STATE.length + S_CONTROL] === 1;
   }
 
   /** In-flight requests to a backend summed over every worker (least-connections reads this). */
@@ -297,6 +316,11 @@ export class CounterReader {
   /** Orchestrator only: 0 = not draining; else sticky sessions keep going until this time (ms; Infinity: no deadline). */
   setDrainUntil(slot: number, until: number): void {
     this.slots[this.stateAt(slot) + S_DRAIN_UNTIL] = until;
+  }
+
+  /** Orchestrator only: the backend's agent holds (or lost) a control connection. */
+  setControlConnected(slot: number, on: boolean): void {
+    this.slots[this.stateAt(slot) + S_CONTROL] = on ? 1 : 0;
   }
 
   /** A slot handed to a new backend starts clean: its old counters and state are zeroed. */

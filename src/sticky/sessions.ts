@@ -19,11 +19,13 @@ import { SharedTable, TableEntry } from '../shared-memory/table.js';
 export const ENTRY_LEARNED = 1;
 export const ENTRY_BOUND = 2;
 export const ENTRY_REVOKED = 3;
+/** A one-time value already used (an authorization challenge whose proof was accepted). */
+export const ENTRY_USED = 4;
 export const ENTRY_SLIDING = 0x10;
 export const ENTRY_KIND_MASK = 0x0f;
 
 /** What a fingerprint is of: an application session id, or a route token string. */
-export type SessionKeyKind = 'session' | 'token';
+export type SessionKeyKind = 'session' | 'token' | 'authz';
 
 /** A backend's 32-bit reference in table entries: FNV-1a of its ID (stable across reloads and nodes). */
 export function backendRef(id: string): number {
@@ -83,6 +85,15 @@ export class SessionStore {
     if (this.table.get(k0, k1, k2, nowSec, this.entry) && (this.entry.flags & ENTRY_KIND_MASK) === ENTRY_REVOKED) return false;
     this.table.put(k0, k1, k2, ref, flags, tag, expiresAt, nowSec);
     return true;
+  }
+
+  /**
+   * Records a one-time value (e.g. an authorization challenge) until `expiresAt` (Unix seconds);
+   * false when it was already recorded: every worker sees the first use.
+   */
+  markUsed(fp: Fingerprinter, value: string, expiresAt: number, nowSec: number): boolean {
+    const k = fp.ofString(value);
+    return this.table.put(k[0]!, k[1]!, k[2]!, 0, ENTRY_USED, null, expiresAt, nowSec) !== 'updated';
   }
 
   delete(fp: Fingerprinter, value: string): boolean {

@@ -151,3 +151,13 @@ describe('health, admin and agent flags', () => {
     expect(() => loadConfig(['--backend', 'a=127.0.0.1:1', '--pool', 'web', '--agent-keys', '/k'], {})).not.toThrow();
   });
 });
+
+describe('authorization flags', () => {
+  it('parses the handshake flags and needs agent keys to deliver grants', () => {
+    const { config } = loadConfig(['--pool', 'app', '--agent-keys', '/k/agents', '--terminal-keys', '/k/terminals', '--authz-pool', 'app', '--authz-path', '/auth/v1', '--authz-window', '10000', '--authz-fail-limit', '0'], {});
+    expect(config.authz).toEqual({ terminalKeysFile: '/k/terminals', path: '/auth/v1', pool: 'app', windowMs: 10_000, failLimit: 0 });
+    expect(() => loadConfig(['--backend', 'a=127.0.0.1:1', '--terminal-keys', '/k/terminals'], {})).toThrow(/give --agent-keys too/);
+    expect(() => loadConfig(['--pool', 'app', '--agent-keys', '/k', '--terminal-keys', '/t', '--authz-pool', 'nope'], {})).toThrow(/authz\.pool: no pool 'nope'/);
+    expect(() => loadConfig(['--pool', 'app', '--agent-keys', '/k', '--authz-path', 'no-slash'], {})).toThrow(/authz\.path/);
+  });
+});

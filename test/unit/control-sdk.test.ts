@@ -342,6 +342,45 @@ describe('startAgent', () => {
     expect((timeout as { error: Error }).error).toMatchObject({ code: 'reply_timeout' });
   });
 
+  it('hands unsolicited authenticated frames to onMessage; stray replies and forged frames are still dropped', async () => {
+    const fake = await balancer();
+    const pushed = new EventLog<Record<string, unknown>>();
+    const { agent, events } = agentFor(fake, { heartbeatMs: 60_000, onMessage: (m) => pushed.push(m) });
+    await agent.ready;
+    const { socket } = await fake.connections.waitFor('the connection', () => true);
+    const push = (msg: object, key: Uint8Array = KEY): void =>
+      socket.send(encodeFrame('B', POOL, key, { ts: Date.now(), nonce: randomBytes(16), ...msg }, referenceHmacSha256), { binary: true });
+    const f = randomBytes(16);
+    const box = randomBytes(64);
+    push({ type: 'ack', ref: randomBytes(16), state: 'up' }); // answers nothing we sent
+    push({ type: 'grant', f, box }, randomBytes(32)); // not under the pool key
+    push({ type: 'grant', f, box });
+    const grant = await pushed.waitFor('the grant', (m) => m.type === 'grant');
+    expect(grant).toMatchObject({ type: 'grant', f, box });
+    expect(pushed.items).toHaveLength(1);
+    // Frames are handled in order, so both drops were reported before the grant arrived.
+    const dropped = events.items.filter(ofType('error')).map((e) => e.error);
+    expect(dropped).toHaveLength(2);
+    expect(dropped[0]).toMatchObject({ code: 'bad_reply', message: "dropped a 'ack' frame that answers no pending request" });
+    expect(dropped[1]).toMatchObject({ name: 'FrameError', problem: 'bad_mac' });
+  });
+
+  it('reports what an onMessage handler throws and keeps running', async () => {
+    const fake = await balancer();
+    const { agent, events } = agentFor(fake, {
+      heartbeatMs: 60_000,
+      onMessage: () => {
+        throw new Error('handler bug');
+      },
+    });
+    await agent.ready;
+    const { socket } = await fake.connections.waitFor('the connection', () => true);
+    socket.send(encodeFrame('B', POOL, KEY, { type: 'grant', ts: Date.now(), nonce: randomBytes(16) }, referenceHmacSha256), { binary: true });
+    const error = await events.waitFor('the handler error', ofType('error'));
+    expect(error).toMatchObject({ during: 'frame', error: { message: 'handler bug' } });
+    expect(await agent.drain()).toEqual({ state: 'draining' });
+  });
+
   it('rejects ready and stops for good on close(), with no reconnect afterwards', async () => {
     const fake = await balancer();
     // A: connected and announced, closed by the application.
@@ -429,6 +468,7 @@ describe('startAgent', () => {
       [{ reconnect: { minMs: 100, maxMs: 10 } }, 'expected reconnect.maxMs ≥ reconnect.minMs (100) but received 10'],
       [{ reconnect: { minMs: 100 } }, /for reconnect.maxMs but received undefined/],
       [{ onEvent: 'log' }, /expected a function for onEvent/],
+      [{ onMessage: {} }, /expected a function for onMessage/],
       [{ heartbeat: 5000 }, /^unknown option 'heartbeat' in agent options/],
     ];
     for (const [change, message] of cases) {

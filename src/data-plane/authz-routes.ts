@@ -1,0 +1,139 @@
+// The authorization handshake's HTTP routes on a worker's uWS app: POST <path>/hello and
+// <path>/proof (src/authz/balancer.ts does the work). Bodies are small and bounded; each
+// request has a deadline; the answer is JSON or msgpack, like the request.
+import { createHmac } from 'node:crypto';
+import type { HttpRequest, HttpResponse, TemplatedApp } from '@trufflesuite/uws-js-unofficial';
+import { AuthzService, encodeAnswer, parseBody, type AuthzAnswer, type AuthzOutcome } from '../authz/balancer.js';
+import { b64u } from '../authz/protocol.js';
+import type { Config } from '../config/schema.js';
+import { hmacSha256, hmacVerify } from '../native/index.js';
+import type { KeyRing } from '../orchestrator/key-ring.js';
+import { C, type WorkerCounters } from '../shared-memory/counters.js';
+import type { SessionStore } from '../sticky/sessions.js';
+import type { Runtime } from './runtime.js';
+
+const MAX_BODY = 2_048;
+const BODY_DEADLINE_MS = 5_000;
+
+const OUTCOME_COUNTER: Record<AuthzOutcome, number> = {
+  challenge_issued: C.authz_challenge_issued,
+  granted: C.authz_granted,
+  bad_request: C.authz_bad_request,
+  unknown_user: C.authz_unknown_user,
+  bad_proof: C.authz_bad_proof,
+  forged_challenge: C.authz_forged_challenge,
+  stale_challenge: C.authz_stale_challenge,
+  replayed: C.authz_replayed,
+  rate_limited: C.authz_rate_limited,
+  no_server: C.authz_no_server,
+};
+
+const STATUS: Record<number, string> = { 200: '200 OK', 400: '400 Bad Request', 403: '403 Forbidden', 408: '408 Request Timeout', 413: '413 Content Too Large', 429: '429 Too Many Requests', 503: '503 Service Unavailable' };
+
+/** Challenge secrets from the route-token key ring: every node with the same key file checks every node's challenges. */
+function challengeSecrets(ring: KeyRing): Buffer[] {
+  const keys = [...ring.keys].sort((a, b) => Number(b.id === ring.sealKeyId) - Number(a.id === ring.sealKeyId));
+  return keys.map((k) => createHmac('sha256', k.key).update('tether-authz-challenge-secret-v1').digest());
+}
+
+export interface AuthzRoutes {
+  setTerminalKeys(keys: [string, Uint8Array][]): void;
+  setKeyRing(ring: KeyRing): void;
+}
+
+export function mountAuthz(
+  app: TemplatedApp,
+  o: {
+    config: Config;
+    keyRing: KeyRing;
+    terminalKeys: [string, Uint8Array][];
+    serverKeys: [string, Uint8Array][];
+    runtime: () => Runtime;
+    counters: WorkerCounters;
+    sessions: SessionStore;
+    push(pool: string, id: string, f: Uint8Array, box: Uint8Array): void;
+    log: (level: 'warn', msg: string, fields?: Record<string, unknown>) => void;
+  },
+): AuthzRoutes {
+  const cfg = o.config.authz;
+  let terminalKeys = new Map(o.terminalKeys);
+  let secrets = challengeSecrets(o.keyRing);
+  const serverKeys = new Map(o.serverKeys);
+  const usedFp = o.sessions.fingerprinter('_authz', 'authz');
+  const poolName = cfg.pool;
+  const service = new AuthzService({
+    terminalKeys: () => terminalKeys,
+    challengeSecrets: () => secrets,
+    serverKey: (pool) => serverKeys.get(pool) ?? serverKeys.get('*') ?? null,
+    sign: hmacSha256,
+    verify: hmacVerify,
+    markUsed: (nB, expiresAtMs) => {
+      const nowSec = Math.floor(Date.now() / 1000);
+      return o.sessions.markUsed(usedFp, b64u(nB), Math.max(nowSec + 1, Math.ceil(expiresAtMs / 1000) + 1), nowSec);
+    },
+    pickServer: () => {
+      const rt = o.runtime();
+      const pool = poolName ? rt.pools.get(poolName) : rt.defaultPool;
+      if (!pool) return null;
+      const i = pool.grantBalancer.pick({}, -1);
+      if (i < 0) return null;
+      const b = pool.backends[i]!;
+      return { pool: pool.name, id: b.id, address: b.host, port: b.port };
+    },
+    push: (server, f, box) => o.push(server.pool, server.id, f, box),
+    count: (outcome) => o.counters.inc(OUTCOME_COUNTER[outcome]),
+    log: o.log,
+    windowMs: cfg.windowMs,
+    failLimit: cfg.failLimit,
+    now: Date.now,
+  });
+
+  const route = (which: 'hello' | 'proof') => (res: HttpResponse, req: HttpRequest) => {
+    const contentType = req.getHeader('content-type');
+    let done = false;
+    let aborted = false;
+    let size = 0;
+    const chunks: Buffer[] = [];
+    const answer = (a: AuthzAnswer, binary: boolean, close = false) => {
+      if (done || aborted) return;
+      done = true;
+      clearTimeout(deadline);
+      const { type, bytes } = encodeAnswer(a, binary);
+      res.cork(() => {
+        res.writeStatus(STATUS[a.status] ?? `${a.status} Error`).writeHeader('content-type', type).writeHeader('cache-control', 'no-store');
+        res.end(bytes, close);
+      });
+    };
+    const binaryRequest = /^application\/(x-)?msgpack\b/i.test(contentType);
+    const deadline = setTimeout(() => answer({ status: 408, body: { error: 'bad_request', message: `request body not received within ${BODY_DEADLINE_MS} ms` } }, binaryRequest, true), BODY_DEADLINE_MS);
+    res.onAborted(() => {
+      aborted = true;
+      clearTimeout(deadline);
+    });
+    const clientIp = which === 'proof' ? Buffer.from(res.getRemoteAddressAsText()).toString('latin1') : '';
+    res.onData((chunk, isLast) => {
+      if (done) return;
+      size += chunk.byteLength;
+      if (size > MAX_BODY) {
+        o.counters.inc(C.authz_bad_request);
+        answer({ status: 413, body: { error: 'bad_request', message: `request body over ${MAX_BODY} bytes` } }, binaryRequest, true);
+        return;
+      }
+      chunks.push(Buffer.from(chunk.slice(0)));
+      if (!isLast) return;
+      const parsed = parseBody(Buffer.concat(chunks), contentType);
+      if (typeof parsed === 'string') {
+        o.counters.inc(C.authz_bad_request);
+        answer({ status: 400, body: { error: 'bad_request', message: parsed } }, binaryRequest);
+        return;
+      }
+      answer(which === 'hello' ? service.hello(parsed.body, parsed.binary) : service.proof(parsed.body, parsed.binary, clientIp), parsed.binary);
+    });
+  };
+  app.post(`${cfg.path}/hello`, route('hello'));
+  app.post(`${cfg.path}/proof`, route('proof'));
+  return {
+    setTerminalKeys: (keys) => (terminalKeys = new Map(keys)),
+    setKeyRing: (ring) => (secrets = challengeSecrets(ring)),
+  };
+}
