@@ -21,7 +21,7 @@ export function esc(value) {
 
 const num = (v) => (typeof v === 'number' && Number.isFinite(v) ? v : null);
 // The same formatting as formatTable in bench/report.js, so both reports show identical figures.
-const fixed = (value, digits) => (num(value) === null ? '—' : value.toFixed(digits));
+const fixed = (value, digits, missing = '—') => (num(value) === null ? missing : value.toFixed(digits));
 const ratio = (value) => (num(value) === null ? '—' : `${value.toFixed(2)}×`);
 
 /** A round step for about `count` gridlines up to `max`: 1, 2 or 5 × 10^k. */
@@ -107,7 +107,7 @@ function summaryTable(rows, columns) {
     }
     const cells = [
       fixed(row.rps, 0),
-      ...columns.map((c) => fixed(row.extra?.[c.key] ?? null, c.digits ?? 1)),
+      ...columns.map((c) => fixed(row.extra?.[c.key] ?? null, c.digits ?? 1, c.missing)),
       fixed(row.p50Ms, 3),
       fixed(row.p99Ms, 3),
       fixed(row.cpuPer1k, 4),

@@ -92,7 +92,8 @@ export function peersOf(results, scenario) {
   });
 }
 
-const fixed = (value, digits) => (value === null || value === undefined ? '—' : value.toFixed(digits));
+/** `missing`: what a figure that could not be measured shows (a column's own `missing`, else '—'). */
+const fixed = (value, digits, missing = '—') => (value === null || value === undefined ? missing : value.toFixed(digits));
 
 /** A plain-text table for rows from summarizeScenario, with the scenario's own `columns` after req/s. */
 export function formatTable(rows, columns = []) {
@@ -104,7 +105,7 @@ export function formatTable(rows, columns = []) {
     return [
       row.flagged ? `${row.peer} !` : row.peer,
       fixed(row.rps, 0),
-      ...columns.map((c) => fixed(row.extra?.[c.key] ?? null, c.digits ?? 1)),
+      ...columns.map((c) => fixed(row.extra?.[c.key] ?? null, c.digits ?? 1, c.missing)),
       fixed(row.p50Ms, 3),
       fixed(row.p99Ms, 3),
       fixed(row.cpuPer1k, 4),

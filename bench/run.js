@@ -3,7 +3,8 @@
 // measured run, on the same two backends, and stopped after it. TLS passthrough scenarios
 // (backendKind 'tls') get two TLS backends instead (tls-backend.js, certificates for
 // app1.bench.test and app2.bench.test from a CA made for the run), and the peers that do
-// passthrough are started in that mode with one SNI route per name. Rounds are interleaved
+// passthrough are started in that mode with one SNI route per name; an `authz` scenario starts
+// the peers that do the authorization handshake with their startAuthz(). Rounds are interleaved
 // (round r: every peer in turn) so slow drifts of a shared machine hit every peer alike.
 // See `node bench/run.js --help`; results go to DIR/results.json and the terminal.
 
@@ -177,13 +178,16 @@ async function runOnce({ peer, scenario, round, options, backends, tls, workDir,
     };
     const passthrough = isTls(scenario);
     if (passthrough && !scenario.measure) throw new Error(`scenario ${scenario.name}: a passthrough scenario must drive its own load (measure)`);
+    const httpBackends = backends.map(({ name, port: p }) => ({ name, port: p }));
     started = passthrough
       ? await peer.startPassthrough({ ...common, tlsBackends: tls.backends.map(({ name, port: p }) => ({ name, port: p })), routes: tls.routes, ca: tls.ca })
-      : await peer.start({ ...common, stickiness: scenario.stickiness, backends: backends.map(({ name, port: p }) => ({ name, port: p })) });
+      : scenario.authz
+        ? await peer.startAuthz({ ...common, backends: httpBackends })
+        : await peer.start({ ...common, stickiness: scenario.stickiness, backends: httpBackends });
     void started.handle.exited.then((e) => {
       exitedEarly = e;
     });
-    const setupKey = passthrough ? `${peer.name} passthrough` : peer.name;
+    const setupKey = passthrough ? `${peer.name} passthrough` : scenario.authz ? `${peer.name} authz` : peer.name;
     if (!setups.has(setupKey)) setups.set(setupKey, started.setup);
     const startedAt = Date.now();
     await started.waitReady(READY_DEADLINE_MS);
@@ -199,7 +203,7 @@ async function runOnce({ peer, scenario, round, options, backends, tls, workDir,
           options,
           dir,
         }
-      : { url: started.url, peer, backendNames: BACKEND_NAMES, backends, options, dir };
+      : { url: started.url, peer, backendNames: BACKEND_NAMES, backends, options, dir, ...(scenario.authz ? { authz: started.authz } : {}) };
     prepared = await scenario.prepare(context);
     record.checks = prepared.checks;
     // A scenario drives load with wrk (the default) or with its own `measure` (multi-step
@@ -385,6 +389,7 @@ async function main() {
     for (const p of results.peers) {
       if (setups.has(p.name)) p.setup = setups.get(p.name);
       if (setups.has(`${p.name} passthrough`)) p.passthrough.setup = setups.get(`${p.name} passthrough`);
+      if (setups.has(`${p.name} authz`)) p.authzSetup = setups.get(`${p.name} authz`);
     }
     writeFileSync(resultsPath, `${JSON.stringify(results, null, 2)}\n`);
   };

@@ -15,6 +15,9 @@
 //                nothing for other names; never terminates TLS. Only peers exporting it run in
 //                passthrough scenarios (backendKind 'tls'), and then
 //                available({ repoRoot, passthrough: true }) says whether it can here.
+//   startAuthz?(same as start) → start()'s result plus `authz`: { host, port, path, pool, control,
+//                agentKey, terminalKeysFile, users, pid }: the authorization handshake on (see
+//                ./tether.js). Only peers exporting it run in `authz` scenarios (authz-handshakes).
 // ./index.js runsIn() is the one place that decides which peer runs in which scenario.
 // The runner owns stopping: handle.kill() kills the peer's whole process group.
 

@@ -15,12 +15,15 @@ export const peers = [tether, haproxy, nginx, httpProxy, haproxySource, nginxHas
  * Whether `peer` runs in `scenario`: the one rule, used by the harness and recorded in
  * results.json. A peer's `scenarios` list (variants made for one scenario) limits it to
  * those; a passthrough scenario (backendKind 'tls') needs a peer that does TLS passthrough
- * (exports startPassthrough; node-http-proxy does not).
+ * (exports startPassthrough; node-http-proxy does not), an `authz` scenario one that does the
+ * authorization handshake (exports startAuthz; only Tether).
  */
 export function runsIn(peer, scenario) {
   if (peer.scenarios && !peer.scenarios.includes(scenario.name)) return false;
   // A scenario that needs a stickiness mode (learn-hit: `learn`) runs the peers that have it.
   if (scenario.stickiness && !(peer.stickinessModes ?? []).includes(scenario.stickiness)) return false;
   if (scenario.backendKind === 'tls') return typeof peer.startPassthrough === 'function';
+  // The authorization handshake (authz-handshakes) is Tether's own: peers exporting startAuthz().
+  if (scenario.authz) return typeof peer.startAuthz === 'function';
   return true;
 }

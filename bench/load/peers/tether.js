@@ -4,6 +4,8 @@
 // ready when GET http://ADMIN/readyz answers 200; route cookie `TETHER=<token>`.
 // Passthrough (startPassthrough): --passthrough HOST:PORT and one --sni NAME=POOL per route,
 // each pool one backend (--backend POOL/ID=HOST:PORT, --sticky POOL/none: nothing to stick).
+// Authorization handshake (startAuthz, scenario authz-handshakes): start()'s flags plus --pool,
+// --agent-keys, --terminal-keys and --authz-pool; servers join the pool over ws://ADMIN/control.
 
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -56,7 +58,50 @@ export async function start({ backends, workers, port, dir, repoRoot, stickiness
     await waitUntilAnswers(readyUrl, handle, { deadlineMs });
     return waitUntilAnswers(url, handle, { deadlineMs: Math.max(1000, deadlineMs - (Date.now() - started)) });
   };
-  return { handle, url, waitReady, setup: { command: `node ${args.join(' ')}` } };
+  return { handle, url, admin: `127.0.0.1:${adminPort}`, waitReady, setup: { command: `node ${args.join(' ')}` } };
+}
+
+/** Users in the terminal key file startAuthz() writes (`user0000` … `user0999`). */
+export const AUTHZ_USERS = 1000;
+/** The pool whose servers receive grants, and the handshake's path (the CLI's default). */
+export const AUTHZ_POOL = 'authz';
+export const AUTHZ_PATH = '/_tether/authz';
+
+/**
+ * The authorization handshake on (scenario authz-handshakes): start()'s setup plus a declared
+ * pool AUTHZ_POOL with no backends (app servers join it over the control channel), its agent
+ * key (--agent-keys: one line `authz <hex>`), AUTHZ_USERS terminal keys (--terminal-keys: lines
+ * `<user> <hex>`), and --authz-pool authz. `authz` in the result is what the scenario needs.
+ */
+export async function startAuthz(options) {
+  const { dir } = options;
+  const agentKey = randomBytes(32).toString('hex');
+  const agentKeysFile = join(dir, 'tether.agent-keys');
+  const terminalKeysFile = join(dir, 'tether.terminal-keys');
+  writeFileSync(agentKeysFile, `${AUTHZ_POOL} ${agentKey}\n`, { mode: 0o600 });
+  const users = Array.from({ length: AUTHZ_USERS }, (_, i) => `user${String(i).padStart(4, '0')} ${randomBytes(32).toString('hex')}\n`);
+  writeFileSync(terminalKeysFile, users.join(''), { mode: 0o600 });
+  const started = await start(options, [
+    '--pool', AUTHZ_POOL,
+    '--agent-keys', agentKeysFile,
+    '--terminal-keys', terminalKeysFile,
+    '--authz-pool', AUTHZ_POOL,
+  ]);
+  const [host, port] = new URL(started.url).host.split(':');
+  return {
+    ...started,
+    authz: {
+      host,
+      port: Number(port),
+      path: AUTHZ_PATH,
+      pool: AUTHZ_POOL,
+      control: `ws://${started.admin}/control`,
+      agentKey,
+      terminalKeysFile,
+      users: AUTHZ_USERS,
+      pid: started.handle.pid,
+    },
+  };
 }
 
 /**

@@ -9,7 +9,8 @@
 //       errors, errorCount, extra?, raw? }
 //       Drives the load itself instead of wrk (multi-step clients wrk cannot express). `extra`
 //       holds the scenario's own figures, named by `columns`.
-//   columns?: [{ key, label, digits }]   extra figures for the report (medians over rounds)
+//   columns?: [{ key, label, digits, missing? }]   extra figures for the report (medians over
+//       rounds); `missing`: what the table shows when a figure could not be measured (default '—')
 //   loadDescription?(options) → string   how the load is driven, for the report header
 //   warmup?: false                       skip the warm-up run (the scenario warms up itself)
 //   stickiness?: 'learn'                 runs only the peers listing it in `stickinessModes`, and
@@ -19,11 +20,15 @@
 //       HTTP ones, starts each peer with its startPassthrough() (SNI routes, one per backend
 //       name), and the context carries `passthrough: { host, port, ca, routes }` instead of a
 //       usable `url`. Such a scenario drives its own load (measure). See ./passthrough-common.js.
+//   authz?: true                         the authorization handshake: runs only the peers exporting
+//       startAuthz() (Tether), started with it instead of start(); the context also carries
+//       `authz` (see ../peers/common.js). See ./authz-handshakes.js.
 //
 // Which peers run in which scenario is decided in one place, ../peers/index.js runsIn(): a
 // peer module may export `scenarios: [names]` to run only in those (variants such as
 // source-IP stickiness exist to show what roaming clients lose), and only peers exporting
-// startPassthrough() run in backendKind 'tls' scenarios.
+// startPassthrough() run in backendKind 'tls' scenarios, and only peers exporting startAuthz() in
+// `authz` ones.
 
 import * as stickyHit from './sticky-hit.js';
 import * as learnHit from './learn-hit.js';
@@ -34,5 +39,6 @@ import * as manyIdle from './many-idle.js';
 import * as passthroughSmall from './passthrough-small.js';
 import * as passthroughBulk from './passthrough-bulk.js';
 import * as passthroughHandshakes from './passthrough-handshakes.js';
+import * as authzHandshakes from './authz-handshakes.js';
 
-export const scenarios = [stickyHit, firstVisit, learnHit, roaming, largeBody, manyIdle, passthroughSmall, passthroughBulk, passthroughHandshakes];
+export const scenarios = [stickyHit, firstVisit, learnHit, roaming, largeBody, manyIdle, passthroughSmall, passthroughBulk, passthroughHandshakes, authzHandshakes];
