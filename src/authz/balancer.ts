@@ -6,7 +6,7 @@
 //
 // A terminal is told only `denied` for every failed proof: which part was wrong (user, MAC,
 // challenge, replay) goes to the counters and the log, never to the client. Failed proofs are
-// limited per user and per client IP (per worker).
+// limited per user and per client IP (per worker): past the limit they are answered 429.
 import { randomBytes } from 'node:crypto';
 import { pack, unpack } from 'msgpackr';
 import {
@@ -117,10 +117,10 @@ export class AuthzService {
     const nB = bytes(body.nB, CHALLENGE_BYTES, binary);
     const proof = bytes(body.proof, PROOF_BYTES, binary);
     if (!isUserId(user) || !nT || !nB || !proof) return this.fail('bad_request', bad('expected user, nT (16 bytes), nB (56 bytes) and proof (32 bytes)'));
-    if (this.limited(this.byIp, clientIp, now) || this.limited(this.byUser, user, now)) {
-      this.d.count('rate_limited');
-      return { status: 429, body: { error: 'rate_limited', message: 'too many failed proofs: try again later' } };
-    }
+    // Past the limit, failed proofs get 429 instead of 403, and are not logged one by one. A good
+    // proof still passes: otherwise anyone could lock a user (or everyone behind one NAT) out by
+    // sending bad proofs in their name. Guessing a 256-bit key gains nothing from getting through.
+    const limited = this.limited(this.byIp, clientIp, now) || this.limited(this.byUser, user, now);
     const key = this.d.terminalKeys().get(user);
     const proofOk = this.d.verify(key ?? DUMMY_KEY, proofInput(user, nT, nB), proof);
     let why: AuthzOutcome | null = key ? (proofOk ? null : 'bad_proof') : 'unknown_user';
@@ -144,6 +144,10 @@ export class AuthzService {
     if (why !== null) {
       this.strike(this.byIp, clientIp, now);
       this.strike(this.byUser, user, now);
+      if (limited) {
+        this.d.count('rate_limited');
+        return { status: 429, body: { error: 'rate_limited', message: 'too many failed proofs: try again later' } };
+      }
       this.d.log('warn', `authorization refused for ${user} from ${clientIp}: ${why}`, { event: 'authz_refused', user, clientIp, why });
       return this.fail(why, DENIED);
     }

@@ -183,8 +183,8 @@ describe('authorization handshake, end to end', () => {
   });
 
   it('a brute-force loop is throttled', async () => {
-    // kiosk-2 from one address with wrong keys: after the limit (5 a minute per worker), 429,
-    // even when the key is right. Bounded: at most 40 tries.
+    // kiosk-2 from one address with wrong keys: past the limit (5 a minute per worker) the
+    // failures are answered 429. Bounded: at most 40 tries.
     let limited = 0;
     for (let i = 0; i < 40 && limited < 3; i++) {
       const err = await refusal(authorizeAs({ userId: 'kiosk-2', key: randomBytes(32), from: '127.0.0.30' }));

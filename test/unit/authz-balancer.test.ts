@@ -111,17 +111,20 @@ describe('authorization, balancer side', () => {
     expect(c.service.proof(h2.body, false, '127.0.0.2').status).toBe(403);
   });
 
-  it('throttles failed proofs per user and per IP, and a good proof from elsewhere still passes', () => {
+  it('throttles failed proofs per user and per IP; a good proof still passes (no lockout by strangers)', () => {
     const { service, counts } = setup({ failLimit: 3 });
     for (let i = 0; i < 3; i++) expect(service.proof(handshake(service, 'kiosk-7', randomBytes(32)).body, false, '127.0.0.5').status).toBe(403);
-    // The user is now limited, from any address, even with the right key.
-    expect(service.proof(handshake(service).body, false, '127.0.0.6').status).toBe(429);
-    expect(counts.get('rate_limited')).toBe(1);
-    // Another user from a fresh address is unaffected; the limited IP is limited for anyone.
+    // Past the limit a failed proof is answered 429, from that address and for that user anywhere…
+    expect(service.proof(handshake(service, 'kiosk-7', randomBytes(32)).body, false, '127.0.0.5').status).toBe(429);
+    expect(service.proof(handshake(service, 'kiosk-7', randomBytes(32)).body, false, '127.0.0.6').status).toBe(429);
+    expect(counts.get('rate_limited')).toBe(2);
+    // …but the terminal holding the key is not locked out.
+    expect(service.proof(handshake(service).body, false, '127.0.0.5').status).toBe(200);
+    // Another user's failures from a fresh address are counted apart.
     const other = setup({ failLimit: 3, terminalKeys: () => new Map([['kiosk-7', kT], ['kiosk-8', kT]]) });
     for (let i = 0; i < 3; i++) other.service.proof(handshake(other.service, 'ghost').body, false, '127.0.0.7');
-    expect(other.service.proof(handshake(other.service, 'kiosk-8').body, false, '127.0.0.7').status).toBe(429);
-    expect(other.service.proof(handshake(other.service, 'kiosk-8').body, false, '127.0.0.8').status).toBe(200);
+    expect(other.service.proof(handshake(other.service, 'kiosk-8', randomBytes(32)).body, false, '127.0.0.8').status).toBe(403);
+    expect(other.service.proof(handshake(other.service, 'kiosk-8', randomBytes(32)).body, false, '127.0.0.7').status).toBe(429);
   });
 
   it('answers 503 no_server when no server is connected, and 400 for garbled input', () => {
