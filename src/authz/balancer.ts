@@ -157,11 +157,16 @@ export class AuthzService {
       this.d.count('no_server');
       return { status: 503, body: { error: 'no_server', message: 'no application server is connected to take the terminal' } };
     }
-    const code = randomBytes(CODE_BYTES);
-    const f = randomBytes(SALT_BYTES);
+    // One random draw for the code, the salt and both boxes' nonces.
+    const random = randomBytes(CODE_BYTES + SALT_BYTES + 24);
+    const code = random.subarray(0, CODE_BYTES);
+    const f = random.subarray(CODE_BYTES, CODE_BYTES + SALT_BYTES);
+    const nonces = CODE_BYTES + SALT_BYTES;
     const expiresAt = now + this.d.windowMs;
-    this.d.push(server, f, seal(serverKey, f, serverBoxInfo(server.pool, server.id), { server: server.id, pool: server.pool, user, code, terminal: clientIp, issuedAt: now, expiresAt }));
-    const box = seal(key!, f, terminalBoxInfo(), { user, nT, nB, code, server, expiresAt });
+    const hmac = this.d.sign;
+    const serverGrant = { server: server.id, pool: server.pool, user, code, terminal: clientIp, issuedAt: now, expiresAt };
+    this.d.push(server, f, seal(serverKey, f, serverBoxInfo(server.pool, server.id), serverGrant, { nonce: random.subarray(nonces, nonces + 12), hmac }));
+    const box = seal(key!, f, terminalBoxInfo(), { user, nT, nB, code, server, expiresAt }, { nonce: random.subarray(nonces + 12), hmac });
     this.d.count('granted');
     return { status: 200, body: { f: out(f, binary), box: out(box, binary) } };
   }

@@ -116,15 +116,27 @@ export function serverBoxInfo(pool: string, server: string): string {
   return `tether-authz-server-v1|${pool}|${server}`;
 }
 
-/** HKDF-SHA256(key, salt, info) → 32 bytes. */
-export function deriveKey(key: Uint8Array, salt: Uint8Array, info: string): Buffer {
-  return Buffer.from(hkdfSync('sha256', key, salt, info, 32));
+const ONE = Buffer.from([1]);
+
+/**
+ * HKDF-SHA256(key, salt, info) → 32 bytes. With `hmac` (the balancer passes the addon's), RFC
+ * 5869 by hand — extract, then one expand block — which skips OpenSSL's per-call algorithm
+ * lookups; without, node:crypto's hkdfSync (the reference: tests compare the two).
+ */
+export function deriveKey(key: Uint8Array, salt: Uint8Array, info: string, hmac?: Sign): Buffer {
+  if (!hmac) return Buffer.from(hkdfSync('sha256', key, salt, info, 32));
+  const prk = hmac(salt, key);
+  return Buffer.from(hmac(prk, Buffer.concat([Buffer.from(info, 'latin1'), ONE])));
 }
 
-/** nonce | AES-256-GCM(msgpack(value)) | tag under HKDF(key, salt, info), info as additional data. */
-export function seal(key: Uint8Array, salt: Uint8Array, info: string, value: object): Buffer {
-  const nonce = randomBytes(12);
-  const c = createCipheriv('aes-256-gcm', deriveKey(key, salt, info), nonce);
+/**
+ * nonce | AES-256-GCM(msgpack(value)) | tag under HKDF(key, salt, info), info as additional data.
+ * `o.nonce`: 12 fresh random bytes from the caller (one draw for several values); `o.hmac`: see deriveKey.
+ */
+export function seal(key: Uint8Array, salt: Uint8Array, info: string, value: object, o: { nonce?: Uint8Array; hmac?: Sign } = {}): Buffer {
+  const nonce = o.nonce ?? randomBytes(12);
+  if (nonce.length !== 12) throw new RangeError(`expected a 12-byte nonce but received ${nonce.length} bytes`);
+  const c = createCipheriv('aes-256-gcm', deriveKey(key, salt, info, o.hmac), nonce);
   c.setAAD(Buffer.from(info));
   const body = Buffer.concat([c.update(pack(value)), c.final()]);
   return Buffer.concat([nonce, body, c.getAuthTag()]);

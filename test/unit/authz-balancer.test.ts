@@ -150,3 +150,19 @@ describe('authorization, balancer side', () => {
     expect(open(kT, r.body.f as Uint8Array, terminalBoxInfo(), r.body.box as Uint8Array)).toMatchObject({ user: 'kiosk-7' });
   });
 });
+
+describe('protocol crypto: the balancer\'s HKDF on the native HMAC against node:crypto', () => {
+  it('derives the same keys and seals boxes the reference opens, on random inputs', async () => {
+    const { deriveKey, seal, open: openBox } = await import('../../src/authz/protocol.js');
+    for (let i = 0; i < 200; i++) {
+      const key = randomBytes(32);
+      const salt = randomBytes(16);
+      const info = `tether-authz-server-v1|pool-${i}|s${randomBytes(4).toString('hex')}`;
+      expect(deriveKey(key, salt, info, hmacSha256).equals(deriveKey(key, salt, info))).toBe(true);
+      const value = { n: i, bytes: randomBytes(i % 40) };
+      const box = seal(key, salt, info, value, { hmac: hmacSha256, nonce: randomBytes(12) });
+      expect(openBox(key, salt, info, box)).toEqual(value);
+    }
+    expect(() => seal(kT, randomBytes(16), 'x', {}, { nonce: randomBytes(8) })).toThrow(/12-byte nonce/);
+  });
+});
