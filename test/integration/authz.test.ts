@@ -47,7 +47,7 @@ beforeAll(async () => {
   const leaf = pki.leaf('app.test');
   const certFile = dir.file('app.pem', leaf.cert.toString());
   const keyFile = dir.file('app.key', leaf.key.toString());
-  t = await startTether(['--pool', 'app', '--agent-keys', agentKeys, '--terminal-keys', terminalKeys, '--authz-pool', 'app', '--authz-window', '2000', '--authz-fail-limit', '5']);
+  t = await startTether(['--pool', 'app', '--agent-keys', agentKeys, '--terminal-keys', terminalKeys, '--authz-pool', 'app', '--authz-window', '2000', '--authz-fail-limit', '8']);
   balancer = `http://127.0.0.1:${t.port}`;
   const port = await freePort();
   server = spawn(process.execPath, [SERVER_EXAMPLE, '--control', `ws://127.0.0.1:${t.adminPort}/control`, '--pool', 'app', '--id', 's1', '--port', String(port), '--key-file', agentKeys, '--tls-cert', certFile, '--tls-key', keyFile, '--address', '127.0.0.1'], {
@@ -111,6 +111,24 @@ describe('authorization handshake, end to end', () => {
     // The server verified the code against the address it saw: the terminal's, not the balancer's.
     await waitForServerLine((l) => l === 'kiosk-1 authorized from 127.0.0.3');
     expect(await outcome('granted')).toBeGreaterThanOrEqual(1);
+  });
+
+  it('the runnable terminal example does the same from the command line', async () => {
+    const example = fileURLToPath(new URL('../../dist/authz/examples/terminal.js', import.meta.url));
+    const proc = spawn(process.execPath, [example, '--balancer', balancer, '--user', 'kiosk-1', '--key-file', terminalKeys, '--ca', pki.caFile, '--servername', 'app.test', '--message', 'from the example'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    proc.stdout!.on('data', (d: Buffer) => (out += d));
+    proc.stderr!.on('data', (d: Buffer) => (out += d));
+    const code = await new Promise<number | null>((resolve) => {
+      const timer = setTimeout(() => proc.kill('SIGKILL'), 10_000);
+      proc.once('exit', (c) => {
+        clearTimeout(timer);
+        resolve(c);
+      });
+    });
+    expect(out).toContain('granted app/s1 at 127.0.0.1:');
+    expect(out).toContain('echo: from the example');
+    expect(code).toBe(0);
   });
 
   it('msgpack bodies work the same', async () => {
@@ -183,7 +201,7 @@ describe('authorization handshake, end to end', () => {
   });
 
   it('a brute-force loop is throttled', async () => {
-    // kiosk-2 from one address with wrong keys: past the limit (5 a minute per worker) the
+    // kiosk-2 from one address with wrong keys: past the limit (8 a minute per worker) the
     // failures are answered 429. Bounded: at most 40 tries.
     let limited = 0;
     for (let i = 0; i < 40 && limited < 3; i++) {
@@ -193,5 +211,47 @@ describe('authorization handshake, end to end', () => {
     }
     expect(limited).toBe(3);
     expect(await outcome('rate_limited')).toBeGreaterThanOrEqual(3);
+  });
+});
+
+describe('keys and nodes', () => {
+  it('SIGHUP re-reads the terminal keys: a terminal added is admitted, then denied once removed', async () => {
+    const added = randomBytes(32);
+    const { writeFileSync } = await import('node:fs');
+    writeFileSync(terminalKeys, `kiosk-1 ${kiosk.toString('hex')}\nkiosk-3 ${added.toString('hex')}\n`);
+    t.proc.kill('SIGHUP');
+    await t.waitForLog((e) => e.msg === 'terminal keys reloaded');
+    const grant = await authorizeAs({ userId: 'kiosk-3', key: added, from: '127.0.0.40' });
+    expect(grant.user).toBe('kiosk-3');
+    // Removed again: the same terminal, with its right key, is denied after the next SIGHUP.
+    writeFileSync(terminalKeys, `kiosk-1 ${kiosk.toString('hex')}\n`);
+    t.proc.kill('SIGHUP');
+    await pollUntil('a second reload', async () => (t.lines.filter((l) => l.includes('terminal keys reloaded')).length >= 2 ? true : undefined));
+    expect((await refusal(authorizeAs({ userId: 'kiosk-3', key: added, from: '127.0.0.41' }))).code).toBe('denied');
+  });
+
+  it('a challenge from one balancer node is accepted by another with the same key file', async () => {
+    const keyFile = dir.file('route.keys', `1 ${randomBytes(32).toString('hex')}\n`);
+    const args = ['--pool', 'app', '--agent-keys', agentKeys, '--terminal-keys', terminalKeys, '--authz-pool', 'app', '--key-file', keyFile];
+    const [a, b] = await Promise.all([startTether(args, { workers: 1 }), startTether(args, { workers: 1 })]);
+    const other = await startTether(['--pool', 'app', '--agent-keys', agentKeys, '--terminal-keys', terminalKeys, '--authz-pool', 'app'], { workers: 1 });
+    try {
+      const proofFor = async (helloNode: TetherProcess, proofNode: TetherProcess) => {
+        const nT = randomBytes(16);
+        const at = (n: TetherProcess, path: string, body: unknown) =>
+          fetch(`http://127.0.0.1:${n.port}/_tether/authz/${path}`, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' }, signal: AbortSignal.timeout(5_000) });
+        const hello = (await (await at(helloNode, 'hello', { user: 'kiosk-1', nT: b64u(nT) })).json()) as { nB: string };
+        const nB = Buffer.from(hello.nB, 'base64url');
+        const res = await at(proofNode, 'proof', { user: 'kiosk-1', nT: b64u(nT), nB: hello.nB, proof: b64u(referenceHmacSha256(kiosk, proofInput('kiosk-1', nT, nB))) });
+        return { status: res.status, error: ((await res.json()) as { error?: string }).error };
+      };
+      // Node b has no server connected, so an accepted proof is answered 503 no_server — but
+      // not 'denied': the challenge node a minted checked out on b.
+      expect(await proofFor(a, b)).toEqual({ status: 503, error: 'no_server' });
+      // A node with a different key file cannot check it.
+      expect(await proofFor(a, other)).toEqual({ status: 403, error: 'denied' });
+    } finally {
+      await Promise.all([a.stop(), b.stop(), other.stop()]);
+    }
   });
 });
