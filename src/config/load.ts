@@ -355,6 +355,14 @@ export const FLAGS: readonly FlagSpec[] = [
     apply: (raw, v) => setNumber((raw.authz ??= {}) as Json, 'failLimit', v, 'a count'),
   },
   {
+    flag: 'access-log', arg: 'FILE|-', env: 'TETHER_ACCESS_LOG',
+    help: 'Append one JSON line per request to FILE (- : standard output). Off by default.',
+    apply(raw, v) {
+      raw.accessLog = v;
+      return undefined;
+    },
+  },
+  {
     flag: 'no-demo', help: 'Do not start the built-in demo backends when no backend is configured.',
     apply(raw) { raw.demo = false; return undefined; },
   },

@@ -230,6 +230,8 @@ export const configSchema = z
       })
       .strict()
       .default({ terminalKeysFile: null, path: '/_tether/authz', pool: null, windowMs: 30_000, failLimit: 10 }),
+    /** Access log: a file to append JSON lines to, '-' for standard output, null for none. */
+    accessLog: z.string().min(1).nullable().default(null),
     /** Start two built-in demo backends when no backend is configured. */
     demo: z.boolean().default(true),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

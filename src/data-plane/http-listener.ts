@@ -12,6 +12,7 @@ import { clock } from './clock.js';
 import type { RouteTokens } from '../sticky/route-token.js';
 import { getAllCookies, getCookie, mapCookie, parseSetCookie, removeCookie, replaceSetCookieValue, splitPrefixed } from '../sticky/cookies.js';
 import { compareTableTag, compareTokenTag, describeTableTag, describeTokenTag, formatBindPolicy, tableBindFlags, type Terminal } from '../sticky/binding.js';
+import type { AccessLog } from './access-log.js';
 import { ENTRY_BOUND, ENTRY_KIND_MASK, ENTRY_LEARNED, ENTRY_REVOKED, ENTRY_SLIDING, type SessionStore } from '../sticky/sessions.js';
 
 /** Request headers a proxy must not forward (RFC 9110 §7.6.1), plus the ones we rewrite. Names arrive lower-cased. */
@@ -67,6 +68,9 @@ export interface ListenerContext {
   /** In-flight exchanges, swept for deadlines. */
   active: ActiveExchanges;
   log: (level: 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+  /** --access-log: one line per completed request; null when off. */
+  accessLog?: AccessLog | null;
+  workerIndex?: number;
   /** The shared session table (learn mode, bindings, revocations); null in tests that need none. */
   sessions: SessionStore | null;
 }
@@ -125,6 +129,8 @@ interface StickyDecision {
   token: string;
   tokenFlags: number;
   tokenTag: Buffer | null;
+  /** A token was presented but could not be used (for the access log). */
+  invalid: boolean;
 }
 
 /** What the response side needs from the request's session handling. */
@@ -229,7 +235,7 @@ export function handleRequest(ctx: ListenerContext, res: HttpResponse, req: Http
   const clientIp = String.fromCharCode.apply(null, new Uint8Array(res.getRemoteAddressAsText()) as unknown as number[]);
 
   // Sticky lookup (DESIGN step 3). Invalid tokens count and fall through to balancing.
-  const sticky: StickyDecision = { tokenBackend: -1, refresh: false, token: '', tokenFlags: 0, tokenTag: null };
+  const sticky: StickyDecision = { tokenBackend: -1, refresh: false, token: '', tokenFlags: 0, tokenTag: null, invalid: false };
   let presented = '';
   let forwardCookie = cookie;
   const mode = pool.sticky;
@@ -307,6 +313,10 @@ export function handleRequest(ctx: ListenerContext, res: HttpResponse, req: Http
   else if (clCount === 1) head += 'content-length: 0\r\n';
   ex.head = `${method} ${target} HTTP/1.1\r\n${head}\r\n`;
   ex.hashKey = hashKeyFor(pool, clientIp, flat, cookie);
+  if (ctx.accessLog) {
+    ex.clientIp = clientIp;
+    ex.path = target;
+  }
   ex.start();
 }
 
@@ -494,6 +504,7 @@ function readToken(ctx: ListenerContext, pool: PoolRuntime, token: string, out: 
   const r = ctx.tokens.read(pool.name, pool.sticky.mode, token);
   const c = ctx.counters;
   if (!r.ok) {
+    out.invalid = true;
     switch (r.reason) {
       case 'malformed': case 'bad_payload': c.inc(C.sticky_invalid_malformed); break;
       case 'unknown_key': case 'retired_key': c.inc(C.sticky_invalid_unknown_key); break;
@@ -578,6 +589,13 @@ export class Exchange implements UpstreamSink {
   private streamedBytes = 0;
   private endAfterStream = false;
   private headOnly: boolean;
+  // Access log (set only with --access-log).
+  clientIp = '';
+  path = '';
+  private readonly startedAt = performance.now();
+  private sentAt = 0;
+  private headAt = 0;
+  private bytesOut = 0;
 
   constructor(
     private readonly ctx: ListenerContext,
@@ -655,6 +673,7 @@ export class Exchange implements UpstreamSink {
       socket.uncork();
     }
     this.bodyStarted = true;
+    this.sentAt = performance.now();
     this.phase = Phase.Waiting;
     this.deadline = clock.now + (this.bodyEnded ? cfg.timeouts.responseMs : cfg.timeouts.idleMs);
     if (this.clientPaused && ok) this.resumeClient();
@@ -734,6 +753,7 @@ export class Exchange implements UpstreamSink {
     this.deadline = clock.now + cfg.timeouts.idleMs;
     this.status = status;
     this.headSent = true;
+    this.headAt = performance.now();
     this.countSticky(this.backend);
     if (this.ctx.counters.markBackendResponse(this.backend!.slot, status, pool.eject5xx, clock.now, 1_000, 30_000)) this.ejected5xx();
     res.writeStatus(statusLine(status, reason));
@@ -865,6 +885,7 @@ export class Exchange implements UpstreamSink {
       }
       const [ok, done] = res.tryEnd(chunk, this.total);
       if (done) {
+        this.sent = this.total;
         this.clientFinished();
       } else if (!ok) {
         this.pending.push(Buffer.from(chunk));
@@ -898,7 +919,10 @@ export class Exchange implements UpstreamSink {
     this.streamed = [];
     let ok = true;
     const writeAll = () => {
-      for (const chunk of chunks) ok = res.write(chunk) && ok;
+      for (const chunk of chunks) {
+        ok = res.write(chunk) && ok;
+        this.bytesOut += chunk.length;
+      }
       if (this.endAfterStream) res.end();
     };
     // A batch that surely fits uWS's 16 KiB cork buffer (with chunk framing) goes out in one
@@ -928,6 +952,7 @@ export class Exchange implements UpstreamSink {
       const [ok, done] = res.tryEnd(chunk.subarray(offset - this.pendingOffset), this.total);
       if (done) {
         this.pending = [];
+        this.sent = this.total;
         this.clientFinished();
         return true;
       }
@@ -1124,6 +1149,26 @@ export class Exchange implements UpstreamSink {
       this.ctx.counters.incBackend(this.backend.slot, 'requests');
       this.ctx.counters.incBackend(this.backend.slot, 'active', -1);
     }
+    if (this.ctx.accessLog) this.logAccess(this.ctx.accessLog);
+  }
+
+  private logAccess(log: AccessLog): void {
+    const b = this.backend;
+    const t = this.sticky.tokenBackend;
+    const sticky = t >= 0 ? (b && b.index === t ? 'hit' : 'failover') : this.sticky.invalid ? 'invalid' : this.pool.sticky.mode === 'none' ? 'none' : 'miss';
+    log.write({
+      worker: this.ctx.workerIndex ?? 0,
+      client: this.clientIp,
+      method: this.method,
+      path: this.path,
+      status: this.status,
+      bytes: this.out === Out.Length ? this.sent : this.bytesOut,
+      upstream: b?.id ?? '',
+      upstreamAddr: b ? `${b.host}:${b.port}` : '',
+      upstreamMs: this.headAt > 0 && this.sentAt > 0 ? this.headAt - this.sentAt : -1,
+      totalMs: performance.now() - this.startedAt,
+      sticky,
+    });
   }
 }
 

@@ -9,12 +9,13 @@ import { Runtime } from './runtime.js';
 import { decode, encode, type FromWorker, type ToWorker, type WorkerInit } from './messages.js';
 import { sweepIdle } from './upstream/pool.js';
 import { clock } from './clock.js';
-import { WorkerCounters } from '../shared-memory/counters.js';
+import { C, WorkerCounters } from '../shared-memory/counters.js';
 import { SharedTable } from '../shared-memory/table.js';
 import { SessionStore } from '../sticky/sessions.js';
 import { createTokenCrypto, openReusePortListener, parseClientHello } from '../native/index.js';
 import { startPassthrough, type Passthrough } from './passthrough/listener.js';
 import { mountAuthz } from './authz-routes.js';
+import { AccessLog } from './access-log.js';
 import { RouteTokens } from '../sticky/route-token.js';
 import type { KeyRing } from '../orchestrator/key-ring.js';
 
@@ -41,7 +42,16 @@ function main(): void {
   let runtime = new Runtime(init.config, init.slots, counters, () => clock.now, sessions);
   let backendsVersion = init.backendsVersion;
   const active = new ActiveExchanges();
-  const ctx: ListenerContext = { runtime: () => runtime, tokens, counters, active, log, sessions };
+  let accessLog: AccessLog | null = null;
+  if (init.config.accessLog) {
+    let reported = false;
+    accessLog = AccessLog.open(init.config.accessLog, (err) => {
+      // Once: a full disk must not turn into a log line per request.
+      if (!reported) log('error', `access log ${init.config.accessLog}: ${err.message} (lines are dropped while it fails)`);
+      reported = true;
+    }, (lines) => counters.inc(C.access_log_dropped, lines));
+  }
+  const ctx: ListenerContext = { runtime: () => runtime, tokens, counters, active, log, sessions, accessLog, workerIndex: init.workerIndex };
 
   const app = uws.App();
   // A thread that ends with uWS sockets open aborts the whole process (libuv's loop-close
@@ -49,6 +59,7 @@ function main(): void {
   // this worker and counts it.
   const die = (why: string, err: unknown) => {
     log('error', `worker ${init.workerIndex} failed: ${why}`, { err: String((err as Error)?.stack ?? err) });
+    accessLog?.close();
     app.close();
     process.exit(70);
   };
@@ -190,6 +201,7 @@ function main(): void {
             clearInterval(check);
             clearInterval(sweeper);
             send({ v: 1, type: 'drained', workerIndex: init.workerIndex });
+            accessLog?.close();
             app.close(); // idle keep-alive connections too: see `die`
             process.exit(0);
           }

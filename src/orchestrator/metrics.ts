@@ -173,6 +173,7 @@ export function createMetrics(src: MetricSources): { text(): Promise<string>; co
     'outcome',
     (['challenge_issued', 'granted', 'bad_request', 'unknown_user', 'bad_proof', 'forged_challenge', 'stale_challenge', 'replayed', 'rate_limited', 'no_server'] as const).map((o): [string, () => number] => [o, total(`authz_${o}`)]),
   );
+  mirroredCounter(registry, 'tether_access_log_dropped_total', 'Access log lines dropped because the destination could not keep up or failed', () => r.total('access_log_dropped'));
   mirroredCounter(registry, 'tether_authz_grants_undeliverable_total', 'Grants not pushed because the chosen server had lost its control connection', src.grantsUndeliverable);
   mirroredCounter(registry, 'tether_address_conflicts_total', 'Backend announcements or additions refused because another live backend holds the address', src.addressConflicts);
   new Counter({

@@ -14,7 +14,7 @@ import { revokeSession } from './sessions-api.js';
 import { SharedTable } from '../shared-memory/table.js';
 import { SessionStore } from '../sticky/sessions.js';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import type { BackendConfig, HealthCheckConfig } from '../config/schema.js';
 import { parseAgentKeys } from '../control/frames.js';
 import { parseTerminalKeys } from '../authz/protocol.js';
@@ -69,6 +69,7 @@ export async function startTether(config: Config, log: Logger): Promise<RunningT
   const registry = new Registry(config, { state: reader, capacity: BACKEND_CAPACITY, events, log });
   let snapshot = registry.snapshot();
   const adminToken = config.adminTokenFile ? readAdminToken(config.adminTokenFile) : null;
+  if (config.accessLog && config.accessLog !== '-') checkAppendable(config.accessLog);
   const agentKeys = config.control.agentKeysFile ? readAgentKeys(config.control.agentKeysFile) : null;
   let terminalKeys = config.authz.terminalKeysFile ? readTerminalKeys(config.authz.terminalKeysFile) : null;
   if (terminalKeys) log.info({ terminalKeys: terminalKeys.size, path: config.authz.path }, 'authorization handshake on');
@@ -446,4 +447,13 @@ function toCheck(hc: HealthCheckConfig): CheckSpec {
   if (hc.type === 'tcp') return { type: 'tcp', ...timing };
   const [min, max = min] = hc.expect.split('-').map(Number) as [number, number?];
   return { type: 'http', path: hc.path, expect: { min, max }, ...(hc.host ? { host: hc.host } : {}), ...timing };
+}
+
+/** Fails start-up with a clear message when the access log cannot be opened (workers open it themselves). */
+function checkAppendable(path: string): void {
+  try {
+    closeSync(openSync(path, 'a', 0o640));
+  } catch (err) {
+    throw new TetherError('TETHER_ERR_CONFIG', `cannot open --access-log ${path} for appending: ${(err as Error).message}`, { cause: err });
+  }
 }

@@ -79,6 +79,7 @@ export const C = {
   authz_replayed: 53,
   authz_rate_limited: 54,
   authz_no_server: 55,
+  access_log_dropped: 56,
 } as const;
 
 export type GlobalCounter = keyof typeof C;

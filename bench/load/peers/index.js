@@ -7,9 +7,10 @@ import * as httpProxy from './http-proxy.js';
 import * as haproxySource from './haproxy-source.js';
 import * as nginxHash from './nginx-hash.js';
 import * as tetherBound from './tether-bound.js';
+import * as tetherLogged from './tether-logged.js';
 
 // Variants that run only in some scenarios (their `scenarios` export) come last.
-export const peers = [tether, haproxy, nginx, httpProxy, haproxySource, nginxHash, tetherBound];
+export const peers = [tether, haproxy, nginx, httpProxy, haproxySource, nginxHash, tetherBound, tetherLogged];
 
 /**
  * Whether `peer` runs in `scenario`: the one rule, used by the harness and recorded in
