@@ -59,7 +59,9 @@ export class AccessLog {
 
   write(r: AccessRecord): void {
     if (this.closed) return;
-    const line = `{"time":"${new Date().toISOString()}","worker":${r.worker},"client":${JSON.stringify(r.client)},"method":${JSON.stringify(r.method)},"path":${JSON.stringify(r.path)},"status":${r.status},"bytes":${r.bytes},"upstream":${JSON.stringify(r.upstream)},"upstreamAddr":${JSON.stringify(r.upstreamAddr)},"upstreamMs":${r.upstreamMs < 0 ? -1 : Math.round(r.upstreamMs * 1000) / 1000},"totalMs":${Math.round(r.totalMs * 1000) / 1000},"sticky":"${r.sticky}"}\n`;
+    // Client, method, upstream id and address are plain ASCII by construction (checked at the
+    // request and in the config); the path is the only field that may need escaping.
+    const line = `{"time":"${this.isoNow()}","worker":${r.worker},"client":"${r.client}","method":"${r.method}","path":${quote(r.path)},"status":${r.status},"bytes":${r.bytes},"upstream":"${r.upstream}","upstreamAddr":${quote(r.upstreamAddr)},"upstreamMs":${r.upstreamMs < 0 ? -1 : Math.round(r.upstreamMs * 1000) / 1000},"totalMs":${Math.round(r.totalMs * 1000) / 1000},"sticky":"${r.sticky}"}\n`;
     if (this.size + line.length > MAX_BUFFERED) {
       this.onDrop(1);
       return;
@@ -67,6 +69,18 @@ export class AccessLog {
     this.buf.push(line);
     this.size += line.length;
     if (this.size >= FLUSH_AT) this.flush();
+  }
+
+  private isoMs = 0;
+  private iso = '';
+  /** The time as ISO 8601, formatted once per millisecond. */
+  private isoNow(): string {
+    const now = Date.now();
+    if (now !== this.isoMs) {
+      this.isoMs = now;
+      this.iso = new Date(now).toISOString();
+    }
+    return this.iso;
   }
 
   /** Takes whole lines up to the chunk size (a longer single line goes alone). */
@@ -90,15 +104,42 @@ export class AccessLog {
         this.onDrop(countLines(text));
         this.onError(err);
       }
-      if (this.size >= FLUSH_AT || (this.closed && this.size > 0)) this.flush();
+      if (this.idle) this.idle();
+      else if (this.size >= FLUSH_AT) this.flush();
     });
   }
 
-  /** Writes what is buffered, synchronously (the worker is exiting), and closes the file. */
-  close(): void {
-    if (this.closed) return;
+  /** Called when the in-flight write completes (close() waits for it to keep lines in order). */
+  private idle: (() => void) | null = null;
+
+  /**
+   * Stops taking lines and writes what is buffered, after any write in flight so lines stay in
+   * order; resolves once the file is closed.
+   */
+  close(): Promise<void> {
+    if (this.closed) return Promise.resolve();
     this.closed = true;
     clearInterval(this.timer);
+    if (!this.writing) {
+      this.finish();
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => {
+      this.idle = () => {
+        this.finish();
+        resolve();
+      };
+    });
+  }
+
+  /** Best effort when the thread is dying: everything buffered, now (a write in flight may land after it). */
+  closeNow(): void {
+    this.closed = true;
+    clearInterval(this.timer);
+    this.finish();
+  }
+
+  private finish(): void {
     try {
       while (this.size > 0) {
         const data = Buffer.from(this.take(), 'utf8');
@@ -108,8 +149,13 @@ export class AccessLog {
     } catch (err) {
       this.onError(err as Error);
     }
-    // An async write may still be in flight; its fd stays open until the thread exits.
-    if (this.ownsFd && !this.writing) fs.closeSync(this.fd);
+    if (this.ownsFd && !this.writing) {
+      try {
+        fs.closeSync(this.fd);
+      } catch {
+        // already closed
+      }
+    }
   }
 }
 
@@ -117,4 +163,11 @@ function countLines(text: string): number {
   let n = 0;
   for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n', i + 1)) n++;
   return n;
+}
+
+/** Printable ASCII other than quote and backslash: safe inside a JSON string as it is. */
+const PLAIN = /^[ !#-[\]-~]*$/;
+
+function quote(s: string): string {
+  return PLAIN.test(s) ? `"${s}"` : JSON.stringify(s);
 }

@@ -313,10 +313,7 @@ export function handleRequest(ctx: ListenerContext, res: HttpResponse, req: Http
   else if (clCount === 1) head += 'content-length: 0\r\n';
   ex.head = `${method} ${target} HTTP/1.1\r\n${head}\r\n`;
   ex.hashKey = hashKeyFor(pool, clientIp, flat, cookie);
-  if (ctx.accessLog) {
-    ex.clientIp = clientIp;
-    ex.path = target;
-  }
+  if (ctx.accessLog) ex.logged(clientIp, target);
   ex.start();
 }
 
@@ -592,7 +589,8 @@ export class Exchange implements UpstreamSink {
   // Access log (set only with --access-log).
   clientIp = '';
   path = '';
-  private readonly startedAt = performance.now();
+  /** Timestamps for the access log, taken only when it is on (0: not taken). */
+  private startedAt = 0;
   private sentAt = 0;
   private headAt = 0;
   private bytesOut = 0;
@@ -673,7 +671,7 @@ export class Exchange implements UpstreamSink {
       socket.uncork();
     }
     this.bodyStarted = true;
-    this.sentAt = performance.now();
+    if (this.startedAt !== 0) this.sentAt = performance.now();
     this.phase = Phase.Waiting;
     this.deadline = clock.now + (this.bodyEnded ? cfg.timeouts.responseMs : cfg.timeouts.idleMs);
     if (this.clientPaused && ok) this.resumeClient();
@@ -753,7 +751,7 @@ export class Exchange implements UpstreamSink {
     this.deadline = clock.now + cfg.timeouts.idleMs;
     this.status = status;
     this.headSent = true;
-    this.headAt = performance.now();
+    if (this.startedAt !== 0) this.headAt = performance.now();
     this.countSticky(this.backend);
     if (this.ctx.counters.markBackendResponse(this.backend!.slot, status, pool.eject5xx, clock.now, 1_000, 30_000)) this.ejected5xx();
     res.writeStatus(statusLine(status, reason));
@@ -1150,6 +1148,13 @@ export class Exchange implements UpstreamSink {
       this.ctx.counters.incBackend(this.backend.slot, 'active', -1);
     }
     if (this.ctx.accessLog) this.logAccess(this.ctx.accessLog);
+  }
+
+  /** --access-log: remember who asked for what, and start the clock. */
+  logged(clientIp: string, target: string): void {
+    this.clientIp = clientIp;
+    this.path = target;
+    this.startedAt = performance.now();
   }
 
   private logAccess(log: AccessLog): void {

@@ -59,7 +59,7 @@ function main(): void {
   // this worker and counts it.
   const die = (why: string, err: unknown) => {
     log('error', `worker ${init.workerIndex} failed: ${why}`, { err: String((err as Error)?.stack ?? err) });
-    accessLog?.close();
+    accessLog?.closeNow();
     app.close();
     process.exit(70);
   };
@@ -201,9 +201,14 @@ function main(): void {
             clearInterval(check);
             clearInterval(sweeper);
             send({ v: 1, type: 'drained', workerIndex: init.workerIndex });
-            accessLog?.close();
-            app.close(); // idle keep-alive connections too: see `die`
-            process.exit(0);
+            // The access log's last lines first (bounded: a stuck disk must not hold the exit).
+            const exit = () => {
+              app.close(); // idle keep-alive connections too: see `die`
+              process.exit(0);
+            };
+            if (!accessLog) return exit();
+            setTimeout(exit, 2_000);
+            void accessLog.close().then(exit);
           }
         }, 20);
         return;
