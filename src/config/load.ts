@@ -363,6 +363,11 @@ export const FLAGS: readonly FlagSpec[] = [
     },
   },
   {
+    flag: 'drain-timeout', arg: 'MS', env: 'TETHER_DRAIN_TIMEOUT',
+    help: 'On SIGTERM, how long in-flight requests and passthrough connections may take to finish. Default 10000.',
+    apply: (raw, v) => setNumber(raw, 'drainTimeoutMs', v, 'milliseconds'),
+  },
+  {
     flag: 'no-demo', help: 'Do not start the built-in demo backends when no backend is configured.',
     apply(raw) { raw.demo = false; return undefined; },
   },

@@ -230,6 +230,8 @@ export const configSchema = z
       })
       .strict()
       .default({ terminalKeysFile: null, path: '/_tether/authz', pool: null, windowMs: 30_000, failLimit: 10 }),
+    /** SIGTERM: in-flight requests and passthrough connections get this long to finish. */
+    drainTimeoutMs: z.number().int().min(0).max(3_600_000).default(10_000),
     /** Access log: a file to append JSON lines to, '-' for standard output, null for none. */
     accessLog: z.string().min(1).nullable().default(null),
     /** Start two built-in demo backends when no backend is configured. */

@@ -10,7 +10,6 @@ import { VERSION } from '../version.js';
 import { startDemoBackends, type DemoBackend } from './demo-backends.js';
 import { startTether } from './supervisor.js';
 
-const DRAIN_MS = 10_000;
 
 export async function run(argv: readonly string[]): Promise<number> {
   if (argv[0] === 'keygen') return keygen(argv.slice(1));
@@ -67,10 +66,13 @@ export async function run(argv: readonly string[]): Promise<number> {
   const onStop = (signal: string) => {
     if (++signals > 1) {
       log.warn({ signal }, 'second signal: exiting now');
-      process.exit(1);
+      // Not process.exit() straight away: a worker torn down with its sockets open aborts the
+      // process (libuv's loop-close check). Workers close theirs first, within a second.
+      void tether.stopNow().then(() => process.exit(1));
+      return;
     }
-    log.info({ signal, drainMs: DRAIN_MS }, 'stopping: draining in-flight requests');
-    void tether.stop(DRAIN_MS);
+    log.info({ signal, drainMs: config.drainTimeoutMs }, 'stopping: draining in-flight requests');
+    void tether.stop(config.drainTimeoutMs);
   };
   process.on('SIGTERM', () => onStop('SIGTERM'));
   process.on('SIGINT', () => onStop('SIGINT'));

@@ -27,6 +27,8 @@ import { Registry } from './registry.js';
 const BACKEND_CAPACITY = 1024;
 /** Longest a registry change waits for every worker to confirm it. */
 const PUBLISH_DEADLINE_MS = 2_000;
+/** A second signal waits at most this long for workers to close their sockets. */
+const STOP_NOW_BACKSTOP_MS = 1_000;
 const WORKER_START_DEADLINE_MS = 15_000;
 const WORKER_URL = new URL('../data-plane/worker.js', import.meta.url);
 
@@ -38,6 +40,11 @@ export interface RunningTether {
   reloadKeys(): void;
   /** Stop accepting, let in-flight requests finish up to `drainMs`, stop workers and admin. */
   stop(drainMs?: number): Promise<void>;
+  /**
+   * Cut everything now (a second signal): workers close their sockets and exit at once. Resolves
+   * when they have, or after a short backstop; the caller then exits the process.
+   */
+  stopNow(): Promise<void>;
   readonly stopped: Promise<void>;
 }
 
@@ -369,7 +376,22 @@ export async function startTether(config: Config, log: Logger): Promise<RunningT
     });
   }
 
+  /** Workers must close their own uWS sockets before the process goes (see stopWorker). */
+  function stopNow(): Promise<void> {
+    shuttingDown = true;
+    const exits = workers.map(
+      (w) =>
+        new Promise<void>((resolve) => {
+          if (!w.worker) return resolve();
+          w.worker.once('exit', () => resolve());
+          post(w, { v: 1, type: 'shutdown', drainMs: 0 });
+        }),
+    );
+    return Promise.race([Promise.all(exits).then(() => undefined), new Promise<void>((r) => setTimeout(r, STOP_NOW_BACKSTOP_MS))]);
+  }
+
   return {
+    stopNow,
     httpPorts: listenConfig.listen.map((l) => l.port),
     passthroughPorts: listenConfig.passthrough.listen.map((l) => l.port),
     adminPort: admin?.port ?? null,
