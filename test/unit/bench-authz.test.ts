@@ -12,13 +12,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { processes, startReadyProcess, type Handle } from '../helpers/bench.js';
 
-interface Handle {
-  pid: number;
-  exited: Promise<{ code: number | null; signal: string | null }>;
-  output(): string;
-  kill(graceMs?: number): Promise<unknown>;
-}
 interface AuthzContext {
   host: string;
   port: number;
@@ -92,10 +87,6 @@ interface PeerModule {
 const load = async <T>(relative: string): Promise<T> =>
   (await import(new URL(`../../bench/${relative}`, import.meta.url).href)) as T;
 
-const processes = await load<{
-  startProcess(name: string, command: string, args: string[], o?: { onStdoutLine?: (line: string) => void }): Handle;
-  freePort(): Promise<number>;
-}>('load/processes.js');
 const tether = await load<{
   AUTHZ_USERS: number;
   startAuthz(o: { backends: { name: string; port: number }[]; workers: number; connections: number; port: number; dir: string; repoRoot: string }): Promise<{
@@ -142,33 +133,9 @@ let prepared: Prepared;
 
 /** The bench backend as bench/run.js starts it (Tether's readiness asks for a 200 on GET /). */
 async function startBenchBackend(name: string): Promise<number> {
-  let announce: (port: number) => void = () => {};
-  const listening = new Promise<number>((resolve) => {
-    announce = resolve;
-  });
-  const handle = processes.startProcess(`backend ${name}`, process.execPath, [backendPath, name], {
-    onStdoutLine: (line) => {
-      try {
-        const message = JSON.parse(line) as { ready?: boolean; port?: number };
-        if (message.ready && message.port) announce(message.port);
-      } catch {
-        // not our line
-      }
-    },
-  });
+  const { handle, port } = await startReadyProcess(`backend ${name}`, [backendPath, name]);
   cleanups.push(() => handle.kill(2000));
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      listening,
-      handle.exited.then((e) => Promise.reject(new Error(`backend exited (${e.code ?? e.signal}): ${handle.output()}`))),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`backend not listening within 10 s: ${handle.output()}`)), 10_000);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
+  return port;
 }
 
 /** A bounded run plus the grants it brought the servers. */

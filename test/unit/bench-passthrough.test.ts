@@ -19,13 +19,8 @@ import os from 'node:os';
 import tls from 'node:tls';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { processes, startReadyProcess, type Handle } from '../helpers/bench.js';
 
-interface Handle {
-  pid: number;
-  exited: Promise<{ code: number | null; signal: string | null }>;
-  output(): string;
-  kill(graceMs?: number): Promise<unknown>;
-}
 interface Pki {
   dir: string;
   caFile: string;
@@ -104,10 +99,6 @@ interface ReportPeer {
 const load = async <T>(relative: string): Promise<T> =>
   (await import(new URL(`../../bench/${relative}`, import.meta.url).href)) as T;
 
-const processes = await load<{
-  startProcess(name: string, command: string, args: string[], o?: { onStdoutLine?: (line: string) => void }): Handle;
-  freePort(): Promise<number>;
-}>('load/processes.js');
 const { makePki } = await load<{ makePki(dir: string, names: string[]): Pki }>('load/pki.js');
 const client = await load<{
   openTlsConnection(o: { host: string; port: number; servername: string; ca: string; timeoutMs?: number }): Promise<Connection>;
@@ -168,35 +159,10 @@ const backends: Record<string, TlsBackend & { handle: Handle }> = {};
 
 /** tls-backend.js as bench/run.js starts it: resolves once it prints {"ready":true,…,"port"}. */
 async function startTlsBackend(name: string, serverName: string): Promise<TlsBackend & { handle: Handle }> {
-  let announce: (port: number) => void = () => {};
-  const listening = new Promise<number>((resolve) => {
-    announce = resolve;
-  });
   const { keyFile, certFile } = pki.leaf(serverName);
-  const handle = processes.startProcess(`tls-backend ${name}`, process.execPath, [tlsBackendPath, name, keyFile, certFile], {
-    onStdoutLine: (line) => {
-      try {
-        const message = JSON.parse(line) as { ready?: boolean; port?: number };
-        if (message.ready && message.port) announce(message.port);
-      } catch {
-        // not our line
-      }
-    },
-  });
+  const { handle, port } = await startReadyProcess(`tls-backend ${name}`, [tlsBackendPath, name, keyFile, certFile]);
   cleanups.push(() => handle.kill(2000));
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    const port = await Promise.race([
-      listening,
-      handle.exited.then((e) => Promise.reject(new Error(`tls-backend exited (${e.code ?? e.signal}): ${handle.output()}`))),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`tls-backend not listening within 10 s: ${handle.output()}`)), 10_000);
-      }),
-    ]);
-    return { name, port, handle };
-  } finally {
-    clearTimeout(timer);
-  }
+  return { name, port, handle };
 }
 
 /** A server on loopback; closed (with its sockets) after the file. */

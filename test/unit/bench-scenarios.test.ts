@@ -14,13 +14,8 @@ import net from 'node:net';
 import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { processes, startReadyProcess, type Handle } from '../helpers/bench.js';
 
-interface Handle {
-  pid: number;
-  exited: Promise<{ code: number | null; signal: string | null }>;
-  output(): string;
-  kill(graceMs?: number): Promise<unknown>;
-}
 interface Transfer {
   ok: boolean;
   kind: string;
@@ -58,10 +53,6 @@ type Checks = Record<string, unknown>;
 const load = async <T>(relative: string): Promise<T> =>
   (await import(new URL(`../../bench/${relative}`, import.meta.url).href)) as T;
 
-const processes = await load<{
-  startProcess(name: string, command: string, args: string[], o?: { onStdoutLine?: (line: string) => void }): Handle;
-  freePort(): Promise<number>;
-}>('load/processes.js');
 const largeBody = await load<{
   BODY_BYTES: number;
   download(base: string, bytes: number, o?: { deadlineMs?: number }): Promise<Transfer>;
@@ -90,35 +81,10 @@ const scenarioIndex = await load<{ scenarios: { name: string }[] }>('load/scenar
 const MiB = 1024 * 1024;
 const backendPath = fileURLToPath(new URL('../../bench/load/backend.js', import.meta.url));
 
-/** The bench backend as bench/run.js starts it: a child process that prints {"ready":true,…,"port"}. */
+/** The bench backend as bench/run.js starts it. */
 async function startBenchBackend(name: string): Promise<{ handle: Handle; port: number; url: string }> {
-  let announce: (port: number) => void = () => {};
-  const listening = new Promise<number>((resolve) => {
-    announce = resolve;
-  });
-  const handle = processes.startProcess(`backend ${name}`, process.execPath, [backendPath, name], {
-    onStdoutLine: (line) => {
-      try {
-        const message = JSON.parse(line) as { ready?: boolean; port?: number };
-        if (message.ready && message.port) announce(message.port);
-      } catch {
-        // not our line
-      }
-    },
-  });
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    const port = await Promise.race([
-      listening,
-      handle.exited.then((e) => Promise.reject(new Error(`backend exited (${e.code ?? e.signal}): ${handle.output()}`))),
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`backend not listening within 10 s: ${handle.output()}`)), 10_000);
-      }),
-    ]);
-    return { handle, port, url: `http://127.0.0.1:${port}/` };
-  } finally {
-    clearTimeout(timer);
-  }
+  const { handle, port } = await startReadyProcess(`backend ${name}`, [backendPath, name]);
+  return { handle, port, url: `http://127.0.0.1:${port}/` };
 }
 
 /** One request on a fresh connection; resolves status, headers, byte count and sha256 of the body. */
