@@ -589,7 +589,7 @@ export class Exchange implements UpstreamSink {
   // Access log (set only with --access-log).
   clientIp = '';
   path = '';
-  /** Timestamps for the access log, taken only when it is on (0: not taken). */
+  /** Request in (access log only: 0 without it); request sent and response head (the latency histogram). */
   private startedAt = 0;
   private sentAt = 0;
   private headAt = 0;
@@ -671,7 +671,7 @@ export class Exchange implements UpstreamSink {
       socket.uncork();
     }
     this.bodyStarted = true;
-    if (this.startedAt !== 0) this.sentAt = performance.now();
+    this.sentAt = performance.now();
     this.phase = Phase.Waiting;
     this.deadline = clock.now + (this.bodyEnded ? cfg.timeouts.responseMs : cfg.timeouts.idleMs);
     if (this.clientPaused && ok) this.resumeClient();
@@ -751,9 +751,13 @@ export class Exchange implements UpstreamSink {
     this.deadline = clock.now + cfg.timeouts.idleMs;
     this.status = status;
     this.headSent = true;
-    if (this.startedAt !== 0) this.headAt = performance.now();
+    const headAt = (this.headAt = performance.now());
     this.countSticky(this.backend);
-    if (this.ctx.counters.markBackendResponse(this.backend!.slot, status, pool.eject5xx, clock.now, 1_000, 30_000)) this.ejected5xx();
+    const counters = this.ctx.counters;
+    const slot = this.backend!.slot;
+    counters.countBackendStatus(slot, status);
+    if (this.sentAt !== 0) counters.observeUpstream(slot, headAt - this.sentAt);
+    if (counters.markBackendResponse(slot, status, pool.eject5xx, clock.now, 1_000, 30_000)) this.ejected5xx();
     res.writeStatus(statusLine(status, reason));
     const served = this.backend!;
     const issue = this.sticky.tokenBackend !== served.index || this.sticky.refresh;

@@ -1,7 +1,7 @@
 // Prometheus metrics, read from the workers' shared-memory counters at scrape time: the data
 // path never sends a message per request, and a scrape costs a sum over a few slots.
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import type { CounterReader, GlobalCounter } from '../shared-memory/counters.js';
+import { LATENCY_BOUNDS_MS, type CounterReader, type GlobalCounter } from '../shared-memory/counters.js';
 import type { KeyRing } from './key-ring.js';
 import type { TableStats } from '../shared-memory/table.js';
 import { VERSION } from '../version.js';
@@ -149,6 +149,18 @@ export function createMetrics(src: MetricSources): { text(): Promise<string>; co
     const st = r.backendState(s);
     return st.downUntil <= Date.now() && st.unavailable === 0 ? 1 : 0;
   });
+  new Counter({
+    name: 'tether_backend_responses_total',
+    help: 'Final responses from each backend by status class (1xx-5xx); sum over backends for a pool',
+    labelNames: ['pool', 'backend', 'class'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const b of src.backends()) {
+        for (const cls of ['1xx', '2xx', '3xx', '4xx', '5xx'] as const) this.inc({ pool: b.pool, backend: b.id, class: cls }, r.backendTotal(b.slot, `responses_${cls}`));
+      }
+    },
+  });
   perBackend('tether_backend_draining', '1 while the backend is draining (no new sessions)', 'gauge', (s) => (r.backendState(s).drainUntil !== 0 ? 1 : 0));
   new Gauge({
     name: 'tether_backend_health',
@@ -253,5 +265,19 @@ export function createMetrics(src: MetricSources): { text(): Promise<string>; co
     { version: VERSION, node: process.version },
     1,
   );
-  return { text: () => registry.metrics(), contentType: registry.contentType };
+  // prom-client's Histogram cannot be loaded from counts kept elsewhere: this one is written out
+  // in the exposition format from the workers' shared-memory buckets.
+  const latencyText = (): string => {
+    const name = 'tether_upstream_response_seconds';
+    let out = `# HELP ${name} Time from the request sent to the backend to its response head\n# TYPE ${name} histogram\n`;
+    for (const b of src.backends()) {
+      const { buckets, sumMs } = r.backendLatency(b.slot);
+      const labels = `pool="${b.pool}",backend="${b.id}"`;
+      LATENCY_BOUNDS_MS.forEach((ms, i) => (out += `${name}_bucket{${labels},le="${ms / 1000}"} ${buckets[i]}\n`));
+      out += `${name}_bucket{${labels},le="+Inf"} ${buckets[buckets.length - 1]}\n`;
+      out += `${name}_sum{${labels}} ${sumMs / 1000}\n${name}_count{${labels}} ${buckets[buckets.length - 1]}\n`;
+    }
+    return out;
+  };
+  return { text: async () => `${await registry.metrics()}\n${latencyText()}`, contentType: registry.contentType };
 }

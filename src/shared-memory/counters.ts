@@ -6,7 +6,7 @@
 //
 //   [ worker 0 block ][ worker 1 block ] … [ worker W-1 block ][ backend state ]
 //   worker block  = GLOBAL_COUNTERS.length slots
-//                 + BACKEND_COUNTERS.length × backendCapacity slots
+//                 + PER_BACKEND × backendCapacity slots (counters, latency histogram)
 //   backend state = BACKEND_STATE.length × backendCapacity slots
 //
 // Each worker block has exactly one writer (its worker), so increments are plain `+= 1`: no
@@ -90,7 +90,16 @@ GLOBAL_COUNTERS.forEach((name, i) => {
   if (C[name] !== i) throw new Error(`counter slots must be 0..n-1 without gaps: ${name} is ${C[name]}, expected ${i}`);
 });
 
-export const BACKEND_COUNTERS = ['requests', 'connect_errors', 'active'] as const;
+export const BACKEND_COUNTERS = ['requests', 'connect_errors', 'active', 'responses_1xx', 'responses_2xx', 'responses_3xx', 'responses_4xx', 'responses_5xx'] as const;
+
+/**
+ * Upstream response time (request sent → response head) per backend: a histogram with these
+ * upper bounds in ms, plus +Inf, and the sum in ms. Slots per backend, after its counters.
+ */
+export const LATENCY_BOUNDS_MS = [0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000] as const;
+const LATENCY_SLOTS = LATENCY_BOUNDS_MS.length + 2;
+/** Slots per backend in a worker block: counters, then histogram buckets (+Inf last), then the sum. */
+export const PER_BACKEND = BACKEND_COUNTERS.length + LATENCY_SLOTS;
 
 /** Per-backend state shared by all workers. */
 export const BACKEND_STATE = [
@@ -138,11 +147,11 @@ export interface SharedLayout {
 }
 
 export function workerBlockSlots(l: SharedLayout): number {
-  return GLOBAL_COUNTERS.length + BACKEND_COUNTERS.length * l.backendCapacity + ROUTE_COUNTERS.length * (l.routeCapacity ?? 0);
+  return GLOBAL_COUNTERS.length + PER_BACKEND * l.backendCapacity + ROUTE_COUNTERS.length * (l.routeCapacity ?? 0);
 }
 
 function routeOffset(l: SharedLayout, route: number, name: RouteCounter): number {
-  return GLOBAL_COUNTERS.length + BACKEND_COUNTERS.length * l.backendCapacity + route * ROUTE_COUNTERS.length + R[name];
+  return GLOBAL_COUNTERS.length + PER_BACKEND * l.backendCapacity + route * ROUTE_COUNTERS.length + R[name];
 }
 
 export function sharedBytes(l: SharedLayout): number {
@@ -188,7 +197,22 @@ export class WorkerCounters {
   }
 
   incBackend(slot: number, name: BackendCounter, by = 1): void {
-    this.slots[this.backendBase + slot * BACKEND_COUNTERS.length + B[name]]! += by;
+    this.slots[this.backendBase + slot * PER_BACKEND + B[name]]! += by;
+  }
+
+  /** A final response from the backend, counted by status class (1xx-5xx). */
+  countBackendStatus(slot: number, status: number): void {
+    const cls = status < 200 ? 0 : status < 300 ? 1 : status < 400 ? 2 : status < 500 ? 3 : 4;
+    this.slots[this.backendBase + slot * PER_BACKEND + B.responses_1xx + cls]! += 1;
+  }
+
+  /** One upstream response time (ms) into the backend's histogram. */
+  observeUpstream(slot: number, ms: number): void {
+    const at = this.backendBase + slot * PER_BACKEND + BACKEND_COUNTERS.length;
+    let i = 0;
+    while (i < LATENCY_BOUNDS_MS.length && ms > LATENCY_BOUNDS_MS[i]!) i++;
+    this.slots[at + i]! += 1;
+    this.slots[at + LATENCY_SLOTS - 1]! += ms;
   }
 
   backendDownUntil(slot: number): number {
@@ -217,7 +241,7 @@ export class WorkerCounters {
 
   /** In-flight requests to a backend summed over every worker (least-connections reads this). */
   backendActive(slot: number): number {
-    const off = GLOBAL_COUNTERS.length + slot * BACKEND_COUNTERS.length + B.active;
+    const off = GLOBAL_COUNTERS.length + slot * PER_BACKEND + B.active;
     let sum = 0;
     for (let w = 0; w < this.workerCapacity; w++) sum += this.slots[w * this.stride + off]!;
     return sum;
@@ -287,7 +311,7 @@ export class CounterReader {
 
   backendTotal(slot: number, name: BackendCounter): number {
     const stride = workerBlockSlots(this.layout);
-    const off = GLOBAL_COUNTERS.length + slot * BACKEND_COUNTERS.length + B[name];
+    const off = GLOBAL_COUNTERS.length + slot * PER_BACKEND + B[name];
     let sum = 0;
     for (let w = 0; w < this.layout.workerCapacity; w++) sum += this.slots[w * stride + off]!;
     return sum;
@@ -305,6 +329,21 @@ export class CounterReader {
     const at = this.stateAt(slot);
     const s = this.slots;
     return { downUntil: s[at + S_DOWN_UNTIL]!, failures: s[at + S_FAILURES]!, errors5xx: s[at + S_5XX]!, ejected5xx: s[at + S_EJECTED_5XX] === 1, unavailable: s[at + S_UNAVAILABLE]!, drainUntil: s[at + S_DRAIN_UNTIL]! };
+  }
+
+  /** The backend's upstream latency histogram over all workers: cumulative bucket counts (+Inf last), sum in ms. */
+  backendLatency(slot: number): { buckets: number[]; sumMs: number } {
+    const stride = workerBlockSlots(this.layout);
+    const off = GLOBAL_COUNTERS.length + slot * PER_BACKEND + BACKEND_COUNTERS.length;
+    const buckets = new Array<number>(LATENCY_BOUNDS_MS.length + 1).fill(0);
+    let sumMs = 0;
+    for (let w = 0; w < this.layout.workerCapacity; w++) {
+      const at = w * stride + off;
+      for (let i = 0; i <= LATENCY_BOUNDS_MS.length; i++) buckets[i]! += this.slots[at + i]!;
+      sumMs += this.slots[at + LATENCY_SLOTS - 1]!;
+    }
+    for (let i = 1; i < buckets.length; i++) buckets[i]! += buckets[i - 1]!;
+    return { buckets, sumMs };
   }
 
   /** Orchestrator only: raise or clear `bit` of a backend's `unavailable` word. */
@@ -328,8 +367,8 @@ export class CounterReader {
   resetBackend(slot: number): void {
     const stride = workerBlockSlots(this.layout);
     for (let w = 0; w < this.layout.workerCapacity; w++) {
-      const off = w * stride + GLOBAL_COUNTERS.length + slot * BACKEND_COUNTERS.length;
-      for (let k = 0; k < BACKEND_COUNTERS.length; k++) this.slots[off + k] = 0;
+      const off = w * stride + GLOBAL_COUNTERS.length + slot * PER_BACKEND;
+      for (let k = 0; k < PER_BACKEND; k++) this.slots[off + k] = 0;
     }
     const at = this.stateAt(slot);
     for (let k = 0; k < BACKEND_STATE.length; k++) this.slots[at + k] = 0;
@@ -355,7 +394,7 @@ export class CounterReader {
     this.slots[base + C.active_requests] = 0;
     this.slots[base + C.passthrough_active] = 0;
     for (let s = 0; s < this.layout.backendCapacity; s++) {
-      this.slots[base + GLOBAL_COUNTERS.length + s * BACKEND_COUNTERS.length + B.active] = 0;
+      this.slots[base + GLOBAL_COUNTERS.length + s * PER_BACKEND + B.active] = 0;
     }
   }
 }

@@ -2,7 +2,7 @@
 // from the same module; these tests pin it (slots, sizes, sums, gauges, health backoff).
 import { describe, expect, it } from 'vitest';
 import {
-  BACKEND_COUNTERS, BACKEND_STATE, C, CounterReader, GLOBAL_COUNTERS, WorkerCounters, createSharedState, sharedBytes, workerBlockSlots,
+  BACKEND_COUNTERS, BACKEND_STATE, C, LATENCY_BOUNDS_MS, PER_BACKEND, CounterReader, GLOBAL_COUNTERS, WorkerCounters, createSharedState, sharedBytes, workerBlockSlots,
 } from '../../src/shared-memory/counters.js';
 
 const layout = { workerCapacity: 3, backendCapacity: 4 };
@@ -12,7 +12,8 @@ describe('shared counters', () => {
     expect(GLOBAL_COUNTERS[0]).toBe('requests');
     expect(GLOBAL_COUNTERS[C.client_timeouts]).toBe('client_timeouts');
     GLOBAL_COUNTERS.forEach((name, i) => expect(C[name]).toBe(i));
-    expect(workerBlockSlots(layout)).toBe(GLOBAL_COUNTERS.length + BACKEND_COUNTERS.length * 4);
+    expect(PER_BACKEND).toBe(BACKEND_COUNTERS.length + LATENCY_BOUNDS_MS.length + 2);
+    expect(workerBlockSlots(layout)).toBe(GLOBAL_COUNTERS.length + PER_BACKEND * 4);
     expect(sharedBytes(layout)).toBe(8 * (workerBlockSlots(layout) * 3 + BACKEND_STATE.length * 4));
     expect(createSharedState(layout).byteLength).toBe(sharedBytes(layout));
   });
@@ -62,5 +63,31 @@ describe('shared counters', () => {
     b.markBackendSuccess(1);
     expect(a.backendDownUntil(1)).toBe(0);
     expect(a.backendDownUntil(0)).toBe(0);
+  });
+
+  it('keeps a latency histogram per backend: bucket by upper bound, cumulative over workers, with the sum', () => {
+    const buf = createSharedState(layout);
+    const a = new WorkerCounters(buf, layout, 0);
+    const b = new WorkerCounters(buf, layout, 1);
+    for (const ms of [0.2, 0.5, 0.7, 3, 10_000]) a.observeUpstream(2, ms);
+    b.observeUpstream(2, 20_000);
+    b.observeUpstream(1, 1);
+    const r = new CounterReader(buf, layout);
+    const { buckets, sumMs } = r.backendLatency(2);
+    expect(buckets).toHaveLength(LATENCY_BOUNDS_MS.length + 1);
+    expect(buckets[0]).toBe(2); // ≤ 0.5 ms: 0.2, 0.5
+    expect(buckets[1]).toBe(3); // ≤ 1 ms
+    expect(buckets[3]).toBe(4); // ≤ 5 ms: + 3
+    expect(buckets[LATENCY_BOUNDS_MS.length - 1]).toBe(5); // ≤ 10 s
+    expect(buckets[LATENCY_BOUNDS_MS.length]).toBe(6); // +Inf
+    expect(sumMs).toBeCloseTo(30_004.4);
+    expect(r.backendLatency(1).buckets[1]).toBe(1);
+    // Status classes count per backend; a reset slot starts from zero.
+    a.countBackendStatus(2, 204);
+    b.countBackendStatus(2, 503);
+    expect([r.backendTotal(2, 'responses_2xx'), r.backendTotal(2, 'responses_5xx')]).toEqual([1, 1]);
+    r.resetBackend(2);
+    expect(r.backendLatency(2).buckets.at(-1)).toBe(0);
+    expect(r.backendTotal(2, 'responses_2xx')).toBe(0);
   });
 });
