@@ -29,6 +29,8 @@ export interface WorkerInit {
 /** A registry snapshot: every pool's backends (in order) and their shared-memory slots. */
 export interface BackendsSnapshot {
   version: number;
+  /** The whole configuration (pools with these lists): present when sent to workers. */
+  config?: Config;
   pools: Record<string, BackendConfig[]>;
   slots: BackendSlots;
 }

@@ -58,6 +58,8 @@ export interface PoolRuntime {
   /** Session ↔ terminal binding policy, and this thread's terminals under it. */
   readonly bind: BindPolicy;
   readonly terminals: TerminalCache;
+  /** The policy as configured (a reload keeps `terminals` only when this is unchanged). */
+  readonly bindText: string;
   /** The application's session cookie (learn and prefix modes), else ''. */
   readonly sessionCookie: string;
   /** Fingerprints of application session ids and of route tokens, for the shared table (null without one). */
@@ -174,8 +176,9 @@ function buildPool(
     cookieSuffix,
     headerLower: pc.sticky.mode === 'header' ? pc.sticky.name.toLowerCase() : '',
     bind,
-    // Registry changes touch backends only, never a pool's policy: keep what this thread knows.
-    terminals: previous?.terminals ?? new TerminalCache(bind),
+    // What this thread knows of its terminals holds while the policy is the same (a reload may change it).
+    terminals: previous && previous.bindText === pc.bind ? previous.terminals : new TerminalCache(bind),
+    bindText: pc.bind,
     sessionCookie: pc.sticky.mode === 'learn' || pc.sticky.mode === 'prefix' ? pc.sticky.cookie : '',
     sessionFp: sessions?.fingerprinter(name, 'session') ?? null,
     tokenFp: sessions?.fingerprinter(name, 'token') ?? null,

@@ -181,7 +181,8 @@ function main(): void {
         // with; backends dropped or moved lose their idle connections now.
         const snap = msg.snapshot;
         if (snap.version > backendsVersion) {
-          const config = { ...runtime.config, pools: Object.fromEntries(Object.entries(runtime.config.pools).map(([name, pc]) => [name, { ...pc, backends: snap.pools[name] ?? [] }])) };
+          const base = snap.config ?? runtime.config;
+          const config = { ...base, pools: Object.fromEntries(Object.entries(base.pools).map(([name, pc]) => [name, { ...pc, backends: snap.pools[name] ?? [] }])) };
           const next = new Runtime(config, snap.slots, counters, () => clock.now, sessions, runtime);
           for (const b of Runtime.retire(runtime, next)) for (const conn of b.idle.splice(0)) conn.destroy();
           runtime = next;

@@ -40,6 +40,8 @@ export interface AdminHandlers {
   undrainBackend(req: ApiRequest): Promise<ApiAnswer>;
   removeBackend(req: ApiRequest): Promise<ApiAnswer>;
   events(req: ApiRequest): ApiAnswer;
+  /** Re-read and apply the configuration (as SIGHUP does). */
+  reload(): Promise<ApiAnswer>;
   /** Mounts /control on the app (./control.ts). */
   mountControl?(app: TemplatedApp): void;
 }
@@ -165,12 +167,13 @@ export function startAdmin(address: { host: string; port: number }, h: AdminHand
   route('post', '/api/v1/backends/:id/undrain', ['id'], true, (req) => h.undrainBackend(req));
   route('del', '/api/v1/backends/:id', ['id'], true, (req) => h.removeBackend(req));
   route('get', '/api/v1/events', [], false, (req) => h.events(req));
+  route('post', '/api/v1/reload', [], true, () => h.reload());
   h.mountControl?.(app);
   app.any('/*', (res) => {
     res
       .writeStatus('404 Not Found')
       .writeHeader('content-type', 'text/plain')
-      .end('not found: try /healthz, /readyz, /metrics, GET /api/v1/backends, GET /api/v1/events, POST /api/v1/sessions/revoke\n');
+      .end('not found: try /healthz, /readyz, /metrics, GET /api/v1/backends, GET /api/v1/events, POST /api/v1/reload, POST /api/v1/sessions/revoke\n');
   });
   return new Promise((resolve, reject) => {
     app.listen(address.host, address.port, (ls: us_listen_socket | false) => {

@@ -277,6 +277,70 @@ export class Registry {
     return { ok: true, state: 'removed', entry: e, version: this.versionNo };
   }
 
+  /**
+   * What a reloaded config would change in the backend lists, without changing anything: the
+   * config's backends replace the config-sourced ones (API and agent backends stay); pools may
+   * come and go. Problems (an address another live backend holds, capacity) refuse the reload.
+   */
+  planReload(config: Config): { problems: string[]; apply: () => void } {
+    const problems: string[] = [];
+    const wanted = new Map<string, BackendConfig>();
+    for (const [pool, pc] of Object.entries(config.pools)) {
+      for (const b of pc.backends) {
+        // An ID its agent has taken over keeps the agent's address: it is fresher than a file.
+        const e = this.get(pool, b.id);
+        if (!e || e.source === 'config') wanted.set(`${pool}|${b.id}`, b);
+      }
+    }
+    // Addresses held after the reload: every surviving entry, then the config's.
+    const held = new Map<string, string>();
+    for (const e of this.entries()) {
+      const k = `${e.pool}|${e.id}`;
+      if (!(e.pool in config.pools) || wanted.has(k)) continue;
+      if (e.source === 'config' && !config.pools[e.pool]!.backends.some((b) => b.id === e.id)) continue;
+      if (!e.lost) held.set(addressKey(e.address, e.port), k);
+    }
+    let added = 0;
+    for (const [k, b] of wanted) {
+      const ak = addressKey(b.address, b.port);
+      const holder = held.get(ak);
+      if (holder !== undefined && holder.split('|')[1] !== b.id) problems.push(`pools.${k.split('|')[0]}.backends: ${b.id} at ${b.address}:${b.port} is an address ${holder.replace('|', '/')} holds`);
+      held.set(ak, k);
+      if (!this.get(k.split('|')[0]!, b.id)) added++;
+    }
+    // Slots freed by this reload are quarantined, so only what is free already counts.
+    const now0 = this.now();
+    const available = this.deps.capacity - this.nextSlot + this.free.filter((f) => now0 - f.at >= SLOT_QUARANTINE_MS).length;
+    if (added > available) problems.push(`the reload adds ${added} backends but only ${available} more fit (at most ${this.deps.capacity})`);
+    const apply = () => {
+      const now = this.now();
+      for (const e of this.entries()) {
+        if (!(e.pool in config.pools) || (e.source === 'config' && !wanted.has(`${e.pool}|${e.id}`))) this.remove(e.pool, e.id, 'reload');
+      }
+      for (const pool of Object.keys(config.pools)) if (!this.pools.has(pool)) this.pools.set(pool, new Map());
+      for (const [pool] of this.pools) if (!(pool in config.pools)) this.pools.delete(pool);
+      for (const [k, b] of wanted) {
+        const [pool] = k.split('|') as [string];
+        const e = this.get(pool, b.id);
+        if (!e) {
+          const slot = this.allocSlot(now);
+          if (slot < 0) continue; // checked above
+          this.pools.get(pool)!.set(b.id, this.entry(pool, b, 'config', slot, now));
+          this.versionNo++;
+        } else if (e.address !== b.address || e.port !== b.port || e.weight !== b.weight) {
+          e.address = b.address;
+          e.port = b.port;
+          e.weight = b.weight;
+          e.updatedAt = now;
+          this.versionNo++;
+        }
+      }
+      // Pool policies may have changed even when no list did: workers need the new config.
+      this.versionNo++;
+    };
+    return { problems, apply };
+  }
+
   /** Active health-check transition. */
   setCheck(pool: string, id: string, up: boolean, detail: string): void {
     const e = this.get(pool, id);

@@ -33,23 +33,19 @@ export async function run(argv: readonly string[]): Promise<number> {
     return 0;
   }
   const log = pino({ level: loaded.config.logLevel, base: { pid: process.pid } });
-  let config: Config = loaded.config;
   let demo: DemoBackend[] = [];
-  const empty = Object.values(config.pools).every((p) => p.backends.length === 0);
-  if (empty && config.demo && !config.control.agentKeysFile) {
+  const empty = Object.values(loaded.config.pools).every((p) => p.backends.length === 0);
+  if (empty && loaded.config.demo && !loaded.config.control.agentKeysFile) {
     demo = await startDemoBackends(2);
-    const poolName = Object.keys(config.pools)[0] ?? 'default';
-    const base = config.pools[poolName] ?? poolSchema.parse({});
-    config = {
-      ...config,
-      pools: { [poolName]: { ...base, backends: demo.map((d) => ({ id: d.id, address: '127.0.0.1', port: d.port, weight: 1 })) } },
-    };
     log.warn({ backends: demo.map((d) => `${d.id}=127.0.0.1:${d.port}`) }, 'no --backend given: started two demo backends');
   }
+  const config: Config = withDemo(loaded.config, demo);
+  /** The configuration as argv, env and the file say now (a reload): every problem at once, or a Config. */
+  const reread = (): Config => withDemo(loadConfig(argv).config, demo);
 
   let tether;
   try {
-    tether = await startTether(config, log);
+    tether = await startTether(config, log, reread);
   } catch (err) {
     log.fatal({ code: (err as TetherError).code, err: (err as Error).message }, 'tether failed to start');
     await Promise.all(demo.map((d) => d.close()));
@@ -77,16 +73,20 @@ export async function run(argv: readonly string[]): Promise<number> {
   process.on('SIGTERM', () => onStop('SIGTERM'));
   process.on('SIGINT', () => onStop('SIGINT'));
   process.on('SIGHUP', () => {
-    try {
-      tether.reloadKeys();
-    } catch (err) {
-      log.error({ err: (err as Error).message }, 'SIGHUP: key file rejected; the running keys stay');
-    }
+    void tether.reload('SIGHUP');
   });
   await tether.stopped;
   await Promise.all(demo.map((d) => d.close()));
   log.info({ event: 'stopped' }, 'stopped');
   return 0;
+}
+
+/** With the demo backends running, a config without backends gets them (at start and on reload). */
+function withDemo(config: Config, demo: readonly DemoBackend[]): Config {
+  if (demo.length === 0 || !Object.values(config.pools).every((p) => p.backends.length === 0)) return config;
+  const poolName = Object.keys(config.pools)[0] ?? 'default';
+  const base = config.pools[poolName] ?? poolSchema.parse({});
+  return { ...config, pools: { [poolName]: { ...base, backends: demo.map((d) => ({ id: d.id, address: '127.0.0.1', port: d.port, weight: 1 })) } } };
 }
 
 function keygen(argv: readonly string[]): number {

@@ -38,6 +38,12 @@ export interface RunningTether {
   readonly adminPort: number | null;
   /** Re-read the key file (what SIGHUP does). Throws on a bad key file; the old ring stays. */
   reloadKeys(): void;
+  /**
+   * Re-reads the configuration and applies it (SIGHUP, POST /api/v1/reload): pools, backends,
+   * policies, routes, timeouts, keys. Listeners stay open; requests in flight finish on the old
+   * configuration. A bad configuration is refused whole, with every problem, and nothing changes.
+   */
+  reload(by: string): Promise<ReloadResult>;
   /** Stop accepting, let in-flight requests finish up to `drainMs`, stop workers and admin. */
   stop(drainMs?: number): Promise<void>;
   /**
@@ -59,7 +65,14 @@ interface WorkerSlot {
   consecutiveFailures: number;
 }
 
-export async function startTether(config: Config, log: Logger): Promise<RunningTether> {
+export type ReloadResult = { ok: true; version: number } | { ok: false; problems: string[] };
+
+/** What a reload cannot change: listeners, threads and the memory sized at start. */
+const FIXED_ON_RELOAD = ['listen', 'admin', 'workers', 'tableSize', 'passthrough', 'accessLog', 'control', 'authz', 'adminTokenFile', 'keyFile', 'tokenMaxAgeSec', 'demo', 'drainTimeoutMs'] as const;
+
+export async function startTether(startConfig: Config, log: Logger, reread: () => Config = () => startConfig): Promise<RunningTether> {
+  /** The configuration in force (replaced whole by a reload). */
+  let config = startConfig;
   let keyRing: KeyRing;
   if (config.keyFile) {
     keyRing = { ...readKeyFile(config.keyFile), ephemeral: false };
@@ -211,7 +224,8 @@ export async function startTether(config: Config, log: Logger): Promise<RunningT
   function publish(): Promise<void> {
     snapshot = registry.snapshot();
     const version = snapshot.version;
-    for (const w of workers) post(w, { v: 1, type: 'backends', snapshot });
+    // The pools' policies travel too: a reload may have changed them with or without the lists.
+    for (const w of workers) post(w, { v: 1, type: 'backends', snapshot: { ...snapshot, config: withBackends(listenConfig, snapshot.pools) } });
     updateChecks();
     return new Promise((resolve) => {
       const check = () => {
@@ -305,6 +319,10 @@ export async function startTether(config: Config, log: Logger): Promise<RunningT
         revoke: (body) => revokeSession(body, { config, sessions, log }),
         ...backendsApi({ registry, reader, events, publish, checkState: (pool, id) => checker.state(`${pool}\0${id}`) }),
         mountControl: control ? (app) => control.mount(app) : undefined,
+        reload: async () => {
+          const r = await reload('api');
+          return r.ok ? { status: 200, body: { result: 'reloaded', version: r.version } } : { status: 400, body: { error: 'invalid_config', message: 'reload refused; the running configuration stays', problems: r.problems } };
+        },
       });
       if (!adminToken) log.warn('no --admin-token-file: the admin API is read-only (changes are refused)');
     }
@@ -315,6 +333,52 @@ export async function startTether(config: Config, log: Logger): Promise<RunningT
     control?.close();
     await Promise.all(workers.map((w) => stopWorker(w, 0)));
     throw err;
+  }
+
+  let reloading: Promise<ReloadResult> | null = null;
+  /** One reload at a time; a second request while one runs waits for it and runs after. */
+  async function reload(by: string): Promise<ReloadResult> {
+    while (reloading) await reloading.catch(() => undefined);
+    reloading = doReload(by);
+    try {
+      return await reloading;
+    } finally {
+      reloading = null;
+    }
+  }
+
+  async function doReload(by: string): Promise<ReloadResult> {
+    let next: Config;
+    try {
+      next = reread();
+    } catch (err) {
+      const problems = ((err as Error).message.split('\n').slice(1).map((l) => l.trim()).filter(Boolean));
+      log.error({ event: 'reload_refused', by, problems }, 'reload refused: the configuration is invalid; the running one stays');
+      return { ok: false, problems: problems.length > 0 ? problems : [(err as Error).message] };
+    }
+    const problems: string[] = [];
+    for (const key of FIXED_ON_RELOAD) {
+      if (JSON.stringify(config[key]) !== JSON.stringify(next[key])) problems.push(`${key}: cannot change while running (restart to apply it)`);
+    }
+    const plan = registry.planReload(next);
+    problems.push(...plan.problems);
+    if (problems.length > 0) {
+      log.error({ event: 'reload_refused', by, problems }, 'reload refused; the running configuration stays');
+      return { ok: false, problems };
+    }
+    plan.apply();
+    config = next;
+    listenConfig = { ...next, listen: listenConfig.listen, passthrough: listenConfig.passthrough };
+    log.level = next.logLevel;
+    await publish();
+    try {
+      reloadKeys();
+    } catch (err) {
+      log.error({ err: (err as Error).message }, 'reload: key file rejected; the running keys stay');
+    }
+    events.add('config_reloaded', 'info', `configuration reloaded (${by})`, { by, version: registry.version });
+    log.info({ event: 'config_reloaded', by, version: registry.version }, 'configuration reloaded');
+    return { ok: true, version: registry.version };
   }
 
   function reloadKeys(): void {
@@ -396,6 +460,7 @@ export async function startTether(config: Config, log: Logger): Promise<RunningT
     passthroughPorts: listenConfig.passthrough.listen.map((l) => l.port),
     adminPort: admin?.port ?? null,
     reloadKeys,
+    reload,
     stop,
     stopped,
   };

@@ -165,3 +165,29 @@ it('alerts a repeated conflict once a minute but counts every refusal', () => {
   registry.announce({ pool: 'web', id: 'dup', address: '10.0.0.1', port: 80 }, 'agent');
   expect(events.list().filter((e) => e.type === 'address_conflict')).toHaveLength(2);
 });
+
+describe('registry reload plan', () => {
+  it('replaces config backends, keeps API and agent ones, refuses a conflicting address, changes nothing until applied', () => {
+    const { registry } = setup(8);
+    registry.announce({ pool: 'web', id: 'agent1', address: '10.0.0.7', port: 80 }, 'agent');
+    registry.announce({ pool: 'api', id: 'added', address: '10.0.0.8', port: 80 }, 'api');
+    const next = configSchema.parse({
+      pools: { web: { backends: [{ id: 'app2', address: '10.0.0.2', port: 80 }] }, api: { backends: [] } },
+    });
+    const plan = registry.planReload(next);
+    expect(plan.problems).toEqual([]);
+    expect(registry.get('web', 'app1')).toBeDefined(); // nothing yet
+    const v = registry.version;
+    plan.apply();
+    expect(registry.version).toBeGreaterThan(v);
+    expect(registry.entries().map((e) => `${e.pool}/${e.id}:${e.source}`).sort()).toEqual(['api/added:api', 'web/agent1:agent', 'web/app2:config']);
+    // A config backend at the agent's address: refused whole.
+    const clash = configSchema.parse({ pools: { web: { backends: [{ id: 'app9', address: '10.0.0.7', port: 80 }] }, api: { backends: [] } } });
+    const bad = registry.planReload(clash);
+    expect(bad.problems.join('\n')).toMatch(/app9 at 10\.0\.0\.7:80 is an address web\/agent1 holds/);
+    // Dropping a pool drops its backends.
+    registry.planReload(configSchema.parse({ pools: { web: { backends: [{ id: 'app2', address: '10.0.0.2', port: 80 }] } } })).apply();
+    expect(registry.hasPool('api')).toBe(false);
+    expect(registry.get('api', 'added')).toBeUndefined();
+  });
+});
