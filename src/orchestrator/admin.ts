@@ -44,6 +44,8 @@ export interface AdminHandlers {
   reload(): Promise<ApiAnswer>;
   /** Mounts /control on the app (./control.ts). */
   mountControl?(app: TemplatedApp): void;
+  /** Mounts /dashboard and /dashboard/ws (./dashboard.ts). */
+  mountDashboard?(app: TemplatedApp): void;
 }
 
 const STATUS: Record<number, string> = {
@@ -169,11 +171,12 @@ export function startAdmin(address: { host: string; port: number }, h: AdminHand
   route('get', '/api/v1/events', [], false, (req) => h.events(req));
   route('post', '/api/v1/reload', [], true, () => h.reload());
   h.mountControl?.(app);
+  h.mountDashboard?.(app);
   app.any('/*', (res) => {
     res
       .writeStatus('404 Not Found')
       .writeHeader('content-type', 'text/plain')
-      .end('not found: try /healthz, /readyz, /metrics, GET /api/v1/backends, GET /api/v1/events, POST /api/v1/reload, POST /api/v1/sessions/revoke\n');
+      .end('not found: try /dashboard, /healthz, /readyz, /metrics, GET /api/v1/backends, GET /api/v1/events, POST /api/v1/reload, POST /api/v1/sessions/revoke\n');
   });
   return new Promise((resolve, reject) => {
     app.listen(address.host, address.port, (ls: us_listen_socket | false) => {

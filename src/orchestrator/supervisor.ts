@@ -20,6 +20,7 @@ import { parseAgentKeys } from '../control/frames.js';
 import { parseTerminalKeys } from '../authz/protocol.js';
 import { backendsApi } from './backends-api.js';
 import { ControlServer } from './control.js';
+import { Dashboard } from './dashboard.js';
 import { EventLog } from './events.js';
 import { HealthChecker, type HealthCheckConfig as CheckSpec } from './health-check.js';
 import { Registry } from './registry.js';
@@ -279,6 +280,8 @@ export async function startTether(startConfig: Config, log: Logger, reread: () =
       })
     : null;
 
+  const dashboard = new Dashboard({ registry, reader, events });
+
   const metrics = createMetrics({
     reader,
     backends: () => registry.entries().map((e) => ({ pool: e.pool, id: e.id, slot: e.slot, checkDown: e.checkDown, lost: e.lost, draining: e.draining !== null })),
@@ -319,6 +322,7 @@ export async function startTether(startConfig: Config, log: Logger, reread: () =
         revoke: (body) => revokeSession(body, { config, sessions, log }),
         ...backendsApi({ registry, reader, events, publish, checkState: (pool, id) => checker.state(`${pool}\0${id}`) }),
         mountControl: control ? (app) => control.mount(app) : undefined,
+        mountDashboard: (app) => dashboard.mount(app),
         reload: async () => {
           const r = await reload('api');
           return r.ok ? { status: 200, body: { result: 'reloaded', version: r.version } } : { status: 400, body: { error: 'invalid_config', message: 'reload refused; the running configuration stays', problems: r.problems } };
@@ -331,6 +335,7 @@ export async function startTether(startConfig: Config, log: Logger, reread: () =
     clearInterval(heartbeats);
     checker.close();
     control?.close();
+    dashboard.close();
     await Promise.all(workers.map((w) => stopWorker(w, 0)));
     throw err;
   }
@@ -415,6 +420,7 @@ export async function startTether(startConfig: Config, log: Logger, reread: () =
     clearInterval(heartbeats);
     checker.close();
     control?.close();
+    dashboard.close();
     if (shuttingDown) return stopped;
     shuttingDown = true;
     await Promise.all(workers.map((w) => stopWorker(w, drainMs)));
