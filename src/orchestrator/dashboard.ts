@@ -112,6 +112,11 @@ export class Dashboard {
         p99: quantileMs(delta, 0.99),
       };
     });
+    // Forget removed backends (agents come and go: the map must not grow with them).
+    if (this.previous.size > backends.length) {
+      const live = new Set(this.d.registry.entries().map((e) => `${e.pool}|${e.id}|${e.slot}`));
+      for (const k of this.previous.keys()) if (!live.has(k)) this.previous.delete(k);
+    }
     const alerts = this.d.events.list(this.lastEvent);
     this.lastEvent = this.d.events.lastSeq;
     // Binding refusals and 5xx ejections happen in workers: their counters become feed lines.
