@@ -11,6 +11,7 @@ import type { KeyRing } from '../orchestrator/key-ring.js';
 import { C, type WorkerCounters } from '../shared-memory/counters.js';
 import type { SessionStore } from '../sticky/sessions.js';
 import type { Runtime } from './runtime.js';
+import { statusLine } from './status.js';
 
 const MAX_BODY = 2_048;
 const BODY_DEADLINE_MS = 5_000;
@@ -28,7 +29,6 @@ const OUTCOME_COUNTER: Record<AuthzOutcome, number> = {
   no_server: C.authz_no_server,
 };
 
-const STATUS: Record<number, string> = { 200: '200 OK', 400: '400 Bad Request', 403: '403 Forbidden', 408: '408 Request Timeout', 413: '413 Content Too Large', 429: '429 Too Many Requests', 503: '503 Service Unavailable' };
 
 /** Challenge secrets from the route-token key ring: every node with the same key file checks every node's challenges. */
 function challengeSecrets(ring: KeyRing): Buffer[] {
@@ -100,7 +100,7 @@ export function mountAuthz(
       clearTimeout(deadline);
       const { type, bytes } = encodeAnswer(a, binary);
       res.cork(() => {
-        res.writeStatus(STATUS[a.status] ?? `${a.status} Error`).writeHeader('content-type', type).writeHeader('cache-control', 'no-store');
+        res.writeStatus(statusLine(a.status)).writeHeader('content-type', type).writeHeader('cache-control', 'no-store');
         res.end(bytes, close);
       });
     };

@@ -8,6 +8,7 @@ import type { HttpRequest, HttpResponse, TemplatedApp, us_listen_socket } from '
 import { loadUws } from '../data-plane/uws.js';
 import { TetherError } from '../errors.js';
 import { MAX_REVOKE_BODY, type ApiAnswer } from './sessions-api.js';
+import { statusLine } from '../data-plane/status.js';
 
 /** How long a client may take to send an API request body. */
 const BODY_DEADLINE_MS = 10_000;
@@ -48,11 +49,6 @@ export interface AdminHandlers {
   mountDashboard?(app: TemplatedApp): void;
 }
 
-const STATUS: Record<number, string> = {
-  200: '200 OK', 201: '201 Created', 202: '202 Accepted', 400: '400 Bad Request', 401: '401 Unauthorized', 403: '403 Forbidden',
-  404: '404 Not Found', 408: '408 Request Timeout', 409: '409 Conflict', 413: '413 Content Too Large', 500: '500 Internal Server Error',
-  503: '503 Service Unavailable', 507: '507 Insufficient Storage',
-};
 
 function digest(text: string): Buffer {
   return createHash('sha256').update(text).digest();
@@ -121,7 +117,7 @@ export function startAdmin(address: { host: string; port: number }, h: AdminHand
         done = true;
         clearTimeout(deadline);
         res.cork(() => {
-          res.writeStatus(STATUS[a.status] ?? `${a.status} Error`);
+          res.writeStatus(statusLine(a.status));
           res.writeHeader('content-type', 'application/json');
           res.end(`${JSON.stringify(a.body)}\n`, close);
         });

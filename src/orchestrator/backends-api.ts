@@ -26,7 +26,7 @@ function view(e: RegistryEntry, d: BackendsApiDeps) {
   const ejected = st.downUntil > now;
   const draining = e.draining !== null;
   const check = d.checkState(e.pool, e.id);
-  const up = !ejected && !e.checkDown && !e.lost;
+  const up = d.reader.downCause(e.slot, now) === null;
   return {
     pool: e.pool,
     id: e.id,

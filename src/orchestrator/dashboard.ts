@@ -9,6 +9,7 @@ import type { EventLog } from './events.js';
 import type { Registry } from './registry.js';
 
 const TICK_MS = 1_000;
+const DOWN_WHY = { check: 'health check', lost: 'heartbeats lost', ejected: 'ejected' } as const;
 const MAX_VIEWERS = 64;
 
 interface Previous {
@@ -96,16 +97,15 @@ export class Dashboard {
       const prev = this.previous.get(key) ?? { requests, buckets };
       this.previous.set(key, { requests, buckets });
       const delta = buckets.map((b, i) => Math.max(0, b - (prev.buckets[i] ?? 0)));
-      const st = r.backendState(e.slot);
-      const up = st.downUntil <= now && !e.checkDown && !e.lost;
+      const down = r.downCause(e.slot, now);
       return {
         pool: e.pool,
         id: e.id,
         address: `${e.address}:${e.port}`,
         weight: e.weight,
         source: e.source,
-        state: !up ? 'down' : e.draining ? 'draining' : 'up',
-        why: !up ? (e.checkDown ? 'health check' : e.lost ? 'heartbeats lost' : 'ejected') : '',
+        state: down ? 'down' : e.draining ? 'draining' : 'up',
+        why: down ? DOWN_WHY[down] : '',
         active: r.backendTotal(e.slot, 'active'),
         rps: Math.max(0, requests - prev.requests) / seconds,
         p50: quantileMs(delta, 0.5),

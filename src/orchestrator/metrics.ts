@@ -145,10 +145,9 @@ export function createMetrics(src: MetricSources): { text(): Promise<string>; co
   perBackend('tether_backend_requests_total', 'Requests completed per backend', 'counter', (s) => r.backendTotal(s, 'requests'));
   perBackend('tether_backend_connect_errors_total', 'Connect failures per backend', 'counter', (s) => r.backendTotal(s, 'connect_errors'));
   perBackend('tether_backend_active_requests', 'Requests in flight per backend', 'gauge', (s) => r.backendTotal(s, 'active'));
-  perBackend('tether_backend_up', '1 when the backend may take requests: not ejected (passive), not failing its health check, not lost (missed heartbeats)', 'gauge', (s) => {
-    const st = r.backendState(s);
-    return st.downUntil <= Date.now() && st.unavailable === 0 ? 1 : 0;
-  });
+  perBackend('tether_backend_up', '1 when the backend may take requests: not ejected (passive), not failing its health check, not lost (missed heartbeats)', 'gauge', (s) =>
+    r.downCause(s, Date.now()) === null ? 1 : 0,
+  );
   new Counter({
     name: 'tether_backend_responses_total',
     help: 'Final responses from each backend by status class (1xx-5xx); sum over backends for a pool',

@@ -503,13 +503,17 @@ function withBackends(config: Config, pools: Record<string, BackendConfig[]>): C
 
 const MIN_ADMIN_TOKEN_CHARS = 16;
 
-function readAdminToken(path: string): string {
-  let text: string;
+/** The contents of the file a flag names; an unreadable file is a TETHER_ERR_CONFIG naming both. */
+function readFlagFile(path: string, flag: string): string {
   try {
-    text = readFileSync(path, 'utf8').trim();
+    return readFileSync(path, 'utf8');
   } catch (err) {
-    throw new TetherError('TETHER_ERR_CONFIG', `cannot read --admin-token-file ${path}: ${(err as Error).message}`, { cause: err });
+    throw new TetherError('TETHER_ERR_CONFIG', `cannot read ${flag} ${path}: ${(err as Error).message}`, { cause: err });
   }
+}
+
+function readAdminToken(path: string): string {
+  const text = readFlagFile(path, '--admin-token-file').trim();
   if (text.length < MIN_ADMIN_TOKEN_CHARS || /\s/.test(text)) {
     throw new TetherError('TETHER_ERR_CONFIG', `--admin-token-file ${path} must hold one token of at least ${MIN_ADMIN_TOKEN_CHARS} characters without spaces (e.g. \`openssl rand -hex 32\`)`);
   }
@@ -518,12 +522,7 @@ function readAdminToken(path: string): string {
 
 /** Reads a key file for `flag`; any problem becomes a TETHER_ERR_CONFIG naming the file. */
 function readKeys(path: string, flag: string, parse: (text: string, source: string) => Map<string, Buffer>): Map<string, Buffer> {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    throw new TetherError('TETHER_ERR_CONFIG', `cannot read ${flag} ${path}: ${(err as Error).message}`, { cause: err });
-  }
+  const text = readFlagFile(path, flag);
   try {
     return parse(text, path);
   } catch (err) {

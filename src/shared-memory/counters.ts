@@ -346,6 +346,19 @@ export class CounterReader {
     return { buckets, sumMs };
   }
 
+  /**
+   * Why the backend is down now, first cause first — 'check' (active health check), 'lost'
+   * (missed heartbeats), 'ejected' (passive backoff) — or null when it may take requests.
+   * One definition for the API, the dashboard and /metrics.
+   */
+  downCause(slot: number, now: number): 'check' | 'lost' | 'ejected' | null {
+    const at = this.stateAt(slot);
+    const unavailable = this.slots[at + S_UNAVAILABLE]!;
+    if (unavailable & UNAVAILABLE_CHECK) return 'check';
+    if (unavailable & UNAVAILABLE_LOST) return 'lost';
+    return this.slots[at + S_DOWN_UNTIL]! > now ? 'ejected' : null;
+  }
+
   /** Orchestrator only: raise or clear `bit` of a backend's `unavailable` word. */
   setUnavailable(slot: number, bit: number, on: boolean): void {
     const at = this.stateAt(slot) + S_UNAVAILABLE;

@@ -183,14 +183,9 @@ describe('checkOnce: HTTP', () => {
       .resolves.toEqual({ ok: false, detail: 'connection closed before a status line (after 0 bytes)' });
   }, 5000);
 
-  it('works on an IPv6 literal, bracketing it in the Host header', async (ctx) => {
-    let srv: TestServer;
-    try {
-      srv = await statusServer(() => 204, '::1');
-    } catch {
-      ctx.skip(); // no IPv6 loopback on this machine
-      return;
-    }
+  it('works on an IPv6 literal, bracketing it in the Host header', async () => {
+    // The machines Tether is tested on have ::1; a missing one fails here rather than skipping.
+    const srv = await statusServer(() => 204, '::1');
     await expect(checkOnce({ host: '::1', port: srv.port, check: httpCheck({ expect: { min: 200, max: 299 } }) })).resolves.toEqual({ ok: true, detail: 'HTTP 204' });
     expect(srv.requests[0]).toContain(`\r\nHost: [::1]:${srv.port}\r\n`);
   });

@@ -76,6 +76,7 @@ describe('registry', () => {
     expect(registry.get('web', 'app2')!.lost).toBe(true);
     expect(reader.backendState(slot).unavailable & UNAVAILABLE_LOST).toBe(UNAVAILABLE_LOST);
     expect(worker.backendPickable(slot, now())).toBe(false);
+    expect(reader.downCause(slot, now())).toBe('lost');
     // Config backends have no agent: never lost.
     expect(registry.get('web', 'app1')!.lost).toBe(false);
     // A lost holder does not block its address.
@@ -83,6 +84,12 @@ describe('registry', () => {
     expect(registry.heartbeat('web', 'app2').ok).toBe(true);
     expect(registry.get('web', 'app2')!.lost).toBe(false);
     expect(worker.backendPickable(slot, now())).toBe(true);
+    expect(reader.downCause(slot, now())).toBeNull();
+    // A failing check outranks a passive ejection as the cause shown.
+    worker.markBackendFailure(slot, now(), 1_000, 30_000);
+    expect(reader.downCause(slot, now())).toBe('ejected');
+    registry.setCheck('web', 'app2', false, 'HTTP 503');
+    expect(reader.downCause(slot, now())).toBe('check');
     expect(registry.heartbeat('web', 'ghost')).toMatchObject({ ok: false, code: 'unknown_backend' });
   });
 
