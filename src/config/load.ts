@@ -356,7 +356,7 @@ export const FLAGS: readonly FlagSpec[] = [
   },
   {
     flag: 'access-log', arg: 'FILE|-', env: 'TETHER_ACCESS_LOG',
-    help: 'Append one JSON line per request to FILE (- : standard output). Off by default.',
+    help: 'Append one JSON line per request to FILE (- : standard output). Off by default. SIGUSR1 reopens it (log rotation).',
     apply(raw, v) {
       raw.accessLog = v;
       return undefined;

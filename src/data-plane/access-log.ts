@@ -34,24 +34,33 @@ export interface AccessRecord {
 export class AccessLog {
   /** Filled buffers waiting to be written, oldest first; the one being filled is `cur`. */
   private readonly queue: Buffer[] = [];
+  /** The descriptor each queued buffer goes to: lines taken before a reopen go to the old file. */
+  private readonly queueFd: number[] = [];
   private queuedBytes = 0;
   private cur: Buffer;
   private used = 0;
   private writing = false;
   private closed = false;
-  private readonly chunk: number;
+  private chunk: number;
   private readonly timer: NodeJS.Timeout;
   /** Called when the in-flight write completes (close() waits for it to keep lines in order). */
   private idle: (() => void) | null = null;
 
+  private fd: number;
+  private ownsFd: boolean;
+  /** Descriptors replaced by reopen(), closed once the lines queued for them are written. */
+  private readonly retired = new Set<number>();
+
   private constructor(
-    private readonly fd: number,
-    private readonly ownsFd: boolean,
+    fd: number,
+    ownsFd: boolean,
     private readonly onError: (err: Error) => void,
     /** Lines dropped because the destination could not keep up (or failed). */
     private readonly onDrop: (lines: number) => void,
   ) {
-    this.chunk = fs.fstatSync(fd).isFile() ? FILE_CHUNK : PIPE_ATOMIC;
+    this.fd = fd;
+    this.ownsFd = ownsFd;
+    this.chunk = chunkFor(fd);
     this.cur = Buffer.allocUnsafe(this.chunk);
     this.timer = setInterval(() => this.flush(), FLUSH_EVERY_MS);
     this.timer.unref();
@@ -59,8 +68,39 @@ export class AccessLog {
 
   /** `-`: standard output; otherwise a file opened for appending (created if absent). */
   static open(dest: string, onError: (err: Error) => void, onDrop: (lines: number) => void): AccessLog {
-    if (dest === '-') return new AccessLog(1, false, onError, onDrop);
-    return new AccessLog(fs.openSync(dest, 'a', 0o640), true, onError, onDrop);
+    const { fd, owns } = openDest(dest);
+    return new AccessLog(fd, owns, onError, onDrop);
+  }
+
+  /**
+   * Opens `dest` again (log rotation: the file was renamed away; or a new path from a reload).
+   * Lines taken before this call still go to the old file, in order, as nginx does on reopen;
+   * the old file is closed once they are written. Throws (and keeps the current file) if
+   * `dest` cannot be opened.
+   */
+  reopen(dest: string): void {
+    if (this.closed) return;
+    const { fd, owns } = openDest(dest);
+    this.rotate();
+    if (this.ownsFd && this.fd !== fd) this.retired.add(this.fd);
+    this.fd = fd;
+    this.ownsFd = owns;
+    const chunk = chunkFor(fd);
+    if (chunk !== this.chunk) {
+      this.chunk = chunk;
+      this.cur = Buffer.allocUnsafe(chunk);
+    }
+    this.closeRetired();
+    this.flush();
+  }
+
+  /** Closes replaced descriptors that have nothing left queued or in flight. */
+  private closeRetired(): void {
+    for (const fd of this.retired) {
+      if ((this.writing && this.writingFd === fd) || this.queueFd.includes(fd)) continue;
+      this.retired.delete(fd);
+      closeQuietly(fd);
+    }
   }
 
   write(r: AccessRecord): void {
@@ -107,24 +147,32 @@ export class AccessLog {
       return;
     }
     this.queue.push(b);
+    this.queueFd.push(this.fd);
     this.queuedBytes += b.length;
   }
+
+  /** The descriptor of the write in flight. */
+  private writingFd = -1;
 
   private flush(): void {
     if (this.writing) return;
     if (this.queue.length === 0) this.rotate();
     const data = this.queue.shift();
     if (!data) return;
+    const fd = this.queueFd.shift()!;
     this.queuedBytes -= data.length;
     this.writing = true;
-    fs.write(this.fd, data, 0, data.length, null, (err) => {
+    this.writingFd = fd;
+    fs.write(fd, data, 0, data.length, null, (err) => {
       this.writing = false;
+      if (this.retired.size > 0) this.closeRetired();
       if (err) {
         this.onDrop(countLines(data));
         this.onError(err);
       }
       if (this.idle) this.idle();
-      else if (this.queuedBytes >= FLUSH_AT) this.flush();
+      // The old file's lines go out promptly, so it can be closed (and compressed by logrotate).
+      else if (this.queuedBytes >= FLUSH_AT || this.retired.size > 0) this.flush();
     });
   }
 
@@ -157,22 +205,39 @@ export class AccessLog {
 
   private finish(): void {
     this.rotate();
+    const fds = this.queueFd.splice(0);
     try {
-      for (const data of this.queue.splice(0)) {
+      for (const [i, data] of this.queue.splice(0).entries()) {
         let off = 0;
-        while (off < data.length) off += fs.writeSync(this.fd, data, off);
+        while (off < data.length) off += fs.writeSync(fds[i]!, data, off);
       }
       this.queuedBytes = 0;
     } catch (err) {
       this.onError(err as Error);
     }
-    if (this.ownsFd && !this.writing) {
-      try {
-        fs.closeSync(this.fd);
-      } catch {
-        // already closed
-      }
+    if (!this.writing) {
+      for (const fd of this.retired) closeQuietly(fd);
+      this.retired.clear();
+      if (this.ownsFd) closeQuietly(this.fd);
     }
+  }
+}
+
+function openDest(dest: string): { fd: number; owns: boolean } {
+  if (dest === '-') return { fd: 1, owns: false };
+  return { fd: fs.openSync(dest, 'a', 0o640), owns: true };
+}
+
+/** Whole buffers to a file; at most what a pipe (or terminal, socket) takes atomically otherwise. */
+function chunkFor(fd: number): number {
+  return fs.fstatSync(fd).isFile() ? FILE_CHUNK : PIPE_ATOMIC;
+}
+
+function closeQuietly(fd: number): void {
+  try {
+    fs.closeSync(fd);
+  } catch {
+    // already closed
   }
 }
 

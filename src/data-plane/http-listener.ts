@@ -1151,7 +1151,8 @@ export class Exchange implements UpstreamSink {
       this.ctx.counters.incBackend(this.backend.slot, 'requests');
       this.ctx.counters.incBackend(this.backend.slot, 'active', -1);
     }
-    if (this.ctx.accessLog) this.logAccess(this.ctx.accessLog);
+    // An exchange begun before the log was turned on (a reload) has nothing to log.
+    if (this.ctx.accessLog && this.startedAt > 0) this.logAccess(this.ctx.accessLog);
   }
 
   /** --access-log: remember who asked for what, and start the clock. */

@@ -17,6 +17,8 @@ export interface WorkerInit {
   slots: BackendSlots;
   /** Registry version of config.pools' backend lists. */
   backendsVersion: number;
+  /** Counter slot of each config.passthrough.routes entry (see RouteSlots). */
+  routeSlots: number[];
   layout: SharedLayout;
   shared: SharedArrayBuffer;
   /** The shared session table (src/shared-memory/table.ts) and the key its fingerprints derive from. */
@@ -31,6 +33,8 @@ export interface BackendsSnapshot {
   version: number;
   /** The whole configuration (pools with these lists): present when sent to workers. */
   config?: Config;
+  /** With config: the counter slot of each config.passthrough.routes entry. */
+  routeSlots?: number[];
   pools: Record<string, BackendConfig[]>;
   slots: BackendSlots;
 }
@@ -39,6 +43,8 @@ export type ToWorker =
   | { v: 1; type: 'key-ring'; keyRing: KeyRing }
   | { v: 1; type: 'backends'; snapshot: BackendsSnapshot }
   | { v: 1; type: 'terminal-keys'; keys: [string, Uint8Array][] }
+  /** Reopen the access log at dest (rotation, or a reload's new path); null: stop logging. */
+  | { v: 1; type: 'access-log'; dest: string | null; generation: number }
   | { v: 1; type: 'shutdown'; drainMs: number };
 
 export type FromWorker =
@@ -46,6 +52,7 @@ export type FromWorker =
   | { v: 1; type: 'listen-failed'; workerIndex: number; address: string }
   | { v: 1; type: 'drained'; workerIndex: number }
   | { v: 1; type: 'backends-applied'; workerIndex: number; version: number }
+  | { v: 1; type: 'access-log-applied'; workerIndex: number; generation: number }
   | { v: 1; type: 'grant'; pool: string; id: string; f: Uint8Array; box: Uint8Array }
   | { v: 1; type: 'log'; level: 'info' | 'warn' | 'error'; msg: string; fields?: Record<string, unknown> };
 

@@ -13,7 +13,7 @@ import { C, WorkerCounters } from '../shared-memory/counters.js';
 import { SharedTable } from '../shared-memory/table.js';
 import { SessionStore } from '../sticky/sessions.js';
 import { createTokenCrypto, openReusePortListener, parseClientHello } from '../native/index.js';
-import { startPassthrough, type Passthrough } from './passthrough/listener.js';
+import { compileRouteSet, startPassthrough, type Passthrough, type RouteSet } from './passthrough/listener.js';
 import { mountAuthz } from './authz-routes.js';
 import { AccessLog } from './access-log.js';
 import { RouteTokens } from '../sticky/route-token.js';
@@ -41,17 +41,36 @@ function main(): void {
   const sessions = new SessionStore(SharedTable.attach(init.table, init.workerIndex + 2), init.sessionKey);
   let runtime = new Runtime(init.config, init.slots, counters, () => clock.now, sessions);
   let backendsVersion = init.backendsVersion;
+  let routeSet: RouteSet = compileRouteSet(init.config.passthrough, init.routeSlots);
   const active = new ActiveExchanges();
-  let accessLog: AccessLog | null = null;
-  if (init.config.accessLog) {
-    let reported = false;
-    accessLog = AccessLog.open(init.config.accessLog, (err) => {
-      // Once: a full disk must not turn into a log line per request.
-      if (!reported) log('error', `access log ${init.config.accessLog}: ${err.message} (lines are dropped while it fails)`);
-      reported = true;
+  let accessLogDest: string | null = null;
+  let accessLogReported = false;
+  const openAccessLog = (dest: string) =>
+    AccessLog.open(dest, (err) => {
+      // Once per file: a full disk must not turn into a log line per request.
+      if (!accessLogReported) log('error', `access log ${accessLogDest}: ${err.message} (lines are dropped while it fails)`);
+      accessLogReported = true;
     }, (lines) => counters.inc(C.access_log_dropped, lines));
+  const ctx: ListenerContext = { runtime: () => runtime, tokens, counters, active, log, sessions, accessLog: null, workerIndex: init.workerIndex };
+  if (init.config.accessLog) {
+    ctx.accessLog = openAccessLog(init.config.accessLog);
+    accessLogDest = init.config.accessLog;
   }
-  const ctx: ListenerContext = { runtime: () => runtime, tokens, counters, active, log, sessions, accessLog, workerIndex: init.workerIndex };
+  /** Log rotation (SIGUSR1) and reloads: reopen, switch files, or turn the log on or off. */
+  const setAccessLog = (dest: string | null) => {
+    const current = ctx.accessLog;
+    try {
+      if (dest === null) {
+        ctx.accessLog = null;
+        void current?.close();
+      } else if (current) current.reopen(dest);
+      else ctx.accessLog = openAccessLog(dest);
+      accessLogDest = dest;
+      accessLogReported = false;
+    } catch (err) {
+      log('error', `access log ${dest}: cannot open (${(err as Error).message}); still writing to ${accessLogDest}`);
+    }
+  };
 
   const app = uws.App();
   // A thread that ends with uWS sockets open aborts the whole process (libuv's loop-close
@@ -59,7 +78,7 @@ function main(): void {
   // this worker and counts it.
   const die = (why: string, err: unknown) => {
     log('error', `worker ${init.workerIndex} failed: ${why}`, { err: String((err as Error)?.stack ?? err) });
-    accessLog?.closeNow();
+    ctx.accessLog?.closeNow();
     app.close();
     process.exit(70);
   };
@@ -121,6 +140,7 @@ function main(): void {
     startPassthrough({
       config: init.config,
       runtime: () => runtime,
+      routes: () => routeSet,
       counters,
       // Routing needs SNI and ALPN only: no JA4 per connection.
       parse: (bytes, maxBytes) => parseClientHello(bytes, maxBytes, NO_FINGERPRINT),
@@ -173,6 +193,10 @@ function main(): void {
         applyKeyRing(msg.keyRing);
         authz?.setKeyRing(msg.keyRing);
         return;
+      case 'access-log':
+        setAccessLog(msg.dest);
+        send({ v: 1, type: 'access-log-applied', workerIndex: init.workerIndex, generation: msg.generation });
+        return;
       case 'terminal-keys':
         authz?.setTerminalKeys(msg.keys);
         return;
@@ -184,6 +208,9 @@ function main(): void {
           const base = snap.config ?? runtime.config;
           const config = { ...base, pools: Object.fromEntries(Object.entries(base.pools).map(([name, pc]) => [name, { ...pc, backends: snap.pools[name] ?? [] }])) };
           const next = new Runtime(config, snap.slots, counters, () => clock.now, sessions, runtime);
+          if (config.tokenMaxAgeSec !== runtime.config.tokenMaxAgeSec) tokens.setMaxAgeSec(config.tokenMaxAgeSec);
+          // New routes apply to connections accepted from now on.
+          if (snap.config && snap.routeSlots) routeSet = compileRouteSet(config.passthrough, snap.routeSlots);
           for (const b of Runtime.retire(runtime, next)) for (const conn of b.idle.splice(0)) conn.destroy();
           runtime = next;
           backendsVersion = snap.version;
@@ -207,6 +234,7 @@ function main(): void {
               app.close(); // idle keep-alive connections too: see `die`
               process.exit(0);
             };
+            const accessLog = ctx.accessLog;
             if (!accessLog) return exit();
             setTimeout(exit, 2_000);
             void accessLog.close().then(exit);

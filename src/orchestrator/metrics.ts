@@ -20,7 +20,10 @@ export interface MetricSources {
   keyReloads(): number;
   keyRing(): KeyRing;
   workerCount: number;
-  passthroughRoutes: readonly { sni: string; pool: string }[];
+  /** Client connections established to the HTTP listeners now (null: cannot tell here). */
+  httpConnections: () => Promise<number | null>;
+  /** The passthrough routes in force and the counter slot of each. */
+  passthroughRoutes: () => readonly { sni: string; pool: string; slot: number }[];
   table(): TableStats;
 }
 
@@ -117,6 +120,16 @@ export function createMetrics(src: MetricSources): { text(): Promise<string>; co
     },
   });
   mirroredCounter(registry, 'tether_session_table_evictions_total', 'Entries evicted from a full pair of buckets (the table is too small)', () => src.table().evictions);
+  new Gauge({
+    name: 'tether_http_connections',
+    help: 'Client TCP connections established to the HTTP listeners (counted in the kernel socket table at scrape time; absent where it cannot be read)',
+    registers: [registry],
+    async collect() {
+      const n = await src.httpConnections();
+      if (n === null) this.reset();
+      else this.set(n);
+    },
+  });
   new Gauge({
     name: 'tether_active_requests',
     help: 'Requests in flight',
@@ -235,7 +248,7 @@ export function createMetrics(src: MetricSources): { text(): Promise<string>; co
       registers: [registry],
       collect() {
         this.reset();
-        src.passthroughRoutes.forEach((route, i) => this.inc({ sni: route.sni, pool: route.pool }, read(i)));
+        for (const route of src.passthroughRoutes()) this.inc({ sni: route.sni, pool: route.pool }, read(route.slot));
       },
     });
   perRoute('tether_passthrough_route_connections_total', 'Passthrough connections routed, per SNI route', (i) => r.routeTotal(i, 'connections'));

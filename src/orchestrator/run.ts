@@ -1,5 +1,6 @@
 // Process lifecycle: argv → config → (demo backends) → workers + admin → signals.
-// SIGHUP re-reads the key file; SIGTERM/SIGINT drain and exit 0; a second one exits at once.
+// SIGHUP reloads the configuration; SIGUSR1 reopens the access log; SIGTERM/SIGINT drain and exit 0;
+// a second one exits at once.
 import { randomBytes } from 'node:crypto';
 import pino from 'pino';
 import { loadConfig, helpText } from '../config/load.js';
@@ -67,13 +68,18 @@ export async function run(argv: readonly string[]): Promise<number> {
       void tether.stopNow().then(() => process.exit(1));
       return;
     }
-    log.info({ signal, drainMs: config.drainTimeoutMs }, 'stopping: draining in-flight requests');
-    void tether.stop(config.drainTimeoutMs);
+    log.info({ signal }, 'stopping: draining in-flight requests');
+    // The running configuration's drain timeout: a reload may have changed it.
+    void tether.stop();
   };
   process.on('SIGTERM', () => onStop('SIGTERM'));
   process.on('SIGINT', () => onStop('SIGINT'));
   process.on('SIGHUP', () => {
     void tether.reload('SIGHUP');
+  });
+  // Log rotation, as nginx does it: rename the file away, then SIGUSR1.
+  process.on('SIGUSR1', () => {
+    void tether.reopenLogs('SIGUSR1');
   });
   await tether.stopped;
   await Promise.all(demo.map((d) => d.close()));

@@ -24,6 +24,8 @@ import { Dashboard } from './dashboard.js';
 import { EventLog } from './events.js';
 import { HealthChecker, type HealthCheckConfig as CheckSpec } from './health-check.js';
 import { Registry } from './registry.js';
+import { RouteSlots } from './route-slots.js';
+import { countEstablished } from './tcp-connections.js';
 
 const BACKEND_CAPACITY = 1024;
 /** Longest a registry change waits for every worker to confirm it. */
@@ -45,7 +47,16 @@ export interface RunningTether {
    * configuration. A bad configuration is refused whole, with every problem, and nothing changes.
    */
   reload(by: string): Promise<ReloadResult>;
-  /** Stop accepting, let in-flight requests finish up to `drainMs`, stop workers and admin. */
+  /**
+   * Log rotation (SIGUSR1): every worker reopens the access log by its path, so lines go to the
+   * new file once the old one has been renamed away. False if the path cannot be opened (the
+   * workers keep writing where they were).
+   */
+  reopenLogs(by: string): Promise<boolean>;
+  /**
+   * Stop accepting, let in-flight requests finish up to `drainMs` (default: the running
+   * configuration's drainTimeoutMs), stop workers and admin.
+   */
   stop(drainMs?: number): Promise<void>;
   /**
    * Cut everything now (a second signal): workers close their sockets and exit at once. Resolves
@@ -61,6 +72,8 @@ interface WorkerSlot {
   listening: boolean;
   /** Registry version this worker routes by. */
   appliedVersion: number;
+  /** The last access-log reopen this worker has carried out. */
+  logGeneration: number;
   /** Has listened at least once: only such a slot is restarted when its worker exits. */
   served: boolean;
   consecutiveFailures: number;
@@ -68,8 +81,12 @@ interface WorkerSlot {
 
 export type ReloadResult = { ok: true; version: number } | { ok: false; problems: string[] };
 
-/** What a reload cannot change: listeners, threads and the memory sized at start. */
-const FIXED_ON_RELOAD = ['listen', 'admin', 'workers', 'tableSize', 'passthrough', 'accessLog', 'control', 'authz', 'adminTokenFile', 'keyFile', 'tokenMaxAgeSec', 'demo', 'drainTimeoutMs'] as const;
+/**
+ * What a reload cannot change: listeners, threads, the memory sized at start, and the files
+ * and listeners of the control and authorization channels. (The passthrough listeners are
+ * compared on their own: its routes and timeouts do reload.)
+ */
+const FIXED_ON_RELOAD = ['listen', 'admin', 'workers', 'tableSize', 'control', 'authz', 'adminTokenFile', 'keyFile', 'demo'] as const;
 
 export async function startTether(startConfig: Config, log: Logger, reread: () => Config = () => startConfig): Promise<RunningTether> {
   /** The configuration in force (replaced whole by a reload). */
@@ -84,6 +101,11 @@ export async function startTether(startConfig: Config, log: Logger, reread: () =
   }
 
   const layout: SharedLayout = { workerCapacity: config.workers, backendCapacity: BACKEND_CAPACITY, routeCapacity: MAX_PASSTHROUGH_ROUTES };
+  const routeSlots = new RouteSlots(MAX_PASSTHROUGH_ROUTES);
+  const firstRoutes = routeSlots.plan(config.passthrough.routes);
+  firstRoutes.apply(); // the schema caps routes at the capacity
+  /** Counter slot of each route of config.passthrough.routes. */
+  let currentRouteSlots = firstRoutes.slots;
   const shared = createSharedState(layout);
   const reader = new CounterReader(shared, layout);
   const events = new EventLog();
@@ -107,9 +129,11 @@ export async function startTether(startConfig: Config, log: Logger, reread: () =
   let workerRestarts = 0;
   let grantsUndeliverable = 0;
   let keyReloads = 0;
+  /** Access-log reopens asked of the workers (each confirms the generation it carried out). */
+  let logGeneration = 0;
   let shuttingDown = false;
 
-  const workers: WorkerSlot[] = Array.from({ length: config.workers }, (_, index) => ({ index, worker: null, listening: false, appliedVersion: 0, served: false, consecutiveFailures: 0 }));
+  const workers: WorkerSlot[] = Array.from({ length: config.workers }, (_, index) => ({ index, worker: null, listening: false, appliedVersion: 0, logGeneration: 0, served: false, consecutiveFailures: 0 }));
   // Port 0 means "any": the first worker picks, the others join it on the same port.
   let listenConfig = config;
 
@@ -128,6 +152,7 @@ export async function startTether(startConfig: Config, log: Logger, reread: () =
         keyRing,
         slots: snapshot.slots,
         backendsVersion: snapshot.version,
+        routeSlots: currentRouteSlots,
         layout,
         shared,
         table: table.buffer,
@@ -135,6 +160,8 @@ export async function startTether(startConfig: Config, log: Logger, reread: () =
         authz: terminalKeys && agentKeys ? { terminalKeys: [...terminalKeys], serverKeys: [...agentKeys] } : null,
       };
       slot.appliedVersion = snapshot.version;
+      // It opens the access log where the configuration says now.
+      slot.logGeneration = logGeneration;
       const worker = new Worker(WORKER_URL, { workerData: init, name: `tether-worker-${slot.index}` });
       slot.worker = worker;
       slot.listening = false;
@@ -178,6 +205,10 @@ export async function startTether(startConfig: Config, log: Logger, reread: () =
             return;
           case 'backends-applied':
             slot.appliedVersion = Math.max(slot.appliedVersion, msg.version);
+            for (const w of appliedWaiters.splice(0)) w();
+            return;
+          case 'access-log-applied':
+            slot.logGeneration = Math.max(slot.logGeneration, msg.generation);
             for (const w of appliedWaiters.splice(0)) w();
             return;
         }
@@ -226,12 +257,20 @@ export async function startTether(startConfig: Config, log: Logger, reread: () =
     snapshot = registry.snapshot();
     const version = snapshot.version;
     // The pools' policies travel too: a reload may have changed them with or without the lists.
-    for (const w of workers) post(w, { v: 1, type: 'backends', snapshot: { ...snapshot, config: withBackends(listenConfig, snapshot.pools) } });
+    for (const w of workers) post(w, { v: 1, type: 'backends', snapshot: { ...snapshot, config: withBackends(listenConfig, snapshot.pools), routeSlots: currentRouteSlots } });
     updateChecks();
+    return confirmed((w) => w.appliedVersion >= version, `registry change ${version}`);
+  }
+
+  /**
+   * Resolves once every running worker has confirmed (`done`), or after PUBLISH_DEADLINE_MS
+   * with a warning naming the laggards. A worker restarted meanwhile starts from the new state.
+   */
+  function confirmed(done: (w: WorkerSlot) => boolean, what: string): Promise<void> {
+    const lagging = () => workers.filter((w) => w.worker && w.listening && !done(w));
     return new Promise((resolve) => {
       const check = () => {
-        const lagging = workers.filter((w) => w.worker && w.listening && w.appliedVersion < version);
-        if (lagging.length > 0) {
+        if (lagging().length > 0) {
           appliedWaiters.push(check);
           return;
         }
@@ -241,12 +280,18 @@ export async function startTether(startConfig: Config, log: Logger, reread: () =
       const timer = setTimeout(() => {
         const i = appliedWaiters.indexOf(check);
         if (i >= 0) appliedWaiters.splice(i, 1);
-        const lagging = workers.filter((w) => w.worker && w.listening && w.appliedVersion < version).map((w) => w.index);
-        log.warn({ version, workers: lagging }, `registry change not confirmed by every worker within ${PUBLISH_DEADLINE_MS} ms`);
+        log.warn({ workers: lagging().map((w) => w.index) }, `${what} not confirmed by every worker within ${PUBLISH_DEADLINE_MS} ms`);
         resolve();
       }, PUBLISH_DEADLINE_MS);
       check();
     });
+  }
+
+  /** Every worker reopens the access log at `dest` (null: stops logging); resolves when all have. */
+  function applyAccessLog(dest: string | null): Promise<void> {
+    const generation = ++logGeneration;
+    for (const w of workers) post(w, { v: 1, type: 'access-log', dest, generation });
+    return confirmed((w) => w.logGeneration >= generation, 'access log reopen');
   }
 
   const checker = new HealthChecker({
@@ -293,7 +338,8 @@ export async function startTether(startConfig: Config, log: Logger, reread: () =
     keyReloads: () => keyReloads,
     keyRing: () => keyRing,
     workerCount: config.workers,
-    passthroughRoutes: config.passthrough.routes,
+    httpConnections: () => countEstablished(listenConfig.listen),
+    passthroughRoutes: () => config.passthrough.routes.map((r, i) => ({ sni: r.sni, pool: r.pool, slot: currentRouteSlots[i]! })),
     table: () => table.stats(),
   });
 
@@ -365,6 +411,16 @@ export async function startTether(startConfig: Config, log: Logger, reread: () =
     for (const key of FIXED_ON_RELOAD) {
       if (JSON.stringify(config[key]) !== JSON.stringify(next[key])) problems.push(`${key}: cannot change while running (restart to apply it)`);
     }
+    if (JSON.stringify(config.passthrough.listen) !== JSON.stringify(next.passthrough.listen)) problems.push('passthrough.listen: cannot change while running (restart to apply it)');
+    if (next.accessLog && next.accessLog !== '-') {
+      try {
+        checkAppendable(next.accessLog);
+      } catch (err) {
+        problems.push(`accessLog: ${(err as Error).message}`);
+      }
+    }
+    const routePlan = routeSlots.plan(next.passthrough.routes);
+    if (routePlan.problem) problems.push(routePlan.problem);
     const plan = registry.planReload(next);
     problems.push(...plan.problems);
     if (problems.length > 0) {
@@ -372,10 +428,14 @@ export async function startTether(startConfig: Config, log: Logger, reread: () =
       return { ok: false, problems };
     }
     plan.apply();
+    routePlan.apply();
+    currentRouteSlots = routePlan.slots;
     config = next;
-    listenConfig = { ...next, listen: listenConfig.listen, passthrough: listenConfig.passthrough };
+    listenConfig = { ...next, listen: listenConfig.listen, passthrough: { ...next.passthrough, listen: listenConfig.passthrough.listen } };
     log.level = next.logLevel;
     await publish();
+    // A reload reopens the access log too (a new path, on or off, or a rotated file).
+    await applyAccessLog(config.accessLog ?? null);
     try {
       reloadKeys();
     } catch (err) {
@@ -415,7 +475,26 @@ export async function startTether(startConfig: Config, log: Logger, reread: () =
     );
   }
 
-  async function stop(drainMs = 10_000): Promise<void> {
+  async function reopenLogs(by: string): Promise<boolean> {
+    const dest = config.accessLog;
+    if (!dest) {
+      log.info({ by }, 'no --access-log to reopen');
+      return true;
+    }
+    if (dest !== '-') {
+      try {
+        checkAppendable(dest);
+      } catch (err) {
+        log.error({ by, err: (err as Error).message }, 'access log not reopened; workers keep writing to the file they have');
+        return false;
+      }
+    }
+    await applyAccessLog(dest);
+    log.info({ event: 'access_log_reopened', by, path: dest }, 'access log reopened by every worker');
+    return true;
+  }
+
+  async function stop(drainMs = config.drainTimeoutMs): Promise<void> {
     clearInterval(tableSweeper);
     clearInterval(heartbeats);
     checker.close();
@@ -467,6 +546,7 @@ export async function startTether(startConfig: Config, log: Logger, reread: () =
     adminPort: admin?.port ?? null,
     reloadKeys,
     reload,
+    reopenLogs,
     stop,
     stopped,
   };

@@ -141,7 +141,7 @@ export interface RouteTokensOptions {
 /** Issues and reads route tokens for every pool of one thread, over one TokenCrypto. */
 export class RouteTokens {
   readonly #crypto: TokenCrypto;
-  readonly #maxAgeSec: number;
+  #maxAgeSec: number;
   readonly #clockSkewSec: number;
   readonly #now: () => number;
   #retireAt = new Float64Array(256).fill(Infinity);
@@ -171,6 +171,14 @@ export class RouteTokens {
     this.#maxAgeSec = maxAgeSec;
     this.#clockSkewSec = clockSkewSec;
     this.#now = now;
+  }
+
+  /** A reload's new token lifetime: applies to every later read, cached tokens included. */
+  setMaxAgeSec(maxAgeSec: number): void {
+    if (typeof maxAgeSec !== 'number' || !(maxAgeSec > 0) || !Number.isFinite(maxAgeSec)) {
+      throw rangeError('a positive finite number for maxAgeSec', String(maxAgeSec));
+    }
+    this.#maxAgeSec = maxAgeSec;
   }
 
   /** All keys open until their retireAt; `sealKeyId` seals and must not be retired already. */

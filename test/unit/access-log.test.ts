@@ -1,6 +1,6 @@
 // The access-log writer on its own: every line valid JSON with its fields intact (escaping),
 // whole lines per write, everything written by close().
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync, readlinkSync, renameSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { AccessLog, type AccessRecord } from '../../src/data-plane/access-log.js';
 import { tempDir } from '../helpers/sticky.js';
@@ -34,6 +34,51 @@ describe('AccessLog', () => {
       });
       expect(errors).toEqual([]);
       expect(drops).toEqual([]);
+    } finally {
+      dir.cleanup();
+    }
+  });
+
+  it('reopen (log rotation): lines taken before go to the renamed file, after to the new one; the old descriptor is closed', async () => {
+    const dir = tempDir('tether-al-');
+    const openFds = (path: string) => readdirSync('/proc/self/fd').filter((fd) => {
+      try {
+        return readlinkSync(`/proc/self/fd/${fd}`) === path;
+      } catch {
+        return false;
+      }
+    }).length;
+    try {
+      const file = `${dir.dir}/a.log`;
+      const errors: Error[] = [];
+      const log = AccessLog.open(file, (e) => errors.push(e), () => {});
+      // Enough that some lines are written and some still buffered when the file is renamed.
+      for (let i = 0; i < 2500; i++) log.write(record(`/before/${i}`, i));
+      renameSync(file, `${file}.1`);
+      log.reopen(file);
+      for (let i = 0; i < 700; i++) log.write(record(`/after/${i}`, i));
+      await log.close();
+      const read = (f: string) => readFileSync(f, 'utf8').trimEnd().split('\n').map((l) => (JSON.parse(l) as AccessRecord).path);
+      expect(read(`${file}.1`)).toEqual(Array.from({ length: 2500 }, (_, i) => `/before/${i}`));
+      expect(read(file)).toEqual(Array.from({ length: 700 }, (_, i) => `/after/${i}`));
+      expect(errors).toEqual([]);
+      expect(openFds(`${file}.1`)).toBe(0);
+      expect(openFds(file)).toBe(0);
+    } finally {
+      dir.cleanup();
+    }
+  });
+
+  it('reopen at a path that cannot be opened throws and keeps writing where it was', async () => {
+    const dir = tempDir('tether-al-');
+    try {
+      const file = `${dir.dir}/a.log`;
+      const log = AccessLog.open(file, () => {}, () => {});
+      log.write(record('/one', 1));
+      expect(() => log.reopen(`${dir.dir}/no/such/dir/a.log`)).toThrow(/ENOENT/);
+      log.write(record('/two', 2));
+      await log.close();
+      expect(readFileSync(file, 'utf8').trimEnd().split('\n').map((l) => (JSON.parse(l) as AccessRecord).path)).toEqual(['/one', '/two']);
     } finally {
       dir.cleanup();
     }

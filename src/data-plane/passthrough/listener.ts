@@ -14,10 +14,10 @@
 // shortest configured deadline, between 5 and 100 ms.
 import { isIP } from 'node:net';
 import { lookup } from 'node:dns';
-import type { Config } from '../../config/schema.js';
+import type { Config, PassthroughConfig, SniRouteConfig } from '../../config/schema.js';
 import type { BackendRuntime, Runtime } from '../runtime.js';
 import { C, type WorkerCounters } from '../../shared-memory/counters.js';
-import { compileSniRoutes } from './router.js';
+import { compileSniRoutes, type SniRouter } from './router.js';
 import { proxyV2Header } from './proxy-protocol.js';
 import * as tcp from './raw-tcp.js';
 import type { TcpHandle } from './raw-tcp.js';
@@ -33,9 +33,28 @@ export interface ClientHelloInfo {
 
 export type ParseClientHello = (bytes: Uint8Array, maxBytes: number) => ClientHelloInfo;
 
+/**
+ * The routes and limits in force, replaced whole by a reload. A connection keeps the set it was
+ * accepted under, so a reload never changes the rules halfway through a ClientHello.
+ */
+export interface RouteSet {
+  readonly config: PassthroughConfig;
+  readonly router: SniRouter;
+  /** Shared-memory counter slot of each route (stable across reloads for the same route). */
+  readonly slots: readonly number[];
+}
+
+export function compileRouteSet(config: PassthroughConfig, slots: readonly number[]): RouteSet {
+  if (slots.length !== config.routes.length) throw new Error(`passthrough: ${config.routes.length} routes but ${slots.length} counter slots`);
+  return { config, router: compileSniRoutes(config.routes), slots };
+}
+
 export interface PassthroughContext {
+  /** At start: the listen addresses. */
   config: Config;
   runtime: () => Runtime;
+  /** The current routes (a reload swaps the set). */
+  routes: () => RouteSet;
   counters: WorkerCounters;
   parse: ParseClientHello;
   /** Opens this worker's SO_REUSEPORT socket on the address (native). */
@@ -81,12 +100,8 @@ export function sweepTickMs(deadlinesMs: readonly number[]): number {
 }
 
 export function startPassthrough(ctx: PassthroughContext): Promise<Passthrough> {
-  const cfg = ctx.config.passthrough;
-  const routes = cfg.routes;
-  const router = compileSniRoutes(routes);
   const counters = ctx.counters;
-  const connectMs = ctx.config.timeouts.connectMs;
-  const tick = sweepTickMs([cfg.clientHelloTimeoutMs, connectMs, cfg.idleTimeoutMs, LINGER_MS]);
+  const tickFor = (set: RouteSet) => sweepTickMs([set.config.clientHelloTimeoutMs, ctx.runtime().config.timeouts.connectMs, set.config.idleTimeoutMs, LINGER_MS]);
   /** Live connections; each knows its index, so removal is a swap with the last. */
   const live: Conn[] = [];
   let onEmpty: (() => void) | null = null;
@@ -99,7 +114,10 @@ export function startPassthrough(ctx: PassthroughContext): Promise<Passthrough> 
     active = false;
     hello: Uint8Array | null = null;
     upstream: TcpHandle | null = null;
-    routeIndex = -1;
+    /** The routes this connection was accepted under. */
+    readonly set: RouteSet;
+    routed: SniRouteConfig | null = null;
+    routeSlot = -1;
     backend: BackendRuntime | null = null;
     /** Backends tried for this connection, in order (at most MAX_ATTEMPTS). */
     tried: number[] = [];
@@ -115,7 +133,8 @@ export function startPassthrough(ctx: PassthroughContext): Promise<Passthrough> 
     upstreamHeld = false;
 
     constructor(readonly client: TcpHandle, now: number) {
-      this.deadline = now + cfg.clientHelloTimeoutMs;
+      this.set = ctx.routes();
+      this.deadline = now + this.set.config.clientHelloTimeoutMs;
       client.onread = (ab) => this.onClientRead(ab);
     }
 
@@ -175,8 +194,9 @@ export function startPassthrough(ctx: PassthroughContext): Promise<Passthrough> 
         buffered.set(bytes, prev.length);
       }
       this.hello = buffered;
-      const hello = ctx.parse(buffered, cfg.maxClientHelloBytes);
-      if (hello.status === 'incomplete' && buffered.length <= cfg.maxClientHelloBytes) return;
+      const maxBytes = this.set.config.maxClientHelloBytes;
+      const hello = ctx.parse(buffered, maxBytes);
+      if (hello.status === 'incomplete' && buffered.length <= maxBytes) return;
       this.client.readStop();
       switch (hello.status) {
         case 'ok':
@@ -197,32 +217,35 @@ export function startPassthrough(ctx: PassthroughContext): Promise<Passthrough> 
     }
 
     route(sni: string | null, alpn: string[]): void {
-      const routeIndex = router.route(sni, alpn);
+      const routeIndex = this.set.router.route(sni, alpn);
       if (routeIndex < 0) {
         counters.inc(C.passthrough_no_route);
         this.refuse(ALERT_UNRECOGNIZED_NAME);
         return;
       }
-      this.routeIndex = routeIndex;
-      counters.incRoute(routeIndex, 'connections');
+      this.routed = this.set.config.routes[routeIndex]!;
+      this.routeSlot = this.set.slots[routeIndex]!;
+      counters.incRoute(this.routeSlot, 'connections');
       this.clientAddress = tcp.peerAddress(this.client);
       this.attempt(-1);
     }
 
     /** The next backend of the route's pool (never one already tried), at most MAX_ATTEMPTS. */
     attempt(exclude: number): void {
-      const pool = ctx.runtime().pools.get(routes[this.routeIndex]!.pool)!;
-      const index = pool.balancer.pick({ hashKey: this.clientAddress!.address }, exclude);
+      // The pool as it is now; a reload may have removed it since this connection was routed.
+      const runtime = ctx.runtime();
+      const pool = runtime.pools.get(this.routed!.pool);
+      const index = pool ? pool.balancer.pick({ hashKey: this.clientAddress!.address }, exclude) : -1;
       if (index < 0 || this.tried.length >= MAX_ATTEMPTS || this.tried.includes(index)) {
         counters.inc(this.tried.length === 0 ? C.passthrough_no_backend : C.passthrough_upstream_connect_errors);
         this.refuse(ALERT_INTERNAL_ERROR);
         return;
       }
       this.tried.push(index);
-      const backend = pool.backends[index]!;
+      const backend = pool!.backends[index]!;
       this.backend = backend;
       this.phase = Phase.Connecting;
-      this.deadline = Date.now() + connectMs;
+      this.deadline = Date.now() + runtime.config.timeouts.connectMs;
       const family = isIP(backend.host);
       if (family === 4 || family === 6) {
         this.dial(backend, backend.host, family);
@@ -260,9 +283,9 @@ export function startPassthrough(ctx: PassthroughContext): Promise<Passthrough> 
       counters.inc(C.passthrough_routed);
       counters.incBackend(backend.slot, 'active');
       this.phase = Phase.Relay;
-      this.deadline = Date.now() + cfg.idleTimeoutMs;
+      this.deadline = Date.now() + this.set.config.idleTimeoutMs;
       handle.onread = (ab) => this.onUpstreamRead(ab);
-      if (routes[this.routeIndex]!.proxyProtocol) {
+      if (this.routed!.proxyProtocol) {
         const local = tcp.localAddress(this.client);
         const header = proxyV2Header({
           sourceAddress: this.clientAddress!.address,
@@ -392,8 +415,8 @@ export function startPassthrough(ctx: PassthroughContext): Promise<Passthrough> 
         const backend = this.backend!;
         counters.inc(C.passthrough_bytes_in, this.bytesIn);
         counters.inc(C.passthrough_bytes_out, this.bytesOut);
-        counters.incRoute(this.routeIndex, 'bytes_in', this.bytesIn);
-        counters.incRoute(this.routeIndex, 'bytes_out', this.bytesOut);
+        counters.incRoute(this.routeSlot, 'bytes_in', this.bytesIn);
+        counters.incRoute(this.routeSlot, 'bytes_out', this.bytesOut);
         counters.incBackend(backend.slot, 'active', -1);
         counters.incBackend(backend.slot, 'requests');
       }
@@ -427,16 +450,30 @@ export function startPassthrough(ctx: PassthroughContext): Promise<Passthrough> 
       const conn = live[i]!;
       if (conn.phase === Phase.Relay && conn.active) {
         conn.active = false;
-        conn.deadline = now + cfg.idleTimeoutMs;
+        conn.deadline = now + conn.set.config.idleTimeoutMs;
       } else if (now >= conn.deadline) conn.expire();
     }
+    // A reload may have shortened a deadline: the sweep keeps to a tenth of the shortest.
+    const set = ctx.routes();
+    if (set !== sweptFor) {
+      sweptFor = set;
+      const next = tickFor(set);
+      if (next !== tick) {
+        tick = next;
+        clearInterval(sweeper);
+        sweeper = setInterval(sweep, tick);
+        sweeper.unref();
+      }
+    }
   };
-  const sweeper = setInterval(sweep, tick);
+  let sweptFor = ctx.routes();
+  let tick = tickFor(sweptFor);
+  let sweeper = setInterval(sweep, tick);
   sweeper.unref();
 
   const servers: TcpHandle[] = [];
   try {
-    for (const addr of cfg.listen) {
+    for (const addr of ctx.config.passthrough.listen) {
       // listenOnFd owns the fd from here, on success and on failure.
       servers.push(tcp.listenOnFd(ctx.openListener(addr.host, addr.port), BACKLOG, onConnection));
     }
