@@ -854,8 +854,11 @@ export class Exchange implements UpstreamSink {
     if (expiresAt <= nowSec) return;
     if (expiresAt > 0xffff_ffff) expiresAt = 0xffff_ffff;
     // A session the table already refuses stays refused: a backend re-setting it does not un-revoke it.
-    if (store.putUnlessRevoked(fp, value, served.ref, flags, terminal ? terminal.tableTag : null, expiresAt, nowSec)) {
+    const put = store.putUnlessRevoked(fp, value, served.ref, flags, terminal ? terminal.tableTag : null, expiresAt, nowSec);
+    if (put !== null) {
       this.ctx.counters.inc(C.sessions_learned);
+      // A session the table did not hold is a new one on this backend (a re-set cookie is not).
+      if (learn && put !== 'updated') this.ctx.counters.incBackend(served.slot, 'sessions');
     }
   }
 
@@ -867,6 +870,9 @@ export class Exchange implements UpstreamSink {
         ? this.ctx.tokens.issue(this.pool.name, this.pool.sticky.mode, backend.id, terminal.tokenTag, terminal.tokenFlags)
         : this.ctx.tokens.issue(this.pool.name, this.pool.sticky.mode, backend.id);
       this.ctx.counters.inc(C.tokens_issued);
+      // A token for another backend than the one presented starts a session here; the same
+      // backend's is a refresh.
+      if (this.sticky.tokenBackend !== backend.index) this.ctx.counters.incBackend(backend.slot, 'sessions');
       return token;
     } catch (err) {
       this.ctx.log('error', 'could not seal a route token', { err: (err as Error).message, code: (err as { code?: string }).code });
@@ -1102,7 +1108,10 @@ export class Exchange implements UpstreamSink {
     const t = this.sticky.tokenBackend;
     if (t < 0 || this.stickyCounted) return;
     this.stickyCounted = true;
-    this.ctx.counters.inc(served && served.index === t ? C.sticky_hits : C.sticky_failovers);
+    if (served && served.index === t) {
+      this.ctx.counters.inc(C.sticky_hits);
+      this.ctx.counters.incBackend(served.slot, 'sticky_hits');
+    } else this.ctx.counters.inc(C.sticky_failovers);
   }
 
   private finishWithError(status: number, why: string): void {

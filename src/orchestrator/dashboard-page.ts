@@ -41,7 +41,7 @@ export const DASHBOARD_HTML = `<!doctype html>
   <section><h2>Requests per second</h2><canvas id="rps"></canvas><div class="legend" id="legend-rps"></div></section>
   <section><h2>Upstream latency p50 / p99 (ms)</h2><canvas id="lat"></canvas><div class="legend" id="legend-lat"></div></section>
   <section class="wide"><h2>Backends</h2>
-    <table><thead><tr><th>Pool</th><th>Backend</th><th>Address</th><th>State</th><th>Weight</th><th>In flight</th><th>req/s</th><th>p50 ms</th><th>p99 ms</th><th>Source</th></tr></thead>
+    <table><thead><tr><th>Pool</th><th>Backend</th><th>Address</th><th>State</th><th>Weight</th><th>In flight</th><th>req/s</th><th title="sticky sessions started on this backend">Sessions</th><th title="sessions started per second">new/s</th><th title="requests per second routed here by their session">sticky req/s</th><th>p50 ms</th><th>p99 ms</th><th>Source</th></tr></thead>
     <tbody id="backends"><tr><td colspan="10" class="empty">waiting for data…</td></tr></tbody></table>
   </section>
   <section class="wide"><h2>Alerts</h2><ul id="feed"><li class="empty" id="feed-empty">no alerts</li></ul></section>
@@ -96,7 +96,7 @@ export const DASHBOARD_HTML = `<!doctype html>
     draw('lat', (s) => [{ values: s.p50 }, { values: s.p99, dash: true }], 'legend-lat');
     const rows = state.backends.map((b) =>
       '<tr><td>' + esc(b.pool) + '</td><td>' + esc(b.id) + '</td><td>' + esc(b.address) + '</td><td class="state ' + b.state + '">' + b.state + (b.why ? ' (' + esc(b.why) + ')' : '') +
-      '</td><td>' + b.weight + '</td><td>' + b.active + '</td><td data-rps="' + b.pool + '/' + b.id + '">' + fmt(b.rps) + '</td><td>' + fmt(b.p50) + '</td><td>' + fmt(b.p99) + '</td><td>' + esc(b.source) + '</td></tr>');
+      '</td><td>' + b.weight + '</td><td>' + b.active + '</td><td data-rps="' + b.pool + '/' + b.id + '">' + fmt(b.rps) + '</td><td data-sessions="' + b.pool + '/' + b.id + '">' + b.sessions + '</td><td>' + fmt(b.newSessionsPerSec) + '</td><td>' + fmt(b.stickyPerSec) + '</td><td>' + fmt(b.p50) + '</td><td>' + fmt(b.p99) + '</td><td>' + esc(b.source) + '</td></tr>');
     document.getElementById('backends').innerHTML = rows.join('') || '<tr><td colspan="10" class="empty">no backends</td></tr>';
   }
 

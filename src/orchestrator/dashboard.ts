@@ -14,6 +14,8 @@ const MAX_VIEWERS = 64;
 
 interface Previous {
   requests: number;
+  sessions: number;
+  stickyHits: number;
   buckets: number[];
 }
 
@@ -92,10 +94,12 @@ export class Dashboard {
     const backends = this.d.registry.entries().map((e) => {
       const key = `${e.pool}|${e.id}|${e.slot}`;
       const requests = r.backendTotal(e.slot, 'requests');
+      const sessions = r.backendTotal(e.slot, 'sessions');
+      const stickyHits = r.backendTotal(e.slot, 'sticky_hits');
       const { buckets: cumulative } = r.backendLatency(e.slot);
       const buckets = cumulative.map((c, i) => c - (i === 0 ? 0 : cumulative[i - 1]!));
-      const prev = this.previous.get(key) ?? { requests, buckets };
-      this.previous.set(key, { requests, buckets });
+      const prev = this.previous.get(key) ?? { requests, sessions, stickyHits, buckets };
+      this.previous.set(key, { requests, sessions, stickyHits, buckets });
       const delta = buckets.map((b, i) => Math.max(0, b - (prev.buckets[i] ?? 0)));
       const down = r.downCause(e.slot, now);
       return {
@@ -108,6 +112,11 @@ export class Dashboard {
         why: down ? DOWN_WHY[down] : '',
         active: r.backendTotal(e.slot, 'active'),
         rps: Math.max(0, requests - prev.requests) / seconds,
+        // Sticky sessions: started here in all, started per second, and requests per second
+        // that came back to this backend by their session.
+        sessions,
+        newSessionsPerSec: Math.max(0, sessions - prev.sessions) / seconds,
+        stickyPerSec: Math.max(0, stickyHits - prev.stickyHits) / seconds,
         p50: quantileMs(delta, 0.5),
         p99: quantileMs(delta, 0.99),
       };

@@ -158,6 +158,8 @@ export function createMetrics(src: MetricSources): { text(): Promise<string>; co
   perBackend('tether_backend_requests_total', 'Requests completed per backend', 'counter', (s) => r.backendTotal(s, 'requests'));
   perBackend('tether_backend_connect_errors_total', 'Connect failures per backend', 'counter', (s) => r.backendTotal(s, 'connect_errors'));
   perBackend('tether_backend_active_requests', 'Requests in flight per backend', 'gauge', (s) => r.backendTotal(s, 'active'));
+  perBackend('tether_backend_sessions_total', 'Sticky sessions started per backend (a token naming it issued to a request without one for it, or a new learned session)', 'counter', (s) => r.backendTotal(s, 'sessions'));
+  perBackend('tether_backend_sticky_hits_total', 'Requests routed to the backend by their session (token or learned cookie) and served by it', 'counter', (s) => r.backendTotal(s, 'sticky_hits'));
   perBackend('tether_backend_up', '1 when the backend may take requests: not ejected (passive), not failing its health check, not lost (missed heartbeats)', 'gauge', (s) =>
     r.downCause(s, Date.now()) === null ? 1 : 0,
   );

@@ -90,7 +90,20 @@ GLOBAL_COUNTERS.forEach((name, i) => {
   if (C[name] !== i) throw new Error(`counter slots must be 0..n-1 without gaps: ${name} is ${C[name]}, expected ${i}`);
 });
 
-export const BACKEND_COUNTERS = ['requests', 'connect_errors', 'active', 'responses_1xx', 'responses_2xx', 'responses_3xx', 'responses_4xx', 'responses_5xx'] as const;
+export const BACKEND_COUNTERS = [
+  'requests',
+  'connect_errors',
+  'active',
+  'responses_1xx',
+  'responses_2xx',
+  'responses_3xx',
+  'responses_4xx',
+  'responses_5xx',
+  /** Sticky sessions started on the backend: a token naming it issued to a request that did not present one for it, or a learned session it set. */
+  'sessions',
+  /** Requests routed to the backend by their session (token or learned cookie). */
+  'sticky_hits',
+] as const;
 
 /**
  * Upstream response time (request sent → response head) per backend: a histogram with these

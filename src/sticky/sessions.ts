@@ -75,16 +75,16 @@ export class SessionStore {
 
   /**
    * put, unless the key holds a live REVOKED entry (a revocation is not undone by the backend
-   * setting the same session again). One fingerprint for both steps. True if it wrote.
+   * setting the same session again). One fingerprint for both steps. The table's outcome if it
+   * wrote, null if the session is revoked.
    */
-  putUnlessRevoked(fp: Fingerprinter, value: string, ref: number, flags: number, tag: Int32Array | null, expiresAt: number, nowSec: number): boolean {
+  putUnlessRevoked(fp: Fingerprinter, value: string, ref: number, flags: number, tag: Int32Array | null, expiresAt: number, nowSec: number): 'inserted' | 'updated' | 'evicted' | null {
     const k = fp.ofString(value);
     const k0 = k[0]!;
     const k1 = k[1]!;
     const k2 = k[2]!;
-    if (this.table.get(k0, k1, k2, nowSec, this.entry) && (this.entry.flags & ENTRY_KIND_MASK) === ENTRY_REVOKED) return false;
-    this.table.put(k0, k1, k2, ref, flags, tag, expiresAt, nowSec);
-    return true;
+    if (this.table.get(k0, k1, k2, nowSec, this.entry) && (this.entry.flags & ENTRY_KIND_MASK) === ENTRY_REVOKED) return null;
+    return this.table.put(k0, k1, k2, ref, flags, tag, expiresAt, nowSec);
   }
 
   /**

@@ -40,8 +40,12 @@ describe('dashboard', () => {
 
     // Load: sequential requests for a bounded count, while the page keeps receiving frames.
     let stop = false;
+    let sent = 0;
     const load = (async () => {
-      for (let i = 0; i < 20_000 && !stop; i++) await request({ port: t.port, path: `/load/${i}` });
+      for (let i = 0; i < 20_000 && !stop; i++) {
+        await request({ port: t.port, path: `/load/${i}` });
+        sent++;
+      }
     })();
     await page.waitForFunction(
       () => {
@@ -58,6 +62,12 @@ describe('dashboard', () => {
     expect(await page.locator('#backends tr').count()).toBe(2);
     expect(await page.locator('#backends').innerText()).toMatch(/app1[\s\S]*up[\s\S]*app2[\s\S]*up/);
     expect(Number(await page.locator('[data-rps="web/app1"]').innerText())).toBeGreaterThanOrEqual(0);
+    // No request carried a token: each started a session, and the table counts every one.
+    await page.waitForFunction(
+      (n) => [...document.querySelectorAll('[data-sessions]')].reduce((sum, td) => sum + Number((td as HTMLElement).innerText), 0) === n,
+      sent,
+      { timeout: 10_000 },
+    );
 
     // Inject an address conflict through the admin API: the feed shows it.
     const status = await new Promise<number>((resolve, reject) => {

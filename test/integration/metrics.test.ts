@@ -2,7 +2,7 @@
 // workers through shared memory; the upstream latency histogram holds every response, in order.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startBackend, type TestBackend } from '../helpers/backends.js';
-import { request } from '../helpers/client.js';
+import { request, setCookieValue } from '../helpers/client.js';
 import { startTether, type TetherProcess } from '../helpers/tether.js';
 
 let app: TestBackend;
@@ -28,8 +28,9 @@ afterAll(async () => {
 describe('metrics', () => {
   it('match what was sent, exactly, across workers', async () => {
     const paths = [...Array<string>(7).fill('/ok'), ...Array<string>(3).fill('/nf'), ...Array<string>(2).fill('/err'), '/slow'];
-    for (const path of paths) await request({ port: t.port, path });
-    const text = await t.metrics();
+    let cookie = '';
+    for (const path of paths) cookie = `TETHER=${setCookieValue(await request({ port: t.port, path }), 'TETHER')}`;
+    let text = await t.metrics();
     const value = (sample: string) => {
       const line = text.split('\n').find((l) => l.startsWith(`${sample} `));
       return line === undefined ? undefined : Number(line.slice(sample.length + 1));
@@ -47,6 +48,8 @@ describe('metrics', () => {
     // Every request came without a token: 13 misses, 13 tokens issued.
     expect(value('tether_sticky_total{outcome="miss"}')).toBe(13);
     expect(value('tether_tokens_issued_total')).toBe(13);
+    expect(value(`tether_backend_sessions_total{${b}}`)).toBe(13);
+    expect(value(`tether_backend_sticky_hits_total{${b}}`)).toBe(0);
     // The histogram: 13 observations, buckets cumulative, the slow one above 50 ms.
     const h = 'tether_upstream_response_seconds';
     expect(value(`${h}_count{${b}}`)).toBe(13);
@@ -56,7 +59,15 @@ describe('metrics', () => {
     const buckets = text.split('\n').filter((l) => l.startsWith(`${h}_bucket{${b},`)).map((l) => Number(l.split(' ')[1]));
     expect(buckets).toHaveLength(15);
     for (let i = 1; i < buckets.length; i++) expect(buckets[i]).toBeGreaterThanOrEqual(buckets[i - 1]!);
-    // Both workers took part (connections are new each time; the kernel spreads them).
     expect(text).toMatch(/# TYPE tether_upstream_response_seconds histogram/);
+
+    // Four requests back with the last token: sticky hits on app1, no new session (a fresh
+    // token is not re-issued).
+    for (let i = 0; i < 4; i++) expect((await request({ port: t.port, path: '/ok', headers: { cookie } })).status).toBe(200);
+    text = await t.metrics();
+    expect(value('tether_sticky_total{outcome="hit"}')).toBe(4);
+    expect(value(`tether_backend_sticky_hits_total{${b}}`)).toBe(4);
+    expect(value(`tether_backend_sessions_total{${b}}`)).toBe(13);
+    expect(value('tether_tokens_issued_total')).toBe(13);
   });
 });
