@@ -64,7 +64,7 @@ describe('dashboard', () => {
     expect(Number(await page.locator('[data-rps="web/app1"]').innerText())).toBeGreaterThanOrEqual(0);
     // No request carried a token: each started a session, and the table counts every one.
     await page.waitForFunction(
-      (n) => [...document.querySelectorAll('[data-sessions]')].reduce((sum, td) => sum + Number((td as HTMLElement).innerText), 0) === n,
+      (n) => Array.from(document.querySelectorAll('[data-sessions]')).reduce((sum, td) => sum + Number((td as HTMLElement).innerText), 0) === n,
       sent,
       { timeout: 10_000 },
     );
