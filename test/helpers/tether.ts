@@ -1,5 +1,6 @@
 // Spawns the built `tether` binary as a user would, on loopback port 0, and waits (with a
 // deadline) for its structured "listening" log line. Every process is stopped by its pid.
+import http from 'node:http';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
@@ -14,6 +15,20 @@ export function adminToken(): { file: string; token: string; header: string } {
   const file = join(mkdtempSync(join(tmpdir(), 'tether-admin-')), 'token');
   writeFileSync(file, `${token}\n`, { mode: 0o600 });
   return { file, token, header: `Bearer ${token}` };
+}
+
+/** POST /api/v1/reload on `t`'s admin listener with `authorization`; status and parsed body. */
+export function reloadVia(t: { adminPort: number }, authorization: string): Promise<{ status: number; body: Record<string, unknown> }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port: t.adminPort, path: '/api/v1/reload', method: 'POST', agent: false, headers: { authorization } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode!, body: JSON.parse(Buffer.concat(chunks).toString()) as Record<string, unknown> }));
+    });
+    req.setTimeout(10_000, () => req.destroy(new Error('reload timed out')));
+    req.on('error', reject);
+    req.end();
+  });
 }
 
 export const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));

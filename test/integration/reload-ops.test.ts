@@ -7,7 +7,6 @@
 //   counters stay with that route;
 // - a reload shortens the drain timeout, and SIGTERM then honours the new one;
 // - tether_http_connections counts the client connections open on the HTTP listener.
-import http from 'node:http';
 import net from 'node:net';
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,7 +14,7 @@ import { startBackend, type TestBackend } from '../helpers/backends.js';
 import { request } from '../helpers/client.js';
 import { pollMetric, tempDir } from '../helpers/sticky.js';
 import { captureClientHello } from '../helpers/tls.js';
-import { adminToken, startTether, type TetherProcess } from '../helpers/tether.js';
+import { adminToken, reloadVia, startTether, type TetherProcess } from '../helpers/tether.js';
 
 const dir = tempDir('tether-reload-ops-');
 const admin = adminToken();
@@ -30,18 +29,7 @@ afterAll(async () => {
   dir.cleanup();
 });
 
-function reload(t: TetherProcess): Promise<{ status: number; body: Record<string, unknown> }> {
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port: t.adminPort, path: '/api/v1/reload', method: 'POST', agent: false, headers: { authorization: admin.header } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode!, body: JSON.parse(Buffer.concat(chunks).toString()) as Record<string, unknown> }));
-    });
-    req.setTimeout(10_000, () => req.destroy(new Error('reload timed out')));
-    req.on('error', reject);
-    req.end();
-  });
-}
+const reload = (t: TetherProcess) => reloadVia(t, admin.header);
 
 const paths = (file: string): string[] =>
   existsSync(file)

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startBackend, type TestBackend } from '../helpers/backends.js';
 import { setCookieValue } from '../helpers/client.js';
 import { pollUntil, tempDir } from '../helpers/sticky.js';
-import { adminToken, startTether, type TetherProcess } from '../helpers/tether.js';
+import { adminToken, reloadVia, startTether, type TetherProcess } from '../helpers/tether.js';
 
 const dir = tempDir('tether-reload-');
 const admin = adminToken();
@@ -23,18 +23,7 @@ function yaml(o: { names: string[]; balance?: string; sticky?: string }): string
   return `pools:\n  web:\n    sticky: ${o.sticky ?? '{ mode: cookie, name: TETHER }'}\n    balance: { algorithm: ${o.balance ?? 'round-robin'} }\n    backends:\n${list}\n`;
 }
 
-function reload(): Promise<{ status: number; body: Record<string, unknown> }> {
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port: t.adminPort, path: '/api/v1/reload', method: 'POST', agent: false, headers: { authorization: admin.header } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode!, body: JSON.parse(Buffer.concat(chunks).toString()) as Record<string, unknown> }));
-    });
-    req.setTimeout(10_000, () => req.destroy(new Error('reload timed out')));
-    req.on('error', reject);
-    req.end();
-  });
-}
+const reload = () => reloadVia(t, admin.header);
 
 beforeAll(async () => {
   backends = await Promise.all(['app1', 'app2', 'app3', 'app4'].map((n) => startBackend(n)));
