@@ -28,6 +28,14 @@ export interface WorkerInit {
   authz: { terminalKeys: [string, Uint8Array][]; serverKeys: [string, Uint8Array][] } | null;
 }
 
+/** A sealed authorization grant for the orchestrator to push to pool/id over its control connection. */
+export interface GrantToPush {
+  pool: string;
+  id: string;
+  f: Uint8Array;
+  box: Uint8Array;
+}
+
 /** A registry snapshot: every pool's backends (in order) and their shared-memory slots. */
 export interface BackendsSnapshot {
   version: number;
@@ -53,7 +61,8 @@ export type FromWorker =
   | { v: 1; type: 'drained'; workerIndex: number }
   | { v: 1; type: 'backends-applied'; workerIndex: number; version: number }
   | { v: 1; type: 'access-log-applied'; workerIndex: number; generation: number }
-  | { v: 1; type: 'grant'; pool: string; id: string; f: Uint8Array; box: Uint8Array }
+  /** Authorization grants sealed this event-loop turn, in order: one message for all of them. */
+  | { v: 1; type: 'grants'; grants: GrantToPush[] }
   | { v: 1; type: 'log'; level: 'info' | 'warn' | 'error'; msg: string; fields?: Record<string, unknown> };
 
 export function encode(msg: ToWorker | FromWorker): Uint8Array {

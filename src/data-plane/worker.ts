@@ -6,7 +6,7 @@ import type { us_listen_socket } from '@trufflesuite/uws-js-unofficial';
 import { loadUws } from './uws.js';
 import { ActiveExchanges, handleRequest, type ListenerContext } from './http-listener.js';
 import { Runtime } from './runtime.js';
-import { decode, encode, type FromWorker, type ToWorker, type WorkerInit } from './messages.js';
+import { decode, encode, type FromWorker, type GrantToPush, type ToWorker, type WorkerInit } from './messages.js';
 import { sweepIdle } from './upstream/pool.js';
 import { clock } from './clock.js';
 import { C, WorkerCounters } from '../shared-memory/counters.js';
@@ -88,6 +88,12 @@ function main(): void {
   // this worker fail the way a bug would, so tests can watch it being replaced.
   const faultInjection = process.env.TETHER_FAULT_INJECTION === '1';
 
+  let pendingGrants: GrantToPush[] = [];
+  const flushGrants = () => {
+    const grants = pendingGrants;
+    pendingGrants = [];
+    if (grants.length > 0) send({ v: 1, type: 'grants', grants });
+  };
   const authz = init.authz
     ? mountAuthz(app, {
         config: init.config,
@@ -97,7 +103,12 @@ function main(): void {
         runtime: () => runtime,
         counters,
         sessions,
-        push: (pool, id, f, box) => send({ v: 1, type: 'grant', pool, id, f, box }),
+        push: (pool, id, f, box) => {
+          // Grants go to the orchestrator once per event-loop turn, together: one message (and
+          // one wake-up of the main thread) for every handshake this turn completed.
+          pendingGrants.push({ pool, id, f, box });
+          if (pendingGrants.length === 1) setImmediate(flushGrants);
+        },
         log,
       })
     : null;

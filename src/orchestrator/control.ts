@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import { FrameError, MAX_FRAME_BYTES, NONCE_BYTES, encodeFrame, framePool, openFrame, type BalancerMessage } from '../control/frames.js';
 import { hmacSha256, hmacVerify } from '../native/index.js';
 import type { Registry, RegistryResult } from './registry.js';
+import type { GrantToPush } from '../data-plane/messages.js';
 
 /** Bad frames a connection may send before it is closed. */
 const MAX_BAD_FRAMES = 5;
@@ -228,13 +229,38 @@ export class ControlServer {
     }
   }
 
-  /** Sends an authorization grant to pool/id over its agent's connection; false when it has none. */
-  pushGrant(pool: string, id: string, f: Uint8Array, box: Uint8Array): boolean {
-    const a = this.agents.get(`${pool}|${id}`);
-    const key = this.d.keys.get(pool) ?? this.d.keys.get('*');
-    if (!a || a.ws.getUserData().closed || !key) return false;
-    this.reply(a.ws, pool, key, { type: 'grant', ts: this.now(), nonce: randomBytes(NONCE_BYTES), f, box });
-    return true;
+  /**
+   * Sends authorization grants, each to its pool/id over that agent's connection, in order.
+   * Grants for the same connection go out corked (one write for all); the frames' nonces come
+   * from one random draw. Returns the grants that could not be sent (no connection).
+   */
+  pushGrants(grants: readonly GrantToPush[]): GrantToPush[] {
+    const undelivered: GrantToPush[] = [];
+    // An agent's connection may speak for several IDs (and pools, each with its key).
+    const byConnection = new Map<WebSocket<Conn>, { grant: GrantToPush; key: Buffer }[]>();
+    for (const g of grants) {
+      const a = this.agents.get(`${g.pool}|${g.id}`);
+      const key = this.d.keys.get(g.pool) ?? this.d.keys.get('*');
+      if (!a || a.ws.getUserData().closed || !key) {
+        undelivered.push(g);
+        continue;
+      }
+      let batch = byConnection.get(a.ws);
+      if (!batch) byConnection.set(a.ws, (batch = []));
+      batch.push({ grant: g, key });
+    }
+    const nonces = randomBytes(NONCE_BYTES * (grants.length - undelivered.length));
+    let n = 0;
+    const ts = this.now();
+    for (const [ws, batch] of byConnection) {
+      ws.cork(() => {
+        for (const { grant: g, key } of batch) {
+          const nonce = nonces.subarray(n, (n += NONCE_BYTES));
+          this.reply(ws, g.pool, key, { type: 'grant', ts, nonce, f: g.f, box: g.box });
+        }
+      });
+    }
+    return undelivered;
   }
 
   private reply(ws: WebSocket<Conn>, pool: string, key: Buffer, msg: BalancerMessage): void {

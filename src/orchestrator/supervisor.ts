@@ -197,10 +197,10 @@ export async function startTether(startConfig: Config, log: Logger, reread: () =
             return;
           case 'drained':
             return;
-          case 'grant':
-            if (!control?.pushGrant(msg.pool, msg.id, msg.f, msg.box)) {
+          case 'grants':
+            for (const g of control ? control.pushGrants(msg.grants) : msg.grants) {
               grantsUndeliverable++;
-              log.warn({ event: 'grant_undeliverable', pool: msg.pool, id: msg.id }, `authorization grant for ${msg.pool}/${msg.id} not delivered: its control connection is gone`);
+              log.warn({ event: 'grant_undeliverable', pool: g.pool, id: g.id }, `authorization grant for ${g.pool}/${g.id} not delivered: its control connection is gone`);
             }
             return;
           case 'backends-applied':

@@ -113,6 +113,18 @@ describe('authorization handshake, end to end', () => {
     expect(await outcome('granted')).toBeGreaterThanOrEqual(1);
   });
 
+  it('twenty terminals at once: grants sealed in the same turn travel together, and every code opens its connection', async () => {
+    const grants = await Promise.all(Array.from({ length: 20 }, () => authorizeAs()));
+    const sockets = await Promise.all(grants.map((g) => connectAs(g)));
+    try {
+      const answers = await Promise.all(sockets.map((s, i) => echo(s, `terminal ${i}\n`)));
+      expect(answers).toEqual(Array.from({ length: 20 }, (_, i) => `terminal ${i}\n`));
+    } finally {
+      for (const s of sockets) s.destroy();
+    }
+    expect(await t.metric('tether_authz_grants_undeliverable_total')).toBe(0);
+  });
+
   it('the runnable terminal example does the same from the command line', async () => {
     const example = fileURLToPath(new URL('../../dist/authz/examples/terminal.js', import.meta.url));
     const proc = spawn(process.execPath, [example, '--balancer', balancer, '--user', 'kiosk-1', '--key-file', terminalKeys, '--ca', pki.caFile, '--servername', 'app.test', '--message', 'from the example'], { stdio: ['ignore', 'pipe', 'pipe'] });
