@@ -8,6 +8,7 @@
 // challenge, replay) goes to the counters and the log, never to the client. Failed proofs are
 // limited per user and per client IP (per worker): past the limit they are answered 429.
 import { randomBytes } from 'node:crypto';
+import { takeRandom } from './random-pool.js';
 import { pack, unpack } from 'msgpackr';
 import {
   CHALLENGE_BYTES,
@@ -158,7 +159,7 @@ export class AuthzService {
       return { status: 503, body: { error: 'no_server', message: 'no application server is connected to take the terminal' } };
     }
     // One random draw for the code, the salt and both boxes' nonces.
-    const random = randomBytes(CODE_BYTES + SALT_BYTES + 24);
+    const random = takeRandom(CODE_BYTES + SALT_BYTES + 24);
     const code = random.subarray(0, CODE_BYTES);
     const f = random.subarray(CODE_BYTES, CODE_BYTES + SALT_BYTES);
     const nonces = CODE_BYTES + SALT_BYTES;

@@ -21,6 +21,7 @@
 // Sealed box: nonce (12) | AES-256-GCM ciphertext | tag (16); key = HKDF-SHA256(K, salt f, info),
 // additional data = the info string, so a box for one role or server opens for no other.
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto';
+import { takeRandom } from './random-pool.js';
 import { pack, unpack } from 'msgpackr';
 import { parseNamedKeys } from '../config/named-keys.js';
 
@@ -84,7 +85,7 @@ function challengeInput(issuedAt: Buffer, random: Uint8Array, user: string, nT: 
 export function mintChallenge(secret: Uint8Array, user: string, nT: Uint8Array, now: number, sign: Sign): Buffer {
   const issuedAt = Buffer.alloc(8);
   issuedAt.writeBigUInt64BE(BigInt(Math.floor(now)));
-  const random = randomBytes(16);
+  const random = takeRandom(16);
   return Buffer.concat([issuedAt, random, sign(secret, challengeInput(issuedAt, random, user, nT))]);
 }
 
