@@ -363,6 +363,14 @@ export const FLAGS: readonly FlagSpec[] = [
     },
   },
   {
+    flag: 'pid-file', arg: 'PATH', env: 'TETHER_PID_FILE',
+    help: 'Write the process id to PATH once listening (for kill -HUP / -USR1 / -TERM); removed on exit.',
+    apply(raw, v) {
+      raw.pidFile = v;
+      return undefined;
+    },
+  },
+  {
     flag: 'drain-timeout', arg: 'MS', env: 'TETHER_DRAIN_TIMEOUT',
     help: 'On SIGTERM, how long in-flight requests and passthrough connections may take to finish. Default 10000.',
     apply: (raw, v) => setNumber(raw, 'drainTimeoutMs', v, 'milliseconds'),

@@ -234,6 +234,8 @@ export const configSchema = z
     drainTimeoutMs: z.number().int().min(0).max(3_600_000).default(10_000),
     /** Access log: a file to append JSON lines to, '-' for standard output, null for none. */
     accessLog: z.string().min(1).nullable().default(null),
+    /** A file to write the process id to once listening (for signals: kill -HUP, -USR1), removed on exit. */
+    pidFile: z.string().min(1).nullable().default(null),
     /** Start two built-in demo backends when no backend is configured. */
     demo: z.boolean().default(true),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

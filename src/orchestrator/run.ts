@@ -2,6 +2,7 @@
 // SIGHUP reloads the configuration; SIGUSR1 reopens the access log; SIGTERM/SIGINT drain and exit 0;
 // a second one exits at once.
 import { randomBytes } from 'node:crypto';
+import { readFileSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import pino from 'pino';
 import { loadConfig, helpText } from '../config/load.js';
 import { poolSchema, type Config } from '../config/schema.js';
@@ -54,10 +55,10 @@ export async function run(argv: readonly string[]): Promise<number> {
   }
   const http = config.listen.map((l, i) => `http://${l.host.includes(':') ? `[${l.host}]` : l.host}:${tether.httpPorts[i]}`);
   const tls = config.passthrough.listen.map((l, i) => `tls://${l.host.includes(':') ? `[${l.host}]` : l.host}:${tether.passthroughPorts[i]}`);
-  log.info(
-    { event: 'listening', http, httpPorts: tether.httpPorts, passthrough: tls, passthroughPorts: tether.passthroughPorts, adminPort: tether.adminPort, workers: config.workers },
-    `tether ${VERSION} listening on ${[...http, ...tls].join(', ')}`,
-  );
+  const pidFile = config.pidFile;
+  const removePidFile = () => {
+    if (pidFile) removeOwnPidFile(pidFile);
+  };
 
   let signals = 0;
   const onStop = (signal: string) => {
@@ -65,7 +66,10 @@ export async function run(argv: readonly string[]): Promise<number> {
       log.warn({ signal }, 'second signal: exiting now');
       // Not process.exit() straight away: a worker torn down with its sockets open aborts the
       // process (libuv's loop-close check). Workers close theirs first, within a second.
-      void tether.stopNow().then(() => process.exit(1));
+      void tether.stopNow().then(() => {
+        removePidFile();
+        process.exit(1);
+      });
       return;
     }
     log.info({ signal }, 'stopping: draining in-flight requests');
@@ -81,10 +85,47 @@ export async function run(argv: readonly string[]): Promise<number> {
   process.on('SIGUSR1', () => {
     void tether.reopenLogs('SIGUSR1');
   });
+  // The pid file only once the signals it invites are handled (a SIGHUP before would kill).
+  if (config.pidFile) {
+    try {
+      writePidFile(config.pidFile);
+    } catch (err) {
+      log.fatal({ err: (err as Error).message }, `cannot write --pid-file ${config.pidFile}`);
+      await tether.stop(0);
+      await Promise.all(demo.map((d) => d.close()));
+      return 1;
+    }
+  }
+  log.info(
+    { event: 'listening', http, httpPorts: tether.httpPorts, passthrough: tls, passthroughPorts: tether.passthroughPorts, adminPort: tether.adminPort, workers: config.workers },
+    `tether ${VERSION} listening on ${[...http, ...tls].join(', ')}`,
+  );
   await tether.stopped;
+  removePidFile();
   await Promise.all(demo.map((d) => d.close()));
   log.info({ event: 'stopped' }, 'stopped');
   return 0;
+}
+
+/** The pid, written whole: to a temporary file beside PATH, then renamed over it. */
+function writePidFile(path: string): void {
+  const tmp = `${path}.${process.pid}.tmp`;
+  writeFileSync(tmp, `${process.pid}\n`, { mode: 0o644 });
+  try {
+    renameSync(tmp, path);
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    throw err;
+  }
+}
+
+/** Removes PATH if it still names this process (another instance may have taken it over). */
+function removeOwnPidFile(path: string): void {
+  try {
+    if (readFileSync(path, 'utf8').trim() === String(process.pid)) unlinkSync(path);
+  } catch {
+    // already gone
+  }
 }
 
 /** With the demo backends running, a config without backends gets them (at start and on reload). */

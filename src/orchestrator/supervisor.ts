@@ -86,7 +86,7 @@ export type ReloadResult = { ok: true; version: number } | { ok: false; problems
  * and listeners of the control and authorization channels. (The passthrough listeners are
  * compared on their own: its routes and timeouts do reload.)
  */
-const FIXED_ON_RELOAD = ['listen', 'admin', 'workers', 'tableSize', 'control', 'authz', 'adminTokenFile', 'keyFile', 'demo'] as const;
+const FIXED_ON_RELOAD = ['listen', 'admin', 'workers', 'tableSize', 'control', 'authz', 'adminTokenFile', 'keyFile', 'demo', 'pidFile'] as const;
 
 export async function startTether(startConfig: Config, log: Logger, reread: () => Config = () => startConfig): Promise<RunningTether> {
   /** The configuration in force (replaced whole by a reload). */

@@ -2,7 +2,7 @@
 // exit 2), keygen, the embedded demo default driven by real curl with a cookie jar, SIGTERM,
 // and a missing key file. Every child process has a timeout.
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { request, setCookieValue } from '../helpers/client.js';
 import { CLI, startTether, type TetherProcess } from '../helpers/tether.js';
@@ -126,6 +126,29 @@ describe('tether CLI', () => {
     stopped = true;
     expect(await t.stop()).toBe(0);
     expect(t.lines.some((l) => l.includes('"event":"stopped"'))).toBe(true);
+  });
+
+  it('--pid-file names the process once it listens, takes signals sent to that pid, and is removed on a clean exit', async () => {
+    const tmp = tempDir();
+    cleanups.push(() => tmp.cleanup());
+    const pidFile = `${tmp.dir}/tether.pid`;
+    const log = `${tmp.dir}/access.log`;
+    const t = await startTether(['--pid-file', pidFile, '--access-log', log], { workers: 1 });
+    let stopped = false;
+    cleanups.push(() => (stopped ? undefined : t.stop()));
+    expect(readFileSync(pidFile, 'utf8')).toBe(`${t.pid}\n`);
+    // What a logrotate postrotate script does: signal the pid the file names.
+    process.kill(Number(readFileSync(pidFile, 'utf8')), 'SIGUSR1');
+    await t.waitForLog((e) => e.event === 'access_log_reopened' && e.by === 'SIGUSR1');
+    expect(await t.stop()).toBe(0);
+    stopped = true;
+    expect(existsSync(pidFile)).toBe(false);
+
+    // A pid file that cannot be written stops the start (exit 1) with the reason.
+    const r = await tether(['--listen', '127.0.0.1:0', '--admin', 'off', '--no-demo', '--backend', 'a=127.0.0.1:9', '--pid-file', `${tmp.dir}/no/such/dir/tether.pid`]);
+    expect(r.code).toBe(1);
+    expect(r.stdout + r.stderr).toMatch(/cannot write --pid-file [^"]*no\/such\/dir\/tether\.pid/);
+    expect(r.stdout + r.stderr).toContain('ENOENT');
   });
 
   it('a missing --key-file stops the start with a non-zero exit and a clear message', async () => {
