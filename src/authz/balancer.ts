@@ -6,7 +6,8 @@
 //
 // A terminal is told only `denied` for every failed proof: which part was wrong (user, MAC,
 // challenge, replay) goes to the counters and the log, never to the client. Failed proofs are
-// limited per user and per client IP (per worker): past the limit they are answered 429.
+// limited per user and per client IP (counted in the shared table, so across all workers):
+// past the limit they are answered 429.
 import { randomBytes } from 'node:crypto';
 import { takeRandom } from './random-pool.js';
 import { pack, unpack } from 'msgpackr';
@@ -75,11 +76,24 @@ export interface AuthzDeps {
   windowMs: number;
   /** Failed proofs allowed per user and per client IP per minute (0: unlimited). */
   failLimit: number;
+  /**
+   * Where failed proofs are counted. Default: this thread's memory (so per worker); the
+   * workers pass the shared table, which makes the limit hold across all of them.
+   */
+  failures?: FailureCounts;
   now(): number;
 }
 
+/** Failed proofs per user and per client IP, in windows of LIMIT_WINDOW_MS from the first. */
+export interface FailureCounts {
+  /** Failures in the current window. */
+  get(kind: 'user' | 'ip', key: string, now: number): number;
+  /** One more failure (a new window if the last one has ended). */
+  strike(kind: 'user' | 'ip', key: string, now: number): void;
+}
+
 const DENIED: AuthzAnswer = { status: 403, body: { error: 'denied', message: 'authorization denied' } };
-const LIMIT_WINDOW_MS = 60_000;
+export const LIMIT_WINDOW_MS = 60_000;
 const MAX_TRACKED = 100_000;
 /** Verified against when the user is unknown, so an unknown user costs what a known one does. */
 const DUMMY_KEY = randomBytes(32);
@@ -93,11 +107,44 @@ interface Failures {
   since: number;
 }
 
-export class AuthzService {
+/** Failure counts in this thread's memory, bounded (the oldest are forgotten under a flood). */
+export class LocalFailureCounts implements FailureCounts {
   private readonly byUser = new Map<string, Failures>();
   private readonly byIp = new Map<string, Failures>();
 
-  constructor(private readonly d: AuthzDeps) {}
+  get(kind: 'user' | 'ip', key: string, now: number): number {
+    const f = (kind === 'user' ? this.byUser : this.byIp).get(key);
+    return f !== undefined && now - f.since < LIMIT_WINDOW_MS ? f.count : 0;
+  }
+
+  strike(kind: 'user' | 'ip', key: string, now: number): void {
+    const m = kind === 'user' ? this.byUser : this.byIp;
+    const f = m.get(key);
+    if (f === undefined || now - f.since >= LIMIT_WINDOW_MS) {
+      if (m.size >= MAX_TRACKED) this.forgetOld(m, now);
+      m.set(key, { count: 1, since: now });
+    } else f.count++;
+  }
+
+  private forgetOld(m: Map<string, Failures>, now: number): void {
+    for (const [k, f] of m) if (now - f.since >= LIMIT_WINDOW_MS) m.delete(k);
+    // Still full (a flood of fresh sources): forget the oldest half rather than grow.
+    if (m.size >= MAX_TRACKED) {
+      let n = m.size / 2;
+      for (const k of m.keys()) {
+        if (n-- <= 0) break;
+        m.delete(k);
+      }
+    }
+  }
+}
+
+export class AuthzService {
+  private readonly failures: FailureCounts;
+
+  constructor(private readonly d: AuthzDeps) {
+    this.failures = d.failures ?? new LocalFailureCounts();
+  }
 
   /** `POST <path>/hello {user, nT}` → `{user, nT, nB}`. */
   hello(body: Record<string, unknown>, binary: boolean): AuthzAnswer {
@@ -121,7 +168,8 @@ export class AuthzService {
     // Past the limit, failed proofs get 429 instead of 403, and are not logged one by one. A good
     // proof still passes: otherwise anyone could lock a user (or everyone behind one NAT) out by
     // sending bad proofs in their name. Guessing a 256-bit key gains nothing from getting through.
-    const limited = this.limited(this.byIp, clientIp, now) || this.limited(this.byUser, user, now);
+    const limit = this.d.failLimit;
+    const limited = limit > 0 && (this.failures.get('ip', clientIp, now) >= limit || this.failures.get('user', user, now) >= limit);
     const key = this.d.terminalKeys().get(user);
     const proofOk = this.d.verify(key ?? DUMMY_KEY, proofInput(user, nT, nB), proof);
     let why: AuthzOutcome | null = key ? (proofOk ? null : 'bad_proof') : 'unknown_user';
@@ -143,8 +191,10 @@ export class AuthzService {
     }
     if (why === null && !this.d.markUsed(nB, issuedAt + this.d.windowMs)) why = 'replayed';
     if (why !== null) {
-      this.strike(this.byIp, clientIp, now);
-      this.strike(this.byUser, user, now);
+      if (limit > 0) {
+        this.failures.strike('ip', clientIp, now);
+        this.failures.strike('user', user, now);
+      }
       if (limited) {
         this.d.count('rate_limited');
         return { status: 429, body: { error: 'rate_limited', message: 'too many failed proofs: try again later' } };
@@ -175,32 +225,6 @@ export class AuthzService {
   private fail(outcome: AuthzOutcome, answer: AuthzAnswer): AuthzAnswer {
     this.d.count(outcome);
     return answer;
-  }
-
-  private limited(m: Map<string, Failures>, k: string, now: number): boolean {
-    if (this.d.failLimit === 0) return false;
-    const f = m.get(k);
-    return f !== undefined && now - f.since < LIMIT_WINDOW_MS && f.count >= this.d.failLimit;
-  }
-
-  private strike(m: Map<string, Failures>, k: string, now: number): void {
-    const f = m.get(k);
-    if (f === undefined || now - f.since >= LIMIT_WINDOW_MS) {
-      if (m.size >= MAX_TRACKED) this.forgetOld(m, now);
-      m.set(k, { count: 1, since: now });
-    } else f.count++;
-  }
-
-  private forgetOld(m: Map<string, Failures>, now: number): void {
-    for (const [k, f] of m) if (now - f.since >= LIMIT_WINDOW_MS) m.delete(k);
-    // Still full (a flood of fresh sources): forget the oldest half rather than grow.
-    if (m.size >= MAX_TRACKED) {
-      let n = m.size / 2;
-      for (const k of m.keys()) {
-        if (n-- <= 0) break;
-        m.delete(k);
-      }
-    }
   }
 }
 

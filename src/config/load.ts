@@ -351,7 +351,7 @@ export const FLAGS: readonly FlagSpec[] = [
     apply: (raw, v) => setNumber((raw.authz ??= {}) as Json, 'windowMs', v, 'milliseconds'),
   },
   {
-    flag: 'authz-fail-limit', arg: 'N', help: 'Failed proofs allowed per user and per client IP per minute, per worker (0: no limit). Default 10.',
+    flag: 'authz-fail-limit', arg: 'N', help: 'Failed proofs allowed per user and per client IP per minute, all workers together (0: no limit). Default 10.',
     apply: (raw, v) => setNumber((raw.authz ??= {}) as Json, 'failLimit', v, 'a count'),
   },
   {

@@ -225,7 +225,7 @@ export const configSchema = z
         pool: name('pool name').nullable().default(null),
         /** Challenges, grants and codes are valid this long (and tolerate this much clock skew). */
         windowMs: z.number().int().min(1_000).max(600_000).default(30_000),
-        /** Failed proofs allowed per user and per client IP per minute, per worker (0: unlimited). */
+        /** Failed proofs allowed per user and per client IP per minute, across all workers (0: unlimited). */
         failLimit: z.number().int().min(0).max(1_000_000).default(10),
       })
       .strict()

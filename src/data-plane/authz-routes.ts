@@ -3,7 +3,7 @@
 // request has a deadline; the answer is JSON or msgpack, like the request.
 import { createHmac } from 'node:crypto';
 import type { HttpRequest, HttpResponse, TemplatedApp } from '@trufflesuite/uws-js-unofficial';
-import { AuthzService, encodeAnswer, parseBody, type AuthzAnswer, type AuthzOutcome } from '../authz/balancer.js';
+import { AuthzService, LIMIT_WINDOW_MS, encodeAnswer, parseBody, type AuthzAnswer, type AuthzOutcome, type FailureCounts } from '../authz/balancer.js';
 import { b64u } from '../authz/protocol.js';
 import type { Config } from '../config/schema.js';
 import { hmacSha256, hmacVerify } from '../native/index.js';
@@ -60,6 +60,15 @@ export function mountAuthz(
   let secrets = challengeSecrets(o.keyRing);
   const serverKeys = new Map(o.serverKeys);
   const usedFp = o.sessions.fingerprinter('_authz', 'authz');
+  // Failed proofs counted in the shared table: the limit holds across every worker.
+  const failFp = o.sessions.fingerprinter('_authz', 'authz-failures');
+  const failures: FailureCounts = {
+    get: (kind, key, now) => (o.sessions.lookup(failFp, `${kind}|${key}`, Math.floor(now / 1000)) ? o.sessions.entry.value : 0),
+    strike: (kind, key, now) => {
+      const nowSec = Math.floor(now / 1000);
+      o.sessions.count(failFp, `${kind}|${key}`, 1, nowSec + LIMIT_WINDOW_MS / 1000, nowSec);
+    },
+  };
   const poolName = cfg.pool;
   const service = new AuthzService({
     terminalKeys: () => terminalKeys,
@@ -67,6 +76,7 @@ export function mountAuthz(
     serverKey: (pool) => serverKeys.get(pool) ?? serverKeys.get('*') ?? null,
     sign: hmacSha256,
     verify: hmacVerify,
+    failures,
     markUsed: (nB, expiresAtMs) => {
       const nowSec = Math.floor(Date.now() / 1000);
       return o.sessions.markUsed(usedFp, b64u(nB), Math.max(nowSec + 1, Math.ceil(expiresAtMs / 1000) + 1), nowSec);

@@ -231,6 +231,26 @@ export class SharedTable {
    */
   put(k0: number, k1: number, k2: number, value: number, flags: number, tag: Int32Array | null, expiresAt: number, nowSec: number): 'inserted' | 'updated' | 'evicted' {
     if (!(expiresAt > nowSec) || expiresAt > 0xffff_ffff) throw new RangeError(`table put: expiresAt ${expiresAt} must be after now (${nowSec}) and fit in 32 bits`);
+    return this.#store(k0, k1, k2, value, flags, tag, expiresAt, nowSec, false);
+  }
+
+  /**
+   * A shared counter per key and time window (e.g. failed attempts): adds `delta` to the value
+   * of a live entry, keeping its expiry and flags; with no live entry, stores (delta, flags)
+   * until `expiresAt`. Returns the value now held. Atomic across threads: the key's bucket
+   * locks are held from the read to the write.
+   */
+  add(k0: number, k1: number, k2: number, delta: number, flags: number, expiresAt: number, nowSec: number): number {
+    if (!(expiresAt > nowSec) || expiresAt > 0xffff_ffff) throw new RangeError(`table add: expiresAt ${expiresAt} must be after now (${nowSec}) and fit in 32 bits`);
+    this.#store(k0, k1, k2, delta, flags, null, expiresAt, nowSec, true);
+    return this.#stored;
+  }
+
+  /** The value #store left in its slot (for add). */
+  #stored = 0;
+
+  /** put, or with `add` set, add (see both). Validation done by the caller. */
+  #store(k0: number, k1: number, k2: number, value: number, flags: number, tag: Int32Array | null, expiresAt: number, nowSec: number, add: boolean): 'inserted' | 'updated' | 'evicted' {
     const w = this.#w;
     const b1 = k0 & this.#mask;
     const b2 = this.#second(b1, k1);
@@ -266,6 +286,17 @@ export class SharedTable {
           else if (outcome !== 'evicted') Atomics.add(w, H_RECLAIMED, 1); // an expired entry's slot
         }
       }
+      if (add && outcome === 'updated' && w[slot + S_EXPIRES]! >>> 0 > nowSec) {
+        // A live entry: only its value changes.
+        const sum = (w[slot + S_VALUE]! + value) | 0;
+        const seq = Atomics.load(w, slot + S_SEQ) | 1;
+        Atomics.store(w, slot + S_SEQ, seq);
+        w[slot + S_VALUE] = sum;
+        Atomics.store(w, slot + S_SEQ, seq + 1);
+        this.#stored = sum;
+        return outcome;
+      }
+      this.#stored = value | 0;
       const stamp = Atomics.add(w, H_STAMP, 1) + 1;
       // Odd while writing. Set, not incremented: a writer that died mid-write left it odd.
       const seq = Atomics.load(w, slot + S_SEQ) | 1;

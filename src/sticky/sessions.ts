@@ -6,7 +6,9 @@
 //            reference), with the terminal it was issued to when the pool binds sessions;
 //   BOUND    prefix mode with binding: the application session → its terminal (routing is by
 //            the token in the cookie; this entry keeps a stripped cookie from bypassing the check);
-//   REVOKED  refused everywhere until it expires (POST /api/v1/sessions/revoke).
+//   REVOKED  refused everywhere until it expires (POST /api/v1/sessions/revoke);
+//   USED     authorization bookkeeping: a used challenge, or a count of failed proofs per
+//            user or client address in a one-minute window (value = the count, `count()`).
 // Bit 4 (SLIDING): the session cookie had no lifetime of its own; its entry is extended on use.
 //
 // Keys are fingerprints under a key derived per pool and purpose from the process's random
@@ -25,7 +27,7 @@ export const ENTRY_SLIDING = 0x10;
 export const ENTRY_KIND_MASK = 0x0f;
 
 /** What a fingerprint is of: an application session id, or a route token string. */
-export type SessionKeyKind = 'session' | 'token' | 'authz';
+export type SessionKeyKind = 'session' | 'token' | 'authz' | 'authz-failures';
 
 /** A backend's 32-bit reference in table entries: FNV-1a of its ID (stable across reloads and nodes). */
 export function backendRef(id: string): number {
@@ -94,6 +96,15 @@ export class SessionStore {
   markUsed(fp: Fingerprinter, value: string, expiresAt: number, nowSec: number): boolean {
     const k = fp.ofString(value);
     return this.table.put(k[0]!, k[1]!, k[2]!, 0, ENTRY_USED, null, expiresAt, nowSec) !== 'updated';
+  }
+
+  /**
+   * Adds `delta` to the count kept for `value` until `windowEnd` (Unix seconds; a new window
+   * starts when the last one has expired) and returns the count: one number every worker sees.
+   */
+  count(fp: Fingerprinter, value: string, delta: number, windowEnd: number, nowSec: number): number {
+    const k = fp.ofString(value);
+    return this.table.add(k[0]!, k[1]!, k[2]!, delta, ENTRY_USED, windowEnd, nowSec);
   }
 
   delete(fp: Fingerprinter, value: string): boolean {

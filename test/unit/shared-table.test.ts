@@ -179,3 +179,41 @@ describe('shared table under 4 threads', () => {
     expect(expired, 'no key found at its expiry').toBe(0);
   }, 120_000);
 });
+
+describe('shared table counters (add)', () => {
+  it('adds within a live window, starts a new one after expiry, and is atomic across 4 threads', async () => {
+    const t = SharedTable.create(1024);
+    const k = key('failures|user|kiosk-2');
+    expect(t.add(...k, 1, 4, NOW + 60, NOW)).toBe(1);
+    expect(SharedTable.attach(t.buffer, 2).add(...k, 1, 4, NOW + 999, NOW + 1)).toBe(2);
+    const out = new TableEntry();
+    expect(t.get(...k, NOW + 59, out)).toBe(true);
+    expect([out.value, out.flags, out.expiresAt]).toEqual([2, 4, NOW + 60]); // the window keeps its first expiry
+    expect(t.add(...k, 1, 4, NOW + 120, NOW + 60)).toBe(1); // expired: a new window
+    expect(() => t.add(...k, 1, 4, NOW, NOW)).toThrow(/table add: expiresAt/);
+
+    // Four threads add 1 to the same key 5,000 times each: no increment is lost.
+    const url = new URL('../../dist/shared-memory/table.js', import.meta.url).href;
+    const code = `
+      const { parentPort, workerData } = require('node:worker_threads');
+      import(${JSON.stringify(url)}).then(({ SharedTable }) => {
+        const t = SharedTable.attach(workerData.buffer, workerData.owner);
+        for (let i = 0; i < 5000; i++) t.add(...workerData.key, 1, 4, workerData.now + 60, workerData.now);
+        parentPort.postMessage('done');
+      });`;
+    const shared = SharedTable.create(1024);
+    const k2 = key('failures|ip|127.0.0.30');
+    await Promise.all(
+      [2, 3, 4, 5].map(
+        (owner) =>
+          new Promise<void>((resolve, reject) => {
+            const w = new Worker(code, { eval: true, workerData: { buffer: shared.buffer, owner, key: k2, now: NOW } });
+            w.once('message', () => void w.terminate().then(() => resolve()));
+            w.once('error', reject);
+          }),
+      ),
+    );
+    expect(shared.get(...k2, NOW, out)).toBe(true);
+    expect(out.value).toBe(20_000);
+  });
+});
