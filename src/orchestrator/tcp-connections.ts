@@ -15,6 +15,7 @@
 import { readFile } from 'node:fs/promises';
 import { isIPv4, isIPv6 } from 'node:net';
 import os from 'node:os';
+import { parseIp } from '../sticky/binding.js';
 
 export interface ListenAddress {
   host: string;
@@ -25,7 +26,7 @@ const ESTABLISHED = '01';
 
 /** `host` as /proc/net/tcp6 prints it (32 hex digits), or null for any address. */
 function procHex6(host: string): string | null {
-  const bytes = ipBytes(host);
+  const bytes = listenBytes(host);
   if (bytes === null) return null;
   let out = '';
   for (let w = 0; w < 16; w += 4) out += wordHex(bytes.subarray(w, w + 4));
@@ -34,7 +35,7 @@ function procHex6(host: string): string | null {
 
 /** `host` as /proc/net/tcp prints it (8 hex digits), or null for any address. */
 function procHex4(host: string): string | null {
-  const bytes = ipBytes(host);
+  const bytes = listenBytes(host);
   if (bytes === null) return null;
   return wordHex(bytes.subarray(12, 16));
 }
@@ -45,29 +46,17 @@ function wordHex(b: Uint8Array): string {
   return word.map((x) => x.toString(16).padStart(2, '0')).join('').toUpperCase();
 }
 
-/** The address as 16 bytes (IPv4 as v4-mapped), or null for a wildcard. */
-function ipBytes(host: string): Uint8Array | null {
+/** The listen address as 16 bytes (IPv4 as v4-mapped), or null for a wildcard or a name. */
+function listenBytes(host: string): Uint8Array | null {
   const h = host.replace(/^\[|\]$/g, '');
   if (h === '0.0.0.0' || h === '::') return null;
-  const out = new Uint8Array(16);
-  if (isIPv4(h)) {
-    out[10] = 0xff;
-    out[11] = 0xff;
-    h.split('.').forEach((p, i) => (out[12 + i] = Number(p)));
-    return out;
-  }
-  if (!isIPv6(h)) return null; // a name: counted on any address
-  const [head, tail = ''] = h.includes('::') ? h.split('::') : [h, ''];
-  const groups = (s: string) => (s === '' ? [] : s.split(':'));
-  const hs = groups(head!);
-  const ts = groups(tail);
-  const all = h.includes('::') ? [...hs, ...Array(8 - hs.length - ts.length).fill('0'), ...ts] : hs;
-  all.forEach((g, i) => {
-    const v = parseInt(g, 16);
-    out[2 * i] = v >> 8;
-    out[2 * i + 1] = v & 0xff;
-  });
-  return out;
+  const ip = parseIp(h);
+  if (ip === null || ip.length === 16) return ip;
+  const mapped = new Uint8Array(16);
+  mapped[10] = 0xff;
+  mapped[11] = 0xff;
+  mapped.set(ip, 12);
+  return mapped;
 }
 
 interface Matcher {
