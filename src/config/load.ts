@@ -87,6 +87,12 @@ export function parseHealthCheck(spec: string): Json | null | string {
   return out;
 }
 
+/** A text value as given (the schema checks it): never a problem here. */
+function setText(target: Json, key: string, value: string): undefined {
+  target[key] = value;
+  return undefined;
+}
+
 function setNumber(target: Json, key: string, value: string, what: string): string | undefined {
   const n = intValue(value, what);
   if (typeof n === 'string') return n;
@@ -305,18 +311,12 @@ export const FLAGS: readonly FlagSpec[] = [
   {
     flag: 'admin-token-file', arg: 'PATH', env: 'TETHER_ADMIN_TOKEN_FILE',
     help: 'Bearer token (file contents) that admin API changes require. Without it they are refused.',
-    apply(raw, v) {
-      raw.adminTokenFile = v;
-      return undefined;
-    },
+    apply: (raw, v) => setText(raw, 'adminTokenFile', v),
   },
   {
     flag: 'agent-keys', arg: 'PATH', env: 'TETHER_AGENT_KEYS',
     help: 'Agent keys ("POOL KEY" per line; `tether keygen --agent POOL`). Opens /control for backend agents.',
-    apply(raw, v) {
-      ((raw.control ??= {}) as Json).agentKeysFile = v;
-      return undefined;
-    },
+    apply: (raw, v) => setText((raw.control ??= {}) as Json, 'agentKeysFile', v),
   },
   {
     flag: 'heartbeat-timeout', arg: 'MS',
@@ -326,25 +326,16 @@ export const FLAGS: readonly FlagSpec[] = [
   {
     flag: 'terminal-keys', arg: 'PATH', env: 'TETHER_TERMINAL_KEYS',
     help: 'Terminal keys ("USER KEY" per line) for the authorization handshake; re-read on SIGHUP. Needs --agent-keys.',
-    apply(raw, v) {
-      ((raw.authz ??= {}) as Json).terminalKeysFile = v;
-      return undefined;
-    },
+    apply: (raw, v) => setText((raw.authz ??= {}) as Json, 'terminalKeysFile', v),
   },
   {
     flag: 'authz-pool', arg: 'POOL',
     help: 'Pool whose servers (connected over /control) receive authorization grants. Default: the default pool.',
-    apply(raw, v) {
-      ((raw.authz ??= {}) as Json).pool = v;
-      return undefined;
-    },
+    apply: (raw, v) => setText((raw.authz ??= {}) as Json, 'pool', v),
   },
   {
     flag: 'authz-path', arg: 'PATH', help: 'HTTP path of the handshake (POST PATH/hello, PATH/proof). Default /_tether/authz.',
-    apply(raw, v) {
-      ((raw.authz ??= {}) as Json).path = v;
-      return undefined;
-    },
+    apply: (raw, v) => setText((raw.authz ??= {}) as Json, 'path', v),
   },
   {
     flag: 'authz-window', arg: 'MS', help: 'Validity of challenges, grants and codes (and the clock skew tolerated). Default 30000.',
@@ -357,18 +348,12 @@ export const FLAGS: readonly FlagSpec[] = [
   {
     flag: 'access-log', arg: 'FILE|-', env: 'TETHER_ACCESS_LOG',
     help: 'Append one JSON line per request to FILE (- : standard output). Off by default. SIGUSR1 reopens it (log rotation).',
-    apply(raw, v) {
-      raw.accessLog = v;
-      return undefined;
-    },
+    apply: (raw, v) => setText(raw, 'accessLog', v),
   },
   {
     flag: 'pid-file', arg: 'PATH', env: 'TETHER_PID_FILE',
     help: 'Write the process id to PATH once listening (for kill -HUP / -USR1 / -TERM); removed on exit.',
-    apply(raw, v) {
-      raw.pidFile = v;
-      return undefined;
-    },
+    apply: (raw, v) => setText(raw, 'pidFile', v),
   },
   {
     flag: 'drain-timeout', arg: 'MS', env: 'TETHER_DRAIN_TIMEOUT',
