@@ -294,6 +294,57 @@ describe('passthrough relay', () => {
     }
   });
 
+  it('relays what the client sends while the backend connection is still being made, its FIN too', async () => {
+    // Pools whose first backend drops SYNs (the full queue above) for a whole connect deadline,
+    // then an echo backend: a connection routed to the hole first waits CONNECT_WAIT_MS with
+    // the client still being read. Two kinds of client must go that way: a small tail with its
+    // FIN (read while connecting, passed on after the connect), and more than the 64 KiB a
+    // client may send before the backend answers (paused, then resumed). One pool per kind: a
+    // failed connect takes the hole out of its pool for a while. Round robin sends the first or
+    // the second connection of a pool to the hole; its connect-error count says which.
+    const CONNECT_WAIT_MS = 1500;
+    const kinds = [
+      { pool: 'tail', sni: 'echo.test', tail: Buffer.from('early bytes, then FIN\n') },
+      { pool: 'bulk', sni: 'sink.test', tail: Buffer.alloc(200 * 1024, 0x5a) },
+    ];
+    const slow = await startTether(
+      [
+        '--listen', 'off',
+        ...kinds.flatMap((k) => [
+          '--backend', `${k.pool}/h1=127.0.0.1:${blackholePort}`, '--backend', `${k.pool}/e1=127.0.0.1:${echo.port}`, '--sticky', `${k.pool}/none`,
+          '--sni', `${k.sni}=${k.pool}`,
+        ]),
+        '--passthrough', '127.0.0.1:0',
+        '--connect-timeout', String(CONNECT_WAIT_MS),
+      ],
+      { workers: 1 },
+    );
+    try {
+      for (const k of kinds) {
+        const holeErrors = () => slow.metric(`tether_backend_connect_errors_total{pool="${k.pool}",backend="h1"}`);
+        const hello = hellos.get(k.sni)!;
+        let waited = false;
+        for (let n = 1; n <= 2 && !waited; n++) {
+          const errorsBefore = await holeErrors();
+          const s = await connect(slow.passthroughPorts[0]!);
+          const closed = untilClosed(s);
+          s.write(hello);
+          // Routed: from here the connection is connecting (to the hole, or at once to the echo).
+          await pollMetric(slow, `tether_passthrough_route_connections_total{sni="${k.sni}",pool="${k.pool}"}`, (v) => v === n);
+          s.end(k.tail);
+          const r = await closed;
+          expect(r.closed).toBe(true);
+          expect(r.data.length).toBe(hello.length + k.tail.length);
+          expect(r.data.equals(Buffer.concat([hello, k.tail]))).toBe(true);
+          waited = (await holeErrors()) > errorsBefore;
+        }
+        expect(waited, `${k.pool}: no connection waited on the hole`).toBe(true);
+      }
+    } finally {
+      expect(await slow.stop()).toBe(0);
+    }
+  });
+
   it('lets open relays finish on SIGTERM, then exits', async () => {
     const hello = hellos.get('echo.test')!;
     const s = await connect(port);

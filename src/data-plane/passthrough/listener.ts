@@ -75,6 +75,8 @@ const ALERT_INTERNAL_ERROR = 80;
 /** After a refusal, how long the client gets to read the alert and close before it is cut. */
 const LINGER_MS = 1_000;
 const MAX_ATTEMPTS = 3;
+/** What a client may send after its ClientHello while the backend connection is made, before it is paused. */
+const MAX_EARLY_BYTES = 64 * 1024;
 /** node:net's default accept backlog. */
 const BACKLOG = 511;
 
@@ -131,6 +133,12 @@ export function startPassthrough(ctx: PassthroughContext): Promise<Passthrough> 
     /** A source stopped because the other side's write queue is not empty. */
     clientHeld = false;
     upstreamHeld = false;
+    /** Whether the client handle is reading (it starts reading once accepted). */
+    clientReading = true;
+    /** The client sent FIN while the backend connection was being made. */
+    clientEndedEarly = false;
+    /** Bytes the client sent after its ClientHello, before the backend was connected. */
+    earlyBytes = 0;
 
     constructor(readonly client: TcpHandle, now: number) {
       this.set = ctx.routes();
@@ -164,10 +172,42 @@ export function startPassthrough(ctx: PassthroughContext): Promise<Passthrough> 
           // Whatever the refused client still sends is dropped; its FIN or error ends it.
           if (bytes === null) this.close();
           return;
+        case Phase.Connecting:
+          if (bytes !== null) this.onEarlyBytes(bytes);
+          else if (status === tcp.READ_EOF) {
+            // Passed on once the backend is connected, after the bytes before it.
+            this.clientEndedEarly = true;
+            this.pauseClient();
+          } else this.close();
+          return;
         default:
-          // Connecting: reading is stopped; Closed: nothing more to do.
+          // Closed: nothing more to do.
           if (bytes === null) this.close();
       }
+    }
+
+    /** Bytes after the ClientHello, before the backend is connected: sent with it, bounded. */
+    onEarlyBytes(bytes: Uint8Array): void {
+      const prev = this.hello!;
+      const joined = new Uint8Array(prev.length + bytes.length);
+      joined.set(prev, 0);
+      joined.set(bytes, prev.length);
+      this.hello = joined;
+      this.earlyBytes += bytes.length;
+      // Backpressure before the relay exists: past this, wait for the backend.
+      if (this.earlyBytes >= MAX_EARLY_BYTES) this.pauseClient();
+    }
+
+    pauseClient(): void {
+      if (!this.clientReading) return;
+      this.clientReading = false;
+      this.client.readStop();
+    }
+
+    resumeClient(): void {
+      if (this.clientReading) return;
+      this.clientReading = true;
+      this.client.readStart();
     }
 
     onUpstreamRead(ab: ArrayBuffer | undefined): void {
@@ -197,11 +237,15 @@ export function startPassthrough(ctx: PassthroughContext): Promise<Passthrough> 
       const maxBytes = this.set.config.maxClientHelloBytes;
       const hello = ctx.parse(buffered, maxBytes);
       if (hello.status === 'incomplete' && buffered.length <= maxBytes) return;
-      this.client.readStop();
+      if (hello.status === 'ok') {
+        // The client keeps reading while the backend connection is made: what it sends
+        // meanwhile joins the ClientHello (onEarlyBytes). Stopping and restarting it would cost
+        // two epoll_ctl calls per connection.
+        this.route(hello.sni ?? null, hello.alpn ?? []);
+        return;
+      }
+      this.pauseClient();
       switch (hello.status) {
-        case 'ok':
-          this.route(hello.sni ?? null, hello.alpn ?? []);
-          return;
         case 'not_tls':
           counters.inc(C.passthrough_not_tls);
           this.close();
@@ -226,8 +270,12 @@ export function startPassthrough(ctx: PassthroughContext): Promise<Passthrough> 
       this.routed = this.set.config.routes[routeIndex]!;
       this.routeSlot = this.set.slots[routeIndex]!;
       counters.incRoute(this.routeSlot, 'connections');
-      this.clientAddress = tcp.peerAddress(this.client);
       this.attempt(-1);
+    }
+
+    /** The client's address and port, read once (when the client has gone: '' and 0). */
+    peer(): tcp.SocketAddress {
+      return (this.clientAddress ??= tcp.peerAddress(this.client));
     }
 
     /** The next backend of the route's pool (never one already tried), at most MAX_ATTEMPTS. */
@@ -235,7 +283,9 @@ export function startPassthrough(ctx: PassthroughContext): Promise<Passthrough> 
       // The pool as it is now; a reload may have removed it since this connection was routed.
       const runtime = ctx.runtime();
       const pool = runtime.pools.get(this.routed!.pool);
-      const index = pool ? pool.balancer.pick({ hashKey: this.clientAddress!.address }, exclude) : -1;
+      // The client's address costs a getpeername(2): asked only by what uses it.
+      const hashKey = pool?.balancer.kind === 'consistent-hash' ? this.peer().address : '';
+      const index = pool ? pool.balancer.pick({ hashKey }, exclude) : -1;
       if (index < 0 || this.tried.length >= MAX_ATTEMPTS || this.tried.includes(index)) {
         counters.inc(this.tried.length === 0 ? C.passthrough_no_backend : C.passthrough_upstream_connect_errors);
         this.refuse(ALERT_INTERNAL_ERROR);
@@ -287,9 +337,10 @@ export function startPassthrough(ctx: PassthroughContext): Promise<Passthrough> 
       handle.onread = (ab) => this.onUpstreamRead(ab);
       if (this.routed!.proxyProtocol) {
         const local = tcp.localAddress(this.client);
+        const source = this.peer();
         const header = proxyV2Header({
-          sourceAddress: this.clientAddress!.address,
-          sourcePort: this.clientAddress!.port,
+          sourceAddress: source.address,
+          sourcePort: source.port,
           destAddress: local.address,
           destPort: local.port,
         });
@@ -300,8 +351,11 @@ export function startPassthrough(ctx: PassthroughContext): Promise<Passthrough> 
       this.bytesIn = hello.length;
       this.forward(hello, true);
       if (this.phase !== Phase.Relay) return; // a write failed
-      if (!this.clientHeld) this.client.readStart();
       handle.readStart();
+      if (this.clientEndedEarly) this.finishDirection(true);
+      // Paused while connecting (too many early bytes): read again, unless the write above
+      // is queued (then onWritten resumes it once drained).
+      else if (!this.clientHeld) this.resumeClient();
     }
 
     connectFailed(backend: BackendRuntime): void {
@@ -328,7 +382,7 @@ export function startPassthrough(ctx: PassthroughContext): Promise<Passthrough> 
       if (fromClient) {
         if (!this.clientHeld) {
           this.clientHeld = true;
-          this.client.readStop();
+          this.pauseClient();
         }
       } else if (!this.upstreamHeld) {
         this.upstreamHeld = true;
@@ -346,7 +400,7 @@ export function startPassthrough(ctx: PassthroughContext): Promise<Passthrough> 
       if ((fromClient ? this.upstream! : this.client).writeQueueSize !== 0) return;
       if (fromClient && this.clientHeld) {
         this.clientHeld = false;
-        if (!this.clientDone && this.phase === Phase.Relay) this.client.readStart();
+        if (!this.clientDone && this.phase === Phase.Relay) this.resumeClient();
       } else if (!fromClient && this.upstreamHeld) {
         this.upstreamHeld = false;
         if (!this.upstreamDone) this.upstream!.readStart();
@@ -359,7 +413,15 @@ export function startPassthrough(ctx: PassthroughContext): Promise<Passthrough> 
       const to = fromClient ? this.upstream! : this.client;
       if (fromClient) this.clientDone = true;
       else this.upstreamDone = true;
-      from.readStop();
+      if (fromClient) this.pauseClient();
+      else from.readStop();
+      // Both sides have sent FIN and nothing waits to be written: close both now. close(2) sends
+      // the FIN a shutdown would (both receive queues are read to their EOF, so it is never a
+      // RST), without libuv's deferred shutdown, its poll for writability and its callback.
+      if (this.clientDone && this.upstreamDone && to.writeQueueSize === 0 && from.writeQueueSize === 0) {
+        this.close();
+        return;
+      }
       const err = tcp.shutdown(to, (status) => {
         if (this.phase !== Phase.Relay) return;
         if (status < 0) this.close();
@@ -377,7 +439,7 @@ export function startPassthrough(ctx: PassthroughContext): Promise<Passthrough> 
         this.close();
         return;
       }
-      client.readStart();
+      this.resumeClient();
     }
 
     /** The sweep found the deadline passed. */
