@@ -10,7 +10,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { REFERENCE_PEER, peersOf, summarizeScenario } from './report.js';
+import { REFERENCE_PEER, peersOf, ratioCell, summarizeScenario } from './report.js';
 
 const PALETTE = ['#2563eb', '#dc2626', '#16a34a', '#9333ea', '#ea580c', '#0891b2', '#ca8a04', '#db2777'];
 
@@ -112,7 +112,7 @@ function summaryTable(rows, columns) {
       fixed(row.p99Ms, 3),
       fixed(row.cpuPer1k, 4),
       fixed(row.peakRssMiB, 1),
-      ratio(row.vsReference),
+      ratioCell(row),
       `${row.okRounds}/${row.rounds}`,
     ];
     return (
@@ -250,7 +250,7 @@ ${warnings.map((w) => `<p class="warn">${esc(w)}</p>`).join('')}</header>
 <div><h2>Options</h2>${definitionList(results.options ?? {})}</div></div>
 <h2>Peers</h2>${peerList(peers, colorOf)}
 <p class="meta">Figures are medians over the counted rounds (the warm-up round 0 is never counted), except peak RSS, the maximum.
-"vs HAProxy" is the peer's req/s ÷ HAProxy's in the same round, then the median. ! = some requests failed (non-2xx/3xx or socket errors) or a round failed.</p></section>
+"vs HAProxy" is the peer's req/s ÷ HAProxy's in the same round, then the median (the lowest and highest round in brackets). ! = some requests failed (non-2xx/3xx or socket errors) or a round failed.</p></section>
 ${(results.scenarios ?? []).map((s) => scenarioSection(results, runs, s, colorOf)).join('\n')}
 </body></html>
 `;

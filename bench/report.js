@@ -5,7 +5,8 @@
 // Every figure is the median over the counted rounds (warm-up runs are round 0 and never
 // counted), except peak RSS, which is the maximum. "vs HAProxy" is computed per round
 // (peer req/s ÷ HAProxy req/s in the same round, so both saw the same machine noise) and
-// then the median is taken.
+// then the median is taken; the table shows the lowest and highest round beside it, since on a
+// shared machine one round can be far from the others.
 
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -22,7 +23,8 @@ export function median(values) {
 
 /**
  * One row per peer for `scenario`: { peer, status, rounds, okRounds, rps, p50Ms, p99Ms,
- * cpuPer1k, peakRssMiB, vsReference, errors, flagged, note, extra }.
+ * cpuPer1k, peakRssMiB, vsReference, vsReferenceMin, vsReferenceMax, errors, flagged, note,
+ * extra }.
  * `runs` are result records from bench/run.js; `peers` is [{ name, available, reason, install }];
  * `columns` the scenario's own figures ([{ key, label, digits }], read from each run's
  * load.extra and reported as medians in `extra`). Peers with no run in this scenario (a peer
@@ -68,6 +70,8 @@ export function summarizeScenario(runs, scenario, peers, columns = []) {
       cpuPer1k: median(ok.map((r) => r.cpuSecondsPer1kRequests)),
       peakRssMiB: Math.max(...ok.map((r) => r.peakRssMiB)),
       vsReference: median(ratios),
+      vsReferenceMin: ratios.length > 0 ? Math.min(...ratios) : null,
+      vsReferenceMax: ratios.length > 0 ? Math.max(...ratios) : null,
       errors,
       flagged: errors > 0 || failedRounds > 0 || flags.length > 0,
       note: notes.join('; '),
@@ -95,6 +99,16 @@ export function peersOf(results, scenario) {
 /** `missing`: what a figure that could not be measured shows (a column's own `missing`, else '—'). */
 const fixed = (value, digits, missing = '—') => (value === null || value === undefined ? missing : value.toFixed(digits));
 
+/** `0.77× (0.69-0.86)`: the median ratio, and its lowest and highest round when they differ. */
+export function ratioCell(row) {
+  if (row.vsReference === null || row.vsReference === undefined) return '—';
+  const text = `${row.vsReference.toFixed(2)}×`;
+  const lo = row.vsReferenceMin;
+  const hi = row.vsReferenceMax;
+  if (typeof lo !== 'number' || typeof hi !== 'number' || lo.toFixed(2) === hi.toFixed(2)) return text;
+  return `${text} (${lo.toFixed(2)}-${hi.toFixed(2)})`;
+}
+
 /** A plain-text table for rows from summarizeScenario, with the scenario's own `columns` after req/s. */
 export function formatTable(rows, columns = []) {
   const header = ['peer', 'req/s', ...columns.map((c) => c.label), 'p50 ms', 'p99 ms', 'CPU s/1k req', 'peak RSS MiB', 'vs HAProxy', 'rounds', 'notes'];
@@ -110,7 +124,7 @@ export function formatTable(rows, columns = []) {
       fixed(row.p99Ms, 3),
       fixed(row.cpuPer1k, 4),
       fixed(row.peakRssMiB, 1),
-      row.vsReference === null ? '—' : `${row.vsReference.toFixed(2)}×`,
+      ratioCell(row),
       `${row.okRounds}/${row.rounds}`,
       row.note,
     ];

@@ -171,7 +171,12 @@ describe('summaries', () => {
     expect(tether?.peakRssMiB).toBe(30);
     expect(haproxyRow?.vsReference).toBe(1);
     expect(nginxRow?.status).toBe('skipped');
-    expect(report.formatTable(report.summarizeScenario(runs, 's', peers))).toMatch(/tether\s+900 .* 0\.80×/);
+    // The lowest and highest round beside the median; HAProxy against itself has no range.
+    expect(tether?.vsReferenceMin).toBeCloseTo(0.5);
+    expect(tether?.vsReferenceMax).toBeCloseTo(0.9);
+    const table = report.formatTable(report.summarizeScenario(runs, 's', peers));
+    expect(table).toMatch(/tether\s+900 .* 0\.80× \(0\.50-0\.90\)/);
+    expect(table).toMatch(/haproxy .* 1\.00×\s+3\/3/);
   });
 
   it('flags a peer whose runs had errors or failed', () => {
