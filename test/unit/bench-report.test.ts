@@ -24,6 +24,8 @@ interface Row {
   status: string;
   rps?: number;
   vsReference?: number | null;
+  vsReferenceMin?: number | null;
+  vsReferenceMax?: number | null;
   peakRssMiB?: number;
   flagged?: boolean;
   okRounds?: number;
