@@ -50,6 +50,37 @@ export function firstLineOf(command, args) {
   return text.split('\n').map((l) => l.trim()).find((l) => l.length > 0) ?? '';
 }
 
+/**
+ * Readiness for a peer whose main process prints one line `{"ready":true}` once every worker
+ * listens (node-http-proxy's cluster primary, the uws-floor main thread): pass `onStdoutLine` to
+ * startProcess, then `waitFor(handle, url)` is its waitReady: that line AND GET / answering,
+ * within the deadline, failing early if the process exits.
+ */
+export function readyLine(label) {
+  let announce;
+  const ready = new Promise((resolve) => {
+    announce = resolve;
+  });
+  return {
+    onStdoutLine: (line) => {
+      if (line.includes('"ready":true')) announce();
+    },
+    waitFor: (handle, url) => async (deadlineMs) => {
+      const started = Date.now();
+      let timer;
+      const deadline = new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`${label} workers not listening within ${deadlineMs} ms\n${handle.output()}`)), deadlineMs);
+      });
+      try {
+        await Promise.race([ready, deadline, handle.exited.then(() => Promise.reject(new Error(`${label} exited\n${handle.output()}`)))]);
+      } finally {
+        clearTimeout(timer);
+      }
+      return waitUntilAnswers(url, handle, { deadlineMs: Math.max(1000, deadlineMs - (Date.now() - started)) });
+    },
+  };
+}
+
 /** The usual readiness: the listener answers GET / with 200. */
 export function answersOn(url, handle) {
   return (deadlineMs) => waitUntilAnswers(url, handle, { deadlineMs });

@@ -5,7 +5,8 @@
 // is Tether's own request path (Tether ÷ floor).
 
 import { fileURLToPath } from 'node:url';
-import { startProcess, waitUntilAnswers } from '../processes.js';
+import { startProcess } from '../processes.js';
+import { readyLine } from './common.js';
 
 export const name = 'uws-floor';
 export const cookieName = 'FLOOR';
@@ -20,30 +21,10 @@ export function available() {
 }
 
 export function start({ backends, workers, port }) {
-  let announceReady;
-  const ready = new Promise((resolve) => {
-    announceReady = resolve;
-  });
   const args = ['--single-threaded-gc', serverPath, String(port), String(workers), ...backends.map((b) => `${b.name}=127.0.0.1:${b.port}`)];
-  const handle = startProcess('uws-floor', process.execPath, args, {
-    onStdoutLine: (line) => {
-      if (line.includes('"ready":true')) announceReady();
-    },
-  });
+  const ready = readyLine('uws-floor');
+  const handle = startProcess('uws-floor', process.execPath, args, { onStdoutLine: ready.onStdoutLine });
   const url = `http://127.0.0.1:${port}/`;
-  // Ready = every worker thread listens (the main thread says so) AND the port answers.
-  const waitReady = async (deadlineMs) => {
-    const started = Date.now();
-    let timer;
-    const deadline = new Promise((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`uws-floor workers not listening within ${deadlineMs} ms\n${handle.output()}`)), deadlineMs);
-    });
-    try {
-      await Promise.race([ready, deadline, handle.exited.then(() => Promise.reject(new Error(`uws-floor exited\n${handle.output()}`)))]);
-    } finally {
-      clearTimeout(timer);
-    }
-    return waitUntilAnswers(url, handle, { deadlineMs: Math.max(1000, deadlineMs - (Date.now() - started)) });
-  };
+  const waitReady = ready.waitFor(handle, url);
   return { handle, url, waitReady, setup: { command: `node ${args.join(' ')}` } };
 }
