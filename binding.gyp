@@ -5,6 +5,7 @@
       "sources": [
         "native/src/addon.cc",
         "native/src/token.cc",
+        "native/src/aead.cc",
         "native/src/hmac.cc",
         "native/src/client_hello.cc",
         "native/src/listen_socket.cc"

@@ -1,5 +1,6 @@
 // Micro-benchmarks for the route-token and HMAC hot path: seal, open (hit and forged), HMAC
-// sign and verify, native addon against the node:crypto reference, with the speed-up per op.
+// sign and verify, and the authorization handshake's box seal (HKDF + AES-256-GCM of a grant),
+// native addon against the node:crypto reference, with the speed-up per op.
 // Needs `npm run build` (the addon in build/Release and dist/ from tsc).
 // Run alone: `node bench/micro/token.bench.js`.
 
@@ -7,7 +8,8 @@ import Benchmark from 'benchmark';
 import { randomBytes } from 'node:crypto';
 import { pathToFileURL } from 'node:url';
 import { runSuite } from './harness.js';
-import { createTokenCrypto, hmacSha256, hmacVerify } from '../../dist/native/index.js';
+import { aesGcmSealInto, createTokenCrypto, hmacSha256, hmacVerify } from '../../dist/native/index.js';
+import { seal as sealBox, serverBoxInfo } from '../../dist/authz/protocol.js';
 import { createReferenceTokenCrypto, referenceHmacSha256, referenceHmacVerify } from '../../dist/native/reference.js';
 import { encodePayload, tokenAad } from '../../dist/sticky/route-token.js';
 
@@ -16,15 +18,17 @@ const IMPLS = {
     crypto: createTokenCrypto,
     sign: hmacSha256,
     verify: hmacVerify,
+    box: { hmac: hmacSha256, aead: aesGcmSealInto },
   },
   'node:crypto': {
     crypto: createReferenceTokenCrypto,
     sign: referenceHmacSha256,
     verify: referenceHmacVerify,
+    box: {},
   },
 };
 
-const OPS = ['seal', 'open (hit)', 'open (forged)', 'HMAC sign', 'HMAC verify'];
+const OPS = ['seal', 'open (hit)', 'open (forged)', 'HMAC sign', 'HMAC verify', 'authz box seal'];
 
 /** Builds the suite; results go to `sink` so V8 cannot drop the work. */
 export function buildSuite() {
@@ -38,10 +42,15 @@ export function buildSuite() {
   // A control-channel frame: 32-byte agent key, ~200-byte message.
   const macKey = randomBytes(32);
   const frame = randomBytes(200);
+  // A grant as the balancer seals it for a server (src/authz/balancer.ts proof()).
+  const boxKey = randomBytes(32);
+  const salt = randomBytes(16);
+  const nonce = randomBytes(12);
+  const grant = { server: 's1', pool: 'authz', user: 'user0001', code: randomBytes(32), terminal: '127.0.0.1', issuedAt: 1_700_000_000_000, expiresAt: 1_700_000_030_000 };
   let sink = 0;
 
   const suite = new Benchmark.Suite('route token + HMAC');
-  for (const [impl, { crypto: make, sign, verify }] of Object.entries(IMPLS)) {
+  for (const [impl, { crypto: make, sign, verify, box }] of Object.entries(IMPLS)) {
     const crypto = make();
     crypto.setKeyRing(ring, 2);
     const token = crypto.seal(payload, aad);
@@ -62,6 +71,9 @@ export function buildSuite() {
     });
     suite.add(`HMAC verify ${impl}`, () => {
       sink += verify(macKey, frame, mac) ? 1 : 0;
+    });
+    suite.add(`authz box seal ${impl}`, () => {
+      sink += sealBox(boxKey, salt, serverBoxInfo('authz', 's1'), grant, { nonce, ...box }).length;
     });
   }
   suite.sink = () => sink;

@@ -10,6 +10,7 @@
 #include <cstring>
 #include <string>
 
+#include "tether/aead.h"
 #include "tether/client_hello.h"
 #include "tether/hmac.h"
 #include "tether/listen_socket.h"
@@ -19,6 +20,7 @@ namespace {
 
 namespace token = tether::token;
 namespace hmac = tether::hmac;
+namespace aead = tether::aead;
 namespace client_hello = tether::client_hello;
 namespace listen_socket = tether::listen_socket;
 
@@ -255,6 +257,8 @@ class TetherAddon : public Napi::Addon<TetherAddon> {
                                                                       napi_enumerable),
                              InstanceMethod<&TetherAddon::HmacVerify>("hmacVerify",
                                                                       napi_enumerable),
+                             InstanceMethod<&TetherAddon::AesGcmSeal>("aesGcmSeal",
+                                                                      napi_enumerable),
                              InstanceMethod<&TetherAddon::OpenReusePortListener>(
                                  "openReusePortListener", napi_enumerable),
                              InstanceMethod<&TetherAddon::ParseClientHello>("parseClientHello",
@@ -327,6 +331,35 @@ class TetherAddon : public Napi::Addon<TetherAddon> {
     }
     return Napi::Boolean::New(
         env, hmac_.Verify(key.data, key.size, data.data, data.size, mac.data, mac.size));
+  }
+
+  // aesGcmSeal(key, nonce, aad, plaintext, out): AES-256-GCM; writes ciphertext | tag to out
+  // (plaintext.length + 16 bytes). Sizes are checked here; the facade checks types.
+  Napi::Value AesGcmSeal(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Bytes key, nonce, aad, plaintext, out;
+    if (!RequireBytes(info, 0, "key", &key) || !RequireBytes(info, 1, "nonce", &nonce) ||
+        !RequireBytes(info, 2, "aad", &aad) || !RequireBytes(info, 3, "plaintext", &plaintext) ||
+        !RequireBytes(info, 4, "out", &out)) {
+      return env.Undefined();
+    }
+    if (key.size != aead::kKeySize || nonce.size != aead::kNonceSize) {
+      Throw(env, ErrorKind::kRange, kErrArgValue, "expected a 32-byte key and a 12-byte nonce");
+      return env.Undefined();
+    }
+    if (plaintext.size > aead::kMaxInput || aad.size > aead::kMaxInput) {
+      Throw(env, ErrorKind::kRange, kErrArgValue, "expected a plaintext and additional data of at most 65536 bytes");
+      return env.Undefined();
+    }
+    if (out.size != plaintext.size + aead::kTagSize) {
+      Throw(env, ErrorKind::kRange, kErrArgValue, "expected an out buffer of plaintext.length + 16 bytes");
+      return env.Undefined();
+    }
+    if (sealer_.Seal(key.data, nonce.data, aad.data, aad.size, plaintext.data, plaintext.size,
+                     const_cast<uint8_t*>(out.data)) != aead::Status::kOk) {
+      Throw(env, ErrorKind::kError, kErrCrypto, "OpenSSL could not seal with AES-256-GCM");
+    }
+    return env.Undefined();
   }
 
   // parseClientHello(bytes: Uint8Array, maxBytes: number, out: Uint8Array): status number
@@ -412,6 +445,7 @@ class TetherAddon : public Napi::Addon<TetherAddon> {
 
   Napi::FunctionReference token_crypto_constructor_;
   hmac::Sha256Hmac hmac_;
+  aead::Aes256GcmSealer sealer_;
   client_hello::Workspace hello_workspace_;
 
  public:

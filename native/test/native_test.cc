@@ -1,4 +1,4 @@
-// Standalone test of the token, HMAC and ClientHello cores, built with ASan/UBSan by
+// Standalone test of the token, HMAC, AES-GCM and ClientHello cores, built with ASan/UBSan by
 // native/sanitize.sh and linked against the system's libcrypto (no Node). Known answers come from
 // test/fixtures/token-vectors.txt (written by gen-token-vectors.mjs) and
 // test/fixtures/client-hello/expected.txt (gen-expected.mjs); the rest is truncated, mutated and
@@ -14,6 +14,9 @@
 #include <string>
 #include <vector>
 
+#include <openssl/evp.h>
+
+#include "tether/aead.h"
 #include "tether/client_hello.h"
 #include "tether/hmac.h"
 #include "tether/token.h"
@@ -678,6 +681,55 @@ void TestClientHelloMutations(ch::Workspace& ws, const std::vector<Bytes>& captu
 
 }  // namespace
 
+// AES-256-GCM sealing: the GCM specification's AES-256 vectors (test cases 13 and 14), then
+// random sizes opened again with OpenSSL's decrypt and checked with a flipped tag bit, every
+// input copied to a buffer of its exact size; then the size limits.
+bool GcmOpens(const Bytes& key, const Bytes& nonce, const Bytes& aad, const uint8_t* sealed,
+              size_t sealed_len, Bytes* plaintext) {
+  EVP_CIPHER_CTX* ctx = EVP_CIPHER_CTX_new();
+  const size_t len = sealed_len - tether::aead::kTagSize;
+  plaintext->assign(len, 0);
+  int n = 0;
+  bool ok = EVP_DecryptInit_ex(ctx, EVP_aes_256_gcm(), nullptr, key.data(), nonce.data()) == 1 &&
+            (aad.empty() || EVP_DecryptUpdate(ctx, nullptr, &n, aad.data(), static_cast<int>(aad.size())) == 1) &&
+            (len == 0 || EVP_DecryptUpdate(ctx, plaintext->data(), &n, sealed, static_cast<int>(len)) == 1) &&
+            EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, 16, const_cast<uint8_t*>(sealed + len)) == 1 &&
+            EVP_DecryptFinal_ex(ctx, plaintext->data() + len, &n) == 1;
+  EVP_CIPHER_CTX_free(ctx);
+  return ok;
+}
+
+void TestAead(Rng& rng) {
+  namespace aead = tether::aead;
+  aead::Aes256GcmSealer sealer;
+  const Bytes zero_key(32, 0), zero_nonce(12, 0);
+  uint8_t tag_only[16];
+  CHECK(sealer.Seal(zero_key.data(), zero_nonce.data(), nullptr, 0, nullptr, 0, tag_only) == aead::Status::kOk, "tc13");
+  CHECK(ToHex(tag_only, 16) == "530f8afbc74536b9a963b4f1c4cb738b", "tc13 tag %s", ToHex(tag_only, 16).c_str());
+  const Bytes zeros16(16, 0);
+  uint8_t tc14[32];
+  CHECK(sealer.Seal(zero_key.data(), zero_nonce.data(), nullptr, 0, zeros16.data(), 16, tc14) == aead::Status::kOk, "tc14");
+  CHECK(ToHex(tc14, 32) == "cea7403d4d606b6e074ec5d3baf39d18d0d1c8a799996bf0265b98b5d48ab919", "tc14 %s", ToHex(tc14, 32).c_str());
+  for (int i = 0; i < 300; ++i) {
+    Bytes key(32), nonce(12), aad(rng.Below(80)), plaintext(rng.Below(700));
+    for (auto* v : {&key, &nonce, &aad, &plaintext}) for (auto& b : *v) b = static_cast<uint8_t>(rng.Next());
+    auto out = std::make_unique<uint8_t[]>(plaintext.size() + aead::kTagSize);
+    auto in = std::make_unique<uint8_t[]>(plaintext.size() + 1);
+    if (!plaintext.empty()) std::memcpy(in.get(), plaintext.data(), plaintext.size());
+    CHECK(sealer.Seal(key.data(), nonce.data(), aad.empty() ? nullptr : aad.data(), aad.size(), in.get(),
+                      plaintext.size(), out.get()) == aead::Status::kOk, "seal %d", i);
+    Bytes opened;
+    CHECK(GcmOpens(key, nonce, aad, out.get(), plaintext.size() + aead::kTagSize, &opened) && opened == plaintext, "open %d", i);
+    out[plaintext.size() + rng.Below(aead::kTagSize)] ^= static_cast<uint8_t>(1u << rng.Below(8));
+    CHECK(!GcmOpens(key, nonce, aad, out.get(), plaintext.size() + aead::kTagSize, &opened), "tampered tag opened %d", i);
+  }
+  Bytes big(aead::kMaxInput + 1, 1);
+  Bytes big_out(big.size() + aead::kTagSize, 0);
+  CHECK(sealer.Seal(zero_key.data(), zero_nonce.data(), nullptr, 0, big.data(), big.size(), big_out.data()) == aead::Status::kTooLarge, "plaintext cap");
+  CHECK(sealer.Seal(zero_key.data(), zero_nonce.data(), big.data(), big.size(), nullptr, 0, tag_only) == aead::Status::kTooLarge, "aad cap");
+  CHECK(sealer.Seal(zero_key.data(), zero_nonce.data(), big.data(), aead::kMaxInput, big.data(), aead::kMaxInput, big_out.data()) == aead::Status::kOk, "at the cap");
+}
+
 int main(int argc, char** argv) {
   const char* vectors = argc > 1 ? argv[1] : "test/fixtures/token-vectors.txt";
   const char* client_hellos = argc > 2 ? argv[2] : "test/fixtures/client-hello";
@@ -693,6 +745,7 @@ int main(int argc, char** argv) {
   const auto captures = TestClientHelloFixtures(*workspace, client_hellos, rng);
   TestClientHelloCrafted(*workspace);
   TestClientHelloMutations(*workspace, captures, rng);
+  TestAead(rng);
   std::printf("native_test: %d checks passed\n", g_checks);
   return 0;
 }

@@ -26,6 +26,7 @@ import {
   seal,
   serverBoxInfo,
   terminalBoxInfo,
+  type AeadSealInto,
   type Sign,
   type Verify,
 } from './protocol.js';
@@ -65,6 +66,8 @@ export interface AuthzDeps {
   serverKey(pool: string): Uint8Array | null;
   sign: Sign;
   verify: Verify;
+  /** The boxes' AES-256-GCM (the addon's); node:crypto when absent. */
+  aead?: AeadSealInto;
   /** Records a used challenge; false when it was already used (a replayed proof). */
   markUsed(nB: Uint8Array, expiresAtMs: number): boolean;
   /** A server for a new grant, or null when none is connected. */
@@ -216,8 +219,9 @@ export class AuthzService {
     const expiresAt = now + this.d.windowMs;
     const hmac = this.d.sign;
     const serverGrant = { server: server.id, pool: server.pool, user, code, terminal: clientIp, issuedAt: now, expiresAt };
-    this.d.push(server, f, seal(serverKey, f, serverBoxInfo(server.pool, server.id), serverGrant, { nonce: random.subarray(nonces, nonces + 12), hmac }));
-    const box = seal(key!, f, terminalBoxInfo(), { user, nT, nB, code, server, expiresAt }, { nonce: random.subarray(nonces + 12), hmac });
+    const aead = this.d.aead;
+    this.d.push(server, f, seal(serverKey, f, serverBoxInfo(server.pool, server.id), serverGrant, { nonce: random.subarray(nonces, nonces + 12), hmac, aead }));
+    const box = seal(key!, f, terminalBoxInfo(), { user, nT, nB, code, server, expiresAt }, { nonce: random.subarray(nonces + 12), hmac, aead });
     this.d.count('granted');
     return { status: 200, body: { f: out(f, binary), box: out(box, binary) } };
   }

@@ -6,7 +6,7 @@ import type { HttpRequest, HttpResponse, TemplatedApp } from '@trufflesuite/uws-
 import { AuthzService, LIMIT_WINDOW_MS, encodeAnswer, parseBody, type AuthzAnswer, type AuthzOutcome, type FailureCounts } from '../authz/balancer.js';
 import { b64u } from '../authz/protocol.js';
 import type { Config } from '../config/schema.js';
-import { hmacSha256, hmacVerify } from '../native/index.js';
+import { aesGcmSealInto, hmacSha256, hmacVerify } from '../native/index.js';
 import type { KeyRing } from '../orchestrator/key-ring.js';
 import { C, type WorkerCounters } from '../shared-memory/counters.js';
 import type { SessionStore } from '../sticky/sessions.js';
@@ -76,6 +76,7 @@ export function mountAuthz(
     serverKey: (pool) => serverKeys.get(pool) ?? serverKeys.get('*') ?? null,
     sign: hmacSha256,
     verify: hmacVerify,
+    aead: aesGcmSealInto,
     failures,
     markUsed: (nB, expiresAtMs) => {
       const nowSec = Math.floor(Date.now() / 1000);

@@ -232,6 +232,30 @@ export function hmacVerify(key: Uint8Array, data: Uint8Array, mac: Uint8Array): 
   return native().hmacVerify(key, data, mac);
 }
 
+/** AES-256-GCM key, nonce and tag sizes, and the largest plaintext or additional data aesGcmSeal takes. */
+export const AES_GCM_KEY_BYTES = 32;
+export const AES_GCM_NONCE_BYTES = 12;
+export const AES_GCM_TAG_BYTES = 16;
+export const AES_GCM_MAX_INPUT_BYTES = 64 * 1024;
+
+/**
+ * AES-256-GCM under `key` (32 bytes) and `nonce` (12 bytes, never twice under one key),
+ * authenticating `aad` too: writes ciphertext | tag (plaintext.length + 16 bytes) into `out` at
+ * `offset`. The authorization boxes use it (src/authz/protocol.ts); referenceAesGcmSeal is the
+ * node:crypto oracle.
+ */
+export function aesGcmSealInto(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, plaintext: Uint8Array, out: Uint8Array, offset = 0): void {
+  checkBytes(key, 'key');
+  checkBytes(nonce, 'nonce');
+  checkBytes(aad, 'aad');
+  checkBytes(plaintext, 'plaintext');
+  checkBytes(out, 'out');
+  if (!Number.isInteger(offset) || offset < 0 || offset + plaintext.length + AES_GCM_TAG_BYTES > out.length) {
+    throw rangeError(`an offset leaving ${plaintext.length + AES_GCM_TAG_BYTES} bytes in out (${out.length} bytes)`, String(offset));
+  }
+  native().aesGcmSeal(key, nonce, aad, plaintext, out.subarray(offset, offset + plaintext.length + AES_GCM_TAG_BYTES));
+}
+
 /**
  * Opens a listening TCP socket with SO_REUSEPORT on a numeric address and returns its fd, for
  * `net.Server.listen({ fd })` (Node 20's net cannot set SO_REUSEPORT). Every worker thread

@@ -20,6 +20,7 @@ export interface NativeBinding {
   tokenLimits: { maxPayloadBytes: number; maxTokenChars: number; keySize: number; nonceSize: number };
   hmacSha256(key: Uint8Array, data: Uint8Array, out: Uint8Array): void;
   hmacVerify(key: Uint8Array, data: Uint8Array, mac: Uint8Array): boolean;
+  aesGcmSeal(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, plaintext: Uint8Array, out: Uint8Array): void;
   /** A listening SO_REUSEPORT TCP socket's fd (native/src/listen_socket.cc). */
   openReusePortListener(host: string, port: number, backlog: number): number;
   /** Status number; the result's fields in `out` (layout in native/src/addon.cc). maxBytes is 6..65536. */
@@ -65,6 +66,7 @@ function isBinding(value: unknown): value is NativeBinding {
     typeof v.TokenCrypto === 'function' &&
     typeof v.hmacSha256 === 'function' &&
     typeof v.hmacVerify === 'function' &&
+    typeof v.aesGcmSeal === 'function' &&
     typeof v.parseClientHello === 'function' &&
     typeof v.openReusePortListener === 'function' &&
     typeof v.tokenLimits === 'object'

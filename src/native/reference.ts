@@ -112,3 +112,10 @@ export function referenceHmacVerify(key: Uint8Array, data: Uint8Array, mac: Uint
   const expected = referenceHmacSha256(key, data);
   return mac.length === HMAC_SHA256_BYTES && timingSafeEqual(expected, mac);
 }
+
+/** node:crypto's AES-256-GCM: ciphertext | tag, the oracle for the addon's aesGcmSeal. */
+export function referenceAesGcmSeal(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, plaintext: Uint8Array): Buffer {
+  const c = createCipheriv('aes-256-gcm', key, nonce);
+  c.setAAD(aad);
+  return Buffer.concat([c.update(plaintext), c.final(), c.getAuthTag()]);
+}

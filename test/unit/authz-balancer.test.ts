@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { AuthzService, parseBody, type AuthzDeps, type AuthzOutcome } from '../../src/authz/balancer.js';
 import { b64u, fromB64u, open, proofInput, serverBoxInfo, terminalBoxInfo, type ServerGrant, type TerminalGrant } from '../../src/authz/protocol.js';
-import { hmacSha256, hmacVerify } from '../../src/native/index.js';
+import { aesGcmSealInto, hmacSha256, hmacVerify } from '../../src/native/index.js';
 import { referenceHmacSha256 } from '../../src/native/reference.js';
 
 const kT = randomBytes(32);
@@ -21,6 +21,7 @@ function setup(over: Partial<AuthzDeps> = {}) {
     serverKey: () => kS,
     sign: hmacSha256,
     verify: hmacVerify,
+    aead: aesGcmSealInto,
     markUsed: (nB) => {
       const k = b64u(nB);
       if (used.has(k)) return false;
@@ -160,8 +161,11 @@ describe('protocol crypto: the balancer\'s HKDF on the native HMAC against node:
       const info = `tether-authz-server-v1|pool-${i}|s${randomBytes(4).toString('hex')}`;
       expect(deriveKey(key, salt, info, hmacSha256).equals(deriveKey(key, salt, info))).toBe(true);
       const value = { n: i, bytes: randomBytes(i % 40) };
-      const box = seal(key, salt, info, value, { hmac: hmacSha256, nonce: randomBytes(12) });
+      const nonce = randomBytes(12);
+      const box = seal(key, salt, info, value, { hmac: hmacSha256, nonce });
       expect(openBox(key, salt, info, box)).toEqual(value);
+      // The balancer's native AES-GCM seals the very same bytes.
+      expect(seal(key, salt, info, value, { hmac: hmacSha256, nonce, aead: aesGcmSealInto }).equals(box)).toBe(true);
     }
     expect(() => seal(kT, randomBytes(16), 'x', {}, { nonce: randomBytes(8) })).toThrow(/12-byte nonce/);
   });
