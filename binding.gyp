@@ -8,7 +8,8 @@
         "native/src/aead.cc",
         "native/src/hmac.cc",
         "native/src/client_hello.cc",
-        "native/src/listen_socket.cc"
+        "native/src/listen_socket.cc",
+        "native/src/malloc_tuning.cc"
       ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",

@@ -14,6 +14,7 @@
 #include "tether/client_hello.h"
 #include "tether/hmac.h"
 #include "tether/listen_socket.h"
+#include "tether/malloc_tuning.h"
 #include "tether/token.h"
 
 namespace {
@@ -23,6 +24,7 @@ namespace hmac = tether::hmac;
 namespace aead = tether::aead;
 namespace client_hello = tether::client_hello;
 namespace listen_socket = tether::listen_socket;
+namespace malloc_tuning = tether::malloc_tuning;
 
 // Stable codes; the JS side (src/native/index.ts) documents them with the rest.
 constexpr const char* kErrArgType = "TETHER_ERR_INVALID_ARG_TYPE";
@@ -261,6 +263,8 @@ class TetherAddon : public Napi::Addon<TetherAddon> {
                                                                       napi_enumerable),
                              InstanceMethod<&TetherAddon::OpenReusePortListener>(
                                  "openReusePortListener", napi_enumerable),
+                             InstanceMethod<&TetherAddon::SetMallocTrimThreshold>(
+                                 "setMallocTrimThreshold", napi_enumerable),
                              InstanceMethod<&TetherAddon::ParseClientHello>("parseClientHello",
                                                                             napi_enumerable),
                          });
@@ -299,6 +303,22 @@ class TetherAddon : public Napi::Addon<TetherAddon> {
       return env.Undefined();
     }
     return Napi::Number::New(env, r.fd);
+  }
+
+  // setMallocTrimThreshold(bytes: integer in 1..2^31-1): boolean — false where the C library
+  // has no such setting (tether/malloc_tuning.h).
+  Napi::Value SetMallocTrimThreshold(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsNumber()) {
+      Throw(env, ErrorKind::kType, kErrArgType, "expected (bytes: number)");
+      return env.Undefined();
+    }
+    double bytes = info[0].As<Napi::Number>().DoubleValue();
+    if (!(bytes >= 1 && bytes <= 2147483647.0) || bytes != static_cast<double>(static_cast<int>(bytes))) {
+      Throw(env, ErrorKind::kRange, kErrArgValue, "expected a whole number of bytes in 1..2147483647");
+      return env.Undefined();
+    }
+    return Napi::Boolean::New(env, malloc_tuning::SetTrimThreshold(static_cast<int>(bytes)));
   }
 
   // hmacSha256(key, data, out: Uint8Array(>= 32)): undefined. The caller allocates out, so

@@ -234,6 +234,11 @@ export const FLAGS: readonly FlagSpec[] = [
     },
   },
   {
+    flag: 'malloc-trim-threshold', arg: 'BYTES', env: 'TETHER_MALLOC_TRIM_THRESHOLD',
+    help: 'Free heap memory kept instead of returned to the kernel (glibc M_TRIM_THRESHOLD); 0: the C library default. Default 134217728 (128 MiB).',
+    apply: (raw, v) => setNumber((raw.limits ??= {}) as Json, 'mallocTrimThresholdBytes', v, 'a number of bytes'),
+  },
+  {
     flag: 'client-hello-timeout', arg: 'MS', help: 'Passthrough: deadline for a whole ClientHello. Default 5000.',
     apply: (raw, v) => setNumber(passthrough(raw), 'clientHelloTimeoutMs', v, 'milliseconds'),
   },

@@ -194,9 +194,15 @@ export const configSchema = z
       .object({
         maxIdlePerBackend: z.number().int().min(0).default(256),
         maxResponseHeaderBytes: z.number().int().min(1024).default(65_536),
+        /**
+         * glibc's M_TRIM_THRESHOLD, set once at start: free memory a heap keeps instead of giving
+         * it back to the kernel (native/include/tether/malloc_tuning.h says why a relay needs it).
+         * 0: leave the C library's default.
+         */
+        mallocTrimThresholdBytes: z.number().int().min(0).max(1024 * 1024 * 1024).default(128 * 1024 * 1024),
       })
       .strict()
-      .default({ maxIdlePerBackend: 256, maxResponseHeaderBytes: 65_536 }),
+      .default({ maxIdlePerBackend: 256, maxResponseHeaderBytes: 65_536, mallocTrimThresholdBytes: 128 * 1024 * 1024 }),
     /** Admin API mutations (add, drain, remove backends; revoke sessions) need this bearer token; null: refused. */
     adminTokenFile: z.string().min(1).nullable().default(null),
     /** The agents' control channel (/control on the admin listener). */

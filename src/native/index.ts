@@ -267,6 +267,19 @@ export function openReusePortListener(host: string, port: number, backlog = 511)
   return native().openReusePortListener(host, port, backlog);
 }
 
+/**
+ * Sets glibc's M_TRIM_THRESHOLD for the whole process (every thread's heap): how much free
+ * memory a heap keeps before giving it back to the kernel. A relay allocates a 64 KiB buffer per
+ * read and frees them in bursts at each GC; with glibc's default the freed pages are returned and
+ * faulted in again on the next reads (native/include/tether/malloc_tuning.h has the numbers).
+ * Returns false where the C library has no such setting; throws a RangeError for anything but a
+ * whole number of bytes in 1..2^31-1.
+ */
+export function setMallocTrimThreshold(bytes: number): boolean {
+  if (!Number.isInteger(bytes) || bytes < 1 || bytes > 0x7fffffff) throw rangeError('a whole number of bytes in 1..2147483647', String(bytes));
+  return native().setMallocTrimThreshold(bytes);
+}
+
 // ---------------------------------------------------------------------------------------------
 // TLS ClientHello parser (native/include/tether/client_hello.h has the wire format and the
 // order of decisions; src/native/client-hello-reference.ts is the oracle).

@@ -23,6 +23,8 @@ export interface NativeBinding {
   aesGcmSeal(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, plaintext: Uint8Array, out: Uint8Array): void;
   /** A listening SO_REUSEPORT TCP socket's fd (native/src/listen_socket.cc). */
   openReusePortListener(host: string, port: number, backlog: number): number;
+  /** glibc's M_TRIM_THRESHOLD (native/src/malloc_tuning.cc); false where there is no such setting. */
+  setMallocTrimThreshold(bytes: number): boolean;
   /** Status number; the result's fields in `out` (layout in native/src/addon.cc). maxBytes is 6..65536. */
   parseClientHello(bytes: Uint8Array, maxBytes: number, out: Uint8Array, fingerprint?: boolean): number;
 }
@@ -67,6 +69,7 @@ function isBinding(value: unknown): value is NativeBinding {
     typeof v.hmacSha256 === 'function' &&
     typeof v.hmacVerify === 'function' &&
     typeof v.aesGcmSeal === 'function' &&
+    typeof v.setMallocTrimThreshold === 'function' &&
     typeof v.parseClientHello === 'function' &&
     typeof v.openReusePortListener === 'function' &&
     typeof v.tokenLimits === 'object'

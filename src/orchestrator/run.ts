@@ -11,6 +11,7 @@ import { TetherError } from '../errors.js';
 import { VERSION } from '../version.js';
 import { startDemoBackends, type DemoBackend } from './demo-backends.js';
 import { startTether } from './supervisor.js';
+import { setMallocTrimThreshold } from '../native/index.js';
 
 
 export async function run(argv: readonly string[]): Promise<number> {
@@ -42,6 +43,10 @@ export async function run(argv: readonly string[]): Promise<number> {
     log.warn({ backends: demo.map((d) => `${d.id}=127.0.0.1:${d.port}`) }, 'no --backend given: started two demo backends');
   }
   const config: Config = withDemo(loaded.config, demo);
+  // Once, before any worker thread allocates: it holds for every thread's heap. A reload keeps it.
+  const trimBytes = config.limits.mallocTrimThresholdBytes;
+  const mallocTrimThreshold = trimBytes === 0 ? 'default' : setMallocTrimThreshold(trimBytes) ? trimBytes : 'unsupported';
+  if (mallocTrimThreshold === 'unsupported') log.warn({ mallocTrimThreshold: trimBytes }, 'this C library has no M_TRIM_THRESHOLD (not glibc): --malloc-trim-threshold has no effect');
   /** The configuration as argv, env and the file say now (a reload): every problem at once, or a Config. */
   const reread = (): Config => withDemo(loadConfig(argv).config, demo);
 
@@ -97,7 +102,7 @@ export async function run(argv: readonly string[]): Promise<number> {
     }
   }
   log.info(
-    { event: 'listening', http, httpPorts: tether.httpPorts, passthrough: tls, passthroughPorts: tether.passthroughPorts, adminPort: tether.adminPort, workers: config.workers },
+    { event: 'listening', http, httpPorts: tether.httpPorts, passthrough: tls, passthroughPorts: tether.passthroughPorts, adminPort: tether.adminPort, workers: config.workers, mallocTrimThreshold },
     `tether ${VERSION} listening on ${[...http, ...tls].join(', ')}`,
   );
   await tether.stopped;

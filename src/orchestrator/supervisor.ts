@@ -412,6 +412,7 @@ export async function startTether(startConfig: Config, log: Logger, reread: () =
       if (JSON.stringify(config[key]) !== JSON.stringify(next[key])) problems.push(`${key}: cannot change while running (restart to apply it)`);
     }
     if (JSON.stringify(config.passthrough.listen) !== JSON.stringify(next.passthrough.listen)) problems.push('passthrough.listen: cannot change while running (restart to apply it)');
+    if (config.limits.mallocTrimThresholdBytes !== next.limits.mallocTrimThresholdBytes) problems.push('limits.mallocTrimThresholdBytes: cannot change while running (restart to apply it)');
     if (next.accessLog && next.accessLog !== '-') {
       try {
         checkAppendable(next.accessLog);

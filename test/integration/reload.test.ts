@@ -101,10 +101,12 @@ describe('hot reload', () => {
     const problems = (r.body.problems as string[]).join('\n');
     expect(problems).toMatch(/frobnicate/);
     // Valid, but the shared table is sized at start: refused, and app3 is not added either.
-    writeFileSync(configFile, `${yaml({ names: ['app3'] })}tableSize: 2048\n`);
+    // So is the allocator's trim threshold (set once, before the workers start).
+    writeFileSync(configFile, `${yaml({ names: ['app3'] })}tableSize: 2048\nlimits: { mallocTrimThresholdBytes: 1048576 }\n`);
     const fixed = await reload();
     expect(fixed.status).toBe(400);
     expect((fixed.body.problems as string[]).join('\n')).toMatch(/tableSize: cannot change while running/);
+    expect((fixed.body.problems as string[]).join('\n')).toMatch(/limits\.mallocTrimThresholdBytes: cannot change while running/);
     const list = (await (await fetch(`http://127.0.0.1:${t.adminPort}/api/v1/backends`)).json()) as { backends: { id: string }[] };
     expect(list.backends.map((b) => b.id)).toEqual(['app1', 'app2']);
     await t.waitForLog((e) => e.event === 'reload_refused');
