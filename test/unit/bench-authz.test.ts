@@ -26,6 +26,7 @@ interface AuthzContext {
   pid: number;
 }
 interface LoadResult {
+  cpuSeconds?: number;
   requests: number;
   durationS: number;
   rps: number;
@@ -47,6 +48,7 @@ interface Servers {
   close(): Promise<unknown>;
 }
 interface Prepared {
+  generator: string;
   cookies: string[];
   checks: Record<string, unknown>;
   servers: Servers;
@@ -113,9 +115,15 @@ const scenario = await load<{
     maxHandshakesPerClient?: number;
     keysFile?: string;
     format?: 'json' | 'msgpack';
+    generator?: string;
   }): Promise<LoadResult>;
   authzRecord(r: LoadResult, o: { workers: number; grants: number; cpuSeconds: number; profile: Profile | null }): LoadRecord;
 }>('load/scenarios/authz-handshakes.js');
+const gen = await load<{
+  AUTHZ_GEN_PATH: string;
+  buildAuthzGen(): Promise<{ ok: boolean; path?: string; reason?: string }>;
+  runAuthzGen(o: { host: string; port: number; path: string; keysFile: string; connections: number; threads?: number; durationS: number; maxPerConnection?: number; openEvery?: number }): Promise<LoadResult>;
+}>('load/authz-gen/index.js');
 const perf = await load<{
   parseSamples(text: string): Sample[];
   summarizeSamples(samples: Sample[], classes: CpuClass[], o?: { topN?: number }): { samples: number; shares: Record<string, number>; top: { dso: string; sym: string; percent: number }[] };
@@ -139,7 +147,7 @@ async function startBenchBackend(name: string): Promise<number> {
 }
 
 /** A bounded run plus the grants it brought the servers. */
-async function handshakes(o: { threads: number; clients: number; perClient: number; keysFile?: string; format?: 'json' | 'msgpack' }): Promise<{ r: LoadResult; grants: number }> {
+async function handshakes(o: { threads: number; clients: number; perClient: number; keysFile?: string; format?: 'json' | 'msgpack'; generator?: string }): Promise<{ r: LoadResult; grants: number }> {
   const r = await scenario.runAuthzHandshakes({
     authz,
     threads: o.threads,
@@ -148,6 +156,7 @@ async function handshakes(o: { threads: number; clients: number; perClient: numb
     maxHandshakesPerClient: o.perClient,
     ...(o.keysFile ? { keysFile: o.keysFile } : {}),
     ...(o.format ? { format: o.format } : {}),
+    ...(o.generator ? { generator: o.generator } : {}),
   });
   prepared.servers.expect(r.counters.granted ?? 0);
   return { r, grants: await prepared.servers.settle() };
@@ -240,9 +249,42 @@ describe('authz-handshakes against a real Tether', () => {
     expect(r.requests + grants).toBe(0);
   });
 
+  it('prepare() built authz-gen (C) and saw it complete one checked handshake: the measured run uses it', () => {
+    expect(prepared.generator).toBe(gen.AUTHZ_GEN_PATH);
+    expect(prepared.checks.generator).toMatch(/^authz-gen \(C.*one handshake granted, box opened, grant received$/);
+  });
+
+  it('authz-gen counts every completed handshake once, each with its grant, and opens one box in OPEN_EVERY', async () => {
+    const { r, grants } = await handshakes({ threads: 2, clients: 4, perClient: 150, generator: prepared.generator });
+    expect(r.errors).toEqual({});
+    expect(r.requests).toBe(600);
+    expect(r.counters.granted).toBe(600);
+    expect(grants).toBe(600);
+    // Each terminal's 1st and 101st answers are opened.
+    expect(r.counters.opened).toBe(4 * Math.ceil(150 / scenario.OPEN_EVERY));
+    expect(r.p50Ms).toBeGreaterThan(0);
+    expect(r.p99Ms).toBeGreaterThanOrEqual(r.p50Ms!);
+    expect(r.cpuSeconds).toBeGreaterThan(0);
+    const record = scenario.authzRecord(r, { workers: 2, grants, cpuSeconds: 0.6, profile: null });
+    expect(record.flag).toBeUndefined();
+    expect(record.extra.genCpuMsPer1k).toBeCloseTo((r.cpuSeconds! * 1e6) / 600, 6);
+  });
+
+  it('authz-gen counts a wrong key as denied, never as a handshake or a grant', async () => {
+    const wrongKeys = join(work, 'wrong-gen.keys');
+    const lines = readFileSync(authz.terminalKeysFile, 'utf8').trim().split('\n').slice(10, 12);
+    writeFileSync(wrongKeys, lines.map((l) => `${l.split(' ')[0]} ${'ef'.repeat(32)}\n`).join(''));
+    // 2 refusals: with the 5 above, under the per-IP limit of 10 failed proofs a minute.
+    const { r, grants } = await handshakes({ threads: 1, clients: 1, perClient: 2, keysFile: wrongKeys, generator: prepared.generator });
+    expect(r.requests).toBe(0);
+    expect(r.errors).toEqual({ denied: 2 });
+    expect(r.counters.granted).toBe(0);
+    expect(grants).toBe(0);
+  });
+
   it('the servers opened every grant frame they checked with the pool key', () => {
     expect(prepared.servers.bad).toBe(0);
-    expect(prepared.servers.total()).toBeGreaterThanOrEqual(251);
+    expect(prepared.servers.total()).toBeGreaterThanOrEqual(852);
   });
 });
 

@@ -10,15 +10,19 @@
 // frames pushed to them and open one in GRANT_CHECK_EVERY with the pool key to prove they are
 // real. Before they connect, prepare() records that a proof is answered 503 no_server.
 //
-// Load: the Node load generator (../node-load/, piscina threads; --threads × --connections
-// clients). Each client holds one keep-alive connection (a new one after a failure) and loops:
-// random user from the terminal key file → POST hello {user, nT} → proof = HMAC-SHA256(K_T,
-// proofInput(user, nT, nB)) with node:crypto → POST proof {user, nT, nB, proof} → 200 {f, box}.
+// Load: --connections terminals, each on one keep-alive connection (a new one after a failure),
+// looping: random user from the terminal key file → POST hello {user, nT} → proof =
+// HMAC-SHA256(K_T, proofInput(user, nT, nB)) → POST proof {user, nT, nB, proof} → 200 {f, box}.
 // JSON bodies, byte fields base64url (the terminal SDK's default). The hello answer must echo
-// user and nT; one proof answer in OPEN_EVERY per client is opened with the user's key
-// (protocol's open) and must echo user, nT and nB. Anything else is an error, by kind: denied
-// (403), rateLimited (429), noServer (503), badRequest (400), status (another status),
-// badChallenge, badGrant, or the HTTP client's connect, timeout, closed, parse, socket.
+// user and nT; one proof answer in OPEN_EVERY per terminal is opened with the user's key and
+// must hold user, nT and nB. Anything else is an error, by kind: denied (403), rateLimited (429),
+// noServer (503), badRequest (400), status (another status), badChallenge, badGrant, or the
+// transport's connect, timeout, closed, parse, socket.
+// Two generators do this. The measured run and the warm-up use authz-gen (../authz-gen/, C,
+// GEN_THREADS epoll threads): the target counts the load generator's CPU, and the Node one
+// spent ~0.1 ms per handshake, as much as the balancer. The Node one (handshakeClient below,
+// piscina threads) drives prepare()'s probes and the tests' bounded runs (msgpack, wrong keys),
+// and stands in for the measured run when authz-gen cannot be built (checks.generator says so).
 //
 // Figures (the measured run only; see Warm-up):
 //   req/s               completed handshakes/s — hello and proof both answered 200 and checked;
@@ -27,6 +31,7 @@
 //   p50/p99 ms          a whole handshake: hello written → proof answer read (connect excluded)
 //   CPU ms/1k           the balancer process's CPU time (all its threads, /proc) over the load
 //                       window, per 1000 completed handshakes
+//   gen CPU ms/1k       authz-gen's own CPU time per 1000 handshakes (n/a with the Node generator)
 //   handshakes, grants  counts; grants = grant frames the two servers received, counted once the
 //                       run has settled (up to GRANT_SETTLE_MS). grants ≠ handshakes flags the run.
 //   native %, OpenSSL % share of the balancer's on-CPU samples (all threads) in the native addon
@@ -55,6 +60,7 @@ import { delay } from '../processes.js';
 import { cpuSecondsBetween, groupCpuTicks } from '../proc-stats.js';
 import { parseSamples, readProfile, recordProfile, summarizeSamples } from '../perf-profile.js';
 import { harnessRecord, openConnection, runLoad } from '../node-load/index.js';
+import { buildAuthzGen, runAuthzGen, DESCRIBE as GEN_DESCRIBE } from '../authz-gen/index.js';
 
 export const name = 'authz-handshakes';
 export const description = 'authorization handshakes per second (hello + proof, 1000 users, grants pushed to two app servers over the control channel): Tether only';
@@ -63,6 +69,7 @@ export const warmup = false;
 export const columns = [
   { key: 'perWorker', label: 'hs/s/worker', digits: 0 },
   { key: 'cpuMsPer1k', label: 'CPU ms/1k hs', digits: 1 },
+  { key: 'genCpuMsPer1k', label: 'gen CPU ms/1k', digits: 1, missing: 'n/a' },
   { key: 'handshakes', label: 'handshakes', digits: 0 },
   { key: 'grants', label: 'grants', digits: 0 },
   { key: 'nativePct', label: 'native %', digits: 1, missing: 'n/a' },
@@ -80,6 +87,8 @@ export const CONNECT_TIMEOUT_MS = 2000;
 export const GRANT_SETTLE_MS = 5000;
 /** At most this many seconds of profile, from 1 s into the run. */
 export const PERF_SECONDS = 3;
+/** authz-gen's threads: one epoll loop keeps up with the balancer on two cores, and leaves it the other. */
+export const GEN_THREADS = 1;
 const SERVER_IDS = ['s1', 's2'];
 /** Announced ports of the two servers: they take no traffic here, only grants. */
 const SERVER_PORTS = [9001, 9002];
@@ -93,7 +102,7 @@ const protocol = () => (protocolModule ??= import(distUrl('authz/protocol.js')))
 
 export function loadDescription(options) {
   return (
-    `node clients (piscina, ${options.threads} threads, ${options.connections} clients, each on one keep-alive connection), ` +
+    `${GEN_DESCRIBE}, ${GEN_THREADS} thread, ${options.connections} terminals, each on one keep-alive connection, ` +
     `each looping hello → HMAC proof → proof for a random user of 1000, JSON; ${options.duration}s after ${options.warmup}s unmeasured ` +
     `warm-up; req/s = completed handshakes/s, p50/p99 = whole handshake; native/OpenSSL % = balancer CPU samples (perf -F 999)`
   );
@@ -180,20 +189,39 @@ export async function connectServers(authz) {
 
 /**
  * Runs `clients` handshake clients over `threads` threads for `durationS` against `authz` (the
- * context's, see ../peers/tether.js). Knobs after `durationS` exist for tests: a handshake bound
- * per client, another key file for the clients (wrong keys), msgpack bodies, deadlines.
+ * context's, see ../peers/tether.js). `generator`: 'node' (piscina threads) or the path of a
+ * built authz-gen (JSON only). Knobs after `durationS` exist for tests: a handshake bound per
+ * client, another key file for the clients (wrong keys), msgpack bodies, deadlines.
  */
 export function runAuthzHandshakes({
   authz,
   threads,
   clients,
   durationS,
+  generator = 'node',
   maxHandshakesPerClient,
   keysFile = authz.terminalKeysFile,
   format = 'json',
   requestTimeoutMs = REQUEST_TIMEOUT_MS,
   connectTimeoutMs = CONNECT_TIMEOUT_MS,
 }) {
+  if (generator !== 'node') {
+    if (format !== 'json') return Promise.reject(new Error(`authz-gen speaks JSON only, not ${format}`));
+    return runAuthzGen({
+      binary: generator,
+      host: authz.host,
+      port: authz.port,
+      path: authz.path,
+      keysFile,
+      connections: clients,
+      threads,
+      durationS,
+      ...(maxHandshakesPerClient === undefined ? {} : { maxPerConnection: maxHandshakesPerClient }),
+      openEvery: OPEN_EVERY,
+      requestTimeoutMs,
+      connectTimeoutMs,
+    });
+  }
   return runLoad({
     client: import.meta.url,
     clientExport: 'handshakeClient',
@@ -336,6 +364,7 @@ export async function prepare({ authz: context, options }) {
   const before = await probe(10);
   checks.proofWithoutServer = before.errorCount === 1 ? `refused (${Object.keys(before.errors).join(', ')})` : `${before.requests} handshake(s) completed`;
   const servers = await connectServers(context);
+  let generator = 'node';
   try {
     const first = await probe(10);
     servers.expect(first.counters.granted ?? 0);
@@ -344,8 +373,23 @@ export async function prepare({ authz: context, options }) {
       throw new Error(`expected one handshake and its grant with two servers connected but received ${first.requests} handshake(s) (errors ${JSON.stringify(first.errors)}) and ${arrived} grant(s)`);
     }
     checks.handshakeWithServers = 'granted, box opened, grant received';
+    // The measured run's generator: authz-gen if it builds and completes one checked handshake.
+    const built = await buildAuthzGen();
+    if (built.ok) {
+      const one = await runAuthzHandshakes({ authz: context, threads: 1, clients: 1, durationS: 10, generator: built.path, maxHandshakesPerClient: 1 });
+      servers.expect(one.counters.granted ?? 0);
+      const grants = await servers.settle();
+      if (one.requests !== 1 || one.counters.opened !== 1 || grants !== 1) {
+        throw new Error(`authz-gen: expected one handshake with its box opened and its grant but received ${one.requests} handshake(s), ${one.counters.opened ?? 0} opened, ${grants} grant(s) (errors ${JSON.stringify(one.errors)})`);
+      }
+      generator = built.path;
+      checks.generator = `${GEN_DESCRIBE}: one handshake granted, box opened, grant received`;
+    } else {
+      checks.generator = `node clients: authz-gen unavailable (${built.reason}; ${built.install})`;
+    }
+    const load = generator === 'node' ? { threads: options.threads } : { threads: GEN_THREADS, generator };
     if (options.warmup > 0) {
-      const w = await runAuthzHandshakes({ authz: context, threads: options.threads, clients: options.connections, durationS: options.warmup });
+      const w = await runAuthzHandshakes({ authz: context, ...load, clients: options.connections, durationS: options.warmup });
       servers.expect(w.counters.granted ?? 0);
       const grants = await servers.settle();
       checks.warmup = { durationS: options.warmup, handshakes: w.requests, grants, errors: w.errors };
@@ -358,6 +402,7 @@ export async function prepare({ authz: context, options }) {
     cookies: [],
     checks,
     servers,
+    generator,
     cleanup: async () => {
       const checked = { grantsChecked: servers.checked, grantsBad: servers.bad };
       await servers.close();
@@ -376,6 +421,7 @@ export function authzRecord(r, { workers, grants, cpuSeconds, profile }) {
   const record = harnessRecord(r, {
     perWorker: r.rps / workers,
     cpuMsPer1k: handshakes > 0 ? (cpuSeconds * 1e6) / handshakes : null,
+    genCpuMsPer1k: typeof r.cpuSeconds === 'number' && handshakes > 0 ? (r.cpuSeconds * 1e6) / handshakes : 'n/a',
     handshakes,
     grants,
     opened: r.counters.opened ?? 0,
@@ -409,7 +455,9 @@ export async function measure({ authz: context, options, durationS, prepared, di
   const { pid } = context;
   const cpuBefore = groupCpuTicks(pid);
   const profiling = profileDuring({ pid, durationS, dir });
-  const r = await runAuthzHandshakes({ authz: context, threads: options.threads, clients: options.connections, durationS });
+  const generator = prepared.generator ?? 'node';
+  const load = generator === 'node' ? { threads: options.threads } : { threads: GEN_THREADS, generator };
+  const r = await runAuthzHandshakes({ authz: context, ...load, clients: options.connections, durationS });
   const cpuSeconds = cpuSecondsBetween(cpuBefore, groupCpuTicks(pid));
   prepared.servers.expect(r.counters.granted ?? 0);
   const [grants, profile] = await Promise.all([prepared.servers.settle(), profiling]);
