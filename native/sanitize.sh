@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds native/test/native_test.cc with the token, HMAC, AES-GCM and ClientHello cores under ASan + UBSan,
+# Builds native/test/native_test.cc with the token, HMAC, AES-GCM and ClientHello cores (and the
+# passthrough's listening socket) under ASan + UBSan,
 # against the system's libcrypto (apt-get install libssl-dev), and runs it on the known-answer
 # vectors and the captured ClientHellos.
 # Usage: bash native/sanitize.sh   (from anywhere; exits non-zero on any failure)
@@ -20,7 +21,7 @@ mkdir -p "$out"
   -Wall -Wextra -Werror \
   -I"$root/native/include" \
   "$root/native/test/native_test.cc" "$root/native/src/token.cc" "$root/native/src/hmac.cc" \
-  "$root/native/src/client_hello.cc" "$root/native/src/aead.cc" \
+  "$root/native/src/client_hello.cc" "$root/native/src/aead.cc" "$root/native/src/listen_socket.cc" \
   -lcrypto -o "$out/native_test"
 
 ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1" \

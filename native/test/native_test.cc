@@ -15,10 +15,17 @@
 #include <vector>
 
 #include <openssl/evp.h>
+#include <arpa/inet.h>
+#include <cerrno>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "tether/aead.h"
 #include "tether/client_hello.h"
 #include "tether/hmac.h"
+#include "tether/listen_socket.h"
 #include "tether/token.h"
 
 namespace {
@@ -730,6 +737,41 @@ void TestAead(Rng& rng) {
   CHECK(sealer.Seal(zero_key.data(), zero_nonce.data(), big.data(), aead::kMaxInput, big.data(), aead::kMaxInput, big_out.data()) == aead::Status::kOk, "at the cap");
 }
 
+// The passthrough's listening socket (listen_socket.cc), on loopback: SO_REUSEPORT lets a
+// second socket share the port, an accepted connection inherits TCP_NODELAY (the relay no
+// longer sets it per connection, so a kernel that did not copy it must fail here), and a host
+// that is not a numeric address is refused as such.
+void TestListenSocket() {
+  namespace ls = tether::listen_socket;
+  ls::Result first = ls::OpenReusePort("127.0.0.1", 0, 16);
+  CHECK(first.fd >= 0, "OpenReusePort failed in %s: errno %d", first.call, first.error);
+  sockaddr_in addr{};
+  socklen_t len = sizeof addr;
+  CHECK(getsockname(first.fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0, "getsockname: errno %d", errno);
+  const uint16_t port = ntohs(addr.sin_port);
+  ls::Result second = ls::OpenReusePort("127.0.0.1", port, 16);
+  CHECK(second.fd >= 0, "a second SO_REUSEPORT socket on port %u: %s errno %d", port, second.call, second.error);
+  close(second.fd);
+  int client = socket(AF_INET, SOCK_STREAM, 0);
+  CHECK(client >= 0, "socket: errno %d", errno);
+  CHECK(connect(client, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0, "connect to port %u: errno %d", port, errno);
+  int accepted = -1;
+  for (int i = 0; i < 2000 && accepted < 0; i++) {  // the listener is non-blocking: ~2 s at most
+    accepted = accept(first.fd, nullptr, nullptr);
+    if (accepted < 0) usleep(1000);
+  }
+  CHECK(accepted >= 0, "accept: errno %d", errno);
+  int nodelay = 0;
+  socklen_t optlen = sizeof nodelay;
+  CHECK(getsockopt(accepted, IPPROTO_TCP, TCP_NODELAY, &nodelay, &optlen) == 0, "getsockopt: errno %d", errno);
+  CHECK(nodelay == 1, "an accepted socket has TCP_NODELAY %d, expected it inherited from the listener", nodelay);
+  close(accepted);
+  close(client);
+  close(first.fd);
+  ls::Result bad = ls::OpenReusePort("localhost", 0, 16);
+  CHECK(bad.fd < 0 && bad.error == EINVAL && std::strcmp(bad.call, "address") == 0, "a host name: fd %d error %d call %s", bad.fd, bad.error, bad.call);
+}
+
 int main(int argc, char** argv) {
   const char* vectors = argc > 1 ? argv[1] : "test/fixtures/token-vectors.txt";
   const char* client_hellos = argc > 2 ? argv[2] : "test/fixtures/client-hello";
@@ -746,6 +788,7 @@ int main(int argc, char** argv) {
   TestClientHelloCrafted(*workspace);
   TestClientHelloMutations(*workspace, captures, rng);
   TestAead(rng);
+  TestListenSocket();
   std::printf("native_test: %d checks passed\n", g_checks);
   return 0;
 }

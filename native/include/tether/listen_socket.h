@@ -20,7 +20,9 @@ struct Result {
 };
 
 // host: a numeric IPv4 or IPv6 address (NUL-terminated), port 0..65535, backlog > 0.
-// The socket is non-blocking, close-on-exec, SO_REUSEADDR + SO_REUSEPORT, IPv6-only for IPv6.
+// The socket is non-blocking, close-on-exec, SO_REUSEADDR + SO_REUSEPORT, IPv6-only for IPv6,
+// and TCP_NODELAY, which Linux copies to every accepted socket: a relay's accepted connections
+// need it, and inheriting it saves a setsockopt per connection.
 Result OpenReusePort(const char* host, uint16_t port, int backlog);
 
 }  // namespace tether::listen_socket

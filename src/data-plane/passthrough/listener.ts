@@ -317,6 +317,11 @@ export function startPassthrough(ctx: PassthroughContext): Promise<Passthrough> 
         return;
       }
       this.upstream = handle;
+      // Reading starts now, not once connected: libuv then registers the socket for reading and
+      // writing at once, and only narrows it when the connect completes (one epoll_ctl instead
+      // of three). It reports the connect before any read, and nothing is read before Relay.
+      handle.onread = (ab) => this.onUpstreamRead(ab);
+      handle.readStart();
     }
 
     onConnect(handle: TcpHandle, backend: BackendRuntime, status: number): void {
@@ -334,7 +339,6 @@ export function startPassthrough(ctx: PassthroughContext): Promise<Passthrough> 
       counters.incBackend(backend.slot, 'active');
       this.phase = Phase.Relay;
       this.deadline = Date.now() + this.set.config.idleTimeoutMs;
-      handle.onread = (ab) => this.onUpstreamRead(ab);
       if (this.routed!.proxyProtocol) {
         const local = tcp.localAddress(this.client);
         const source = this.peer();
@@ -351,7 +355,6 @@ export function startPassthrough(ctx: PassthroughContext): Promise<Passthrough> 
       this.bytesIn = hello.length;
       this.forward(hello, true);
       if (this.phase !== Phase.Relay) return; // a write failed
-      handle.readStart();
       if (this.clientEndedEarly) this.finishDirection(true);
       // Paused while connecting (too many early bytes): read again, unless the write above
       // is queued (then onWritten resumes it once drained).
@@ -498,7 +501,8 @@ export function startPassthrough(ctx: PassthroughContext): Promise<Passthrough> 
     if (status !== 0 || client === undefined) return;
     counters.inc(C.passthrough_connections);
     counters.inc(C.passthrough_active);
-    client.setNoDelay(true);
+    // No setNoDelay: the listening socket has TCP_NODELAY (native/src/listen_socket.cc), and
+    // an accepted socket inherits it.
     const conn = new Conn(client, Date.now());
     conn.index = live.length;
     live.push(conn);
