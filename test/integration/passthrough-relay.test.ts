@@ -5,7 +5,7 @@
 // a graceful stop while relays are open. The bytes after the ClientHello need not be TLS:
 // the relay never looks at them.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import os from 'node:os';
@@ -46,6 +46,45 @@ async function listen(host: string, onSocket: (s: net.Socket) => void): Promise<
 
 /** Echoes every chunk at once (the ClientHello included). */
 const echoEach = (s: net.Socket) => s.pipe(s);
+
+/** Under the relay's bulk threshold (16 KiB), so a chunk read alone is a small read. */
+const DRIP_CHUNK = 12 * 1024;
+/**
+ * After a ClientHello and an 8-byte id, sends the payload registered under that id in
+ * DRIP_CHUNK pieces, one per millisecond; the first time its socket will take no more (a write
+ * returns false), calls the id's signalFull(), then carries on as the socket drains; then FIN.
+ */
+function dripBackend() {
+  const expect = new Map<string, { payload: Buffer; full: Promise<void>; signalFull: () => void }>();
+  const onSocket = (s: net.Socket) => {
+    let head = Buffer.alloc(0);
+    const onData = (d: Buffer) => {
+      head = Buffer.concat([head, d]);
+      if (head.length < 5 || head.length < 5 + head.readUInt16BE(3) + 8) return;
+      s.off('data', onData);
+      const helloLength = 5 + head.readUInt16BE(3);
+      const entry = expect.get(head.subarray(helloLength, helloLength + 8).toString('hex'));
+      if (!entry) {
+        s.destroy();
+        return;
+      }
+      void (async () => {
+        let signalled = false;
+        for (let at = 0; at < entry.payload.length && !s.destroyed; at += DRIP_CHUNK) {
+          if (!s.write(entry.payload.subarray(at, at + DRIP_CHUNK))) {
+            if (!signalled) entry.signalFull();
+            signalled = true;
+            await new Promise((r) => s.once('drain', r));
+          } else await new Promise((r) => setTimeout(r, 1));
+        }
+        s.end();
+        if (!signalled) entry.signalFull(); // never filled: the client reads anyway (the test then proves less)
+      })();
+    };
+    s.on('data', onData);
+  };
+  return { onSocket, expect };
+}
 
 /**
  * Reads until it holds `pauseAfter` bytes, then stops reading (resolving `paused`) until
@@ -98,15 +137,15 @@ function untilClosed(s: net.Socket, ms = 10_000): Promise<{ data: Buffer; closed
   });
 }
 
-/** Resolves with the next `n` bytes `s` receives (rejects after 5 s). */
-function readExactly(s: net.Socket, n: number): Promise<Buffer> {
+/** Resolves with the next `n` bytes `s` receives (rejects after `ms`, 5 s by default). */
+function readExactly(s: net.Socket, n: number, ms = 5_000): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let got = 0;
     const timer = setTimeout(() => {
       s.off('data', onData);
-      reject(new Error(`expected ${n} bytes, received ${got} in 5 s`));
-    }, 5_000);
+      reject(new Error(`expected ${n} bytes, received ${got} in ${ms} ms`));
+    }, ms);
     const onData = (d: Buffer) => {
       chunks.push(d);
       got += d.length;
@@ -126,6 +165,7 @@ let port: number;
 let echo: Backend;
 let sink: ReturnType<typeof sinkBackend> & { backend: Backend };
 let named: Backend;
+let drip: ReturnType<typeof dripBackend> & { backend: Backend };
 let blackholeFd = -1;
 const blackholeFillers: net.Socket[] = [];
 let blackholePort = 0;
@@ -138,6 +178,8 @@ beforeAll(async () => {
   sink = { ...s, backend: await listen('127.0.0.1', s.onSocket) };
   // Dual-stack: `localhost` may resolve to 127.0.0.1 or ::1.
   named = await listen('::', echoEach);
+  const d = dripBackend();
+  drip = { ...d, backend: await listen('127.0.0.1', d.onSocket) };
   // A listening socket nobody accepts on, its one-slot queue full: SYNs go unanswered.
   blackholePort = (await new Promise<number>((r) => {
     const probe = net.createServer().listen(0, '127.0.0.1', () => {
@@ -177,14 +219,14 @@ beforeAll(async () => {
     { workers: 1 },
   );
   port = t.passthroughPorts[0]!;
-  for (const name of ['echo.test', 'sink.test', 'named.test', 'hole.test']) hellos.set(name, await captureClientHello(name));
+  for (const name of ['echo.test', 'sink.test', 'named.test', 'hole.test', 'drip.test']) hellos.set(name, await captureClientHello(name));
 }, 60_000);
 
 afterAll(async () => {
   await t?.stop();
   for (const f of blackholeFillers) f.destroy();
   if (blackholeFd >= 0) closeSync(blackholeFd);
-  await Promise.all([echo?.close(), sink?.backend.close(), named?.close()]);
+  await Promise.all([echo?.close(), sink?.backend.close(), named?.close(), drip?.backend.close()]);
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
@@ -214,6 +256,41 @@ describe('passthrough relay', () => {
     const expected = createHash('sha256').update(hello).update(payload).digest('hex');
     expect(data.toString()).toBe(`${hello.length + payload.length} ${expected}`);
   }, 60_000);
+
+  it('keeps the bytes of every connection apart when a small read meets a full socket, six at a time', async () => {
+    // Tether reads every connection into one buffer shared by its worker and copies small reads
+    // out of it before writing them on (listener.ts). Here the backend drips 12 KiB chunks, one
+    // per millisecond, so each is read alone (a small read), and the client reads nothing until
+    // the backend's socket is full: by then the write of a small read to the client was queued,
+    // and the other five connections kept being read into the same buffer. Every client must
+    // get exactly its own bytes: a queued write left pointing into the shared buffer would carry
+    // another connection's (this fails that way when the copy is taken out). Its own Tether:
+    // the client waits longer than this file's idle deadline for the backend's socket to fill.
+    const own = await startTether(
+      ['--listen', 'off', '--backend', `drip/d1=127.0.0.1:${drip.backend.port}`, '--sticky', 'drip/none', '--sni', 'drip.test=drip', '--passthrough', '127.0.0.1:0'],
+      { workers: 1 },
+    );
+    const hello = hellos.get('drip.test')!;
+    const results = await Promise.all(
+      Array.from({ length: 6 }, async () => {
+        const id = randomBytes(8).toString('hex');
+        // ~12 MB: the path's socket buffers filled at ~8.6 MB on this machine.
+        const payload = randomBytes(DRIP_CHUNK * 1000);
+        let full!: () => void;
+        drip.expect.set(id, { payload, full: new Promise<void>((r) => (full = r)), signalFull: () => full() });
+        const s = await connect(own.passthroughPorts[0]!);
+        s.pause();
+        const received = readExactly(s, payload.length, 60_000);
+        s.write(Buffer.concat([hello, Buffer.from(id, 'hex')]));
+        await drip.expect.get(id)!.full;
+        s.resume();
+        const got = await received;
+        s.destroy();
+        return got.equals(payload);
+      }),
+    ).finally(() => own.stop());
+    expect(results).toEqual([true, true, true, true, true, true]);
+  }, 90_000);
 
   it('cuts a relay that stays silent past the idle deadline, and counts it', async () => {
     const before = await t.metric('tether_passthrough_idle_timeouts_total');

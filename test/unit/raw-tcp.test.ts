@@ -61,6 +61,43 @@ describe('raw TCP handles', () => {
     expect(await answer).toBe('bye');
   });
 
+  it('reads into a buffer of ours, and into the one onread returns from then on', async () => {
+    const server = net.createServer((s) => {
+      // Two writes the reader sees apart: the second once the first has been read.
+      s.write('first');
+      s.once('data', () => s.end('second'));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as AddressInfo).port;
+    const a = Buffer.alloc(32);
+    const b = Buffer.alloc(32);
+    const seen: string[] = [];
+    await new Promise<void>((resolve, reject) => {
+      const h = tcp.connect('127.0.0.1', 4, port, (status) => {
+        if (status !== 0) return reject(tcp.uvError(status, 'connect'));
+        tcp.useBuffer(h, a);
+        h.onread = (ab) => {
+          expect(ab).toBeUndefined();
+          const bytes = seen.length === 0 ? tcp.readInto(a) : tcp.readInto(b);
+          if (bytes === null) {
+            expect(tcp.readStatus()).toBe(tcp.READ_EOF);
+            h.close();
+            resolve();
+            return undefined;
+          }
+          seen.push(Buffer.from(bytes).toString());
+          tcp.write(h, Buffer.from('ack'), () => {});
+          return b;
+        };
+        h.readStart();
+      });
+    });
+    server.close();
+    expect(seen).toEqual(['first', 'second']);
+    expect(a.subarray(0, 5).toString()).toBe('first');
+    expect(b.subarray(0, 6).toString()).toBe('second');
+  });
+
   it('reports a refused connection with its errno name', async () => {
     const port = await freePort();
     const status = await new Promise<number>((resolve) => {

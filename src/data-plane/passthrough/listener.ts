@@ -79,6 +79,10 @@ const MAX_ATTEMPTS = 3;
 const MAX_EARLY_BYTES = 64 * 1024;
 /** node:net's default accept backlog. */
 const BACKLOG = 511;
+/** The worker's shared read buffer, and a bulk connection's own, per direction. */
+const READ_BUFFER_BYTES = 64 * 1024;
+/** A read at least this large makes a direction bulk: it gets a read buffer of its own. */
+const BULK_READ_BYTES = 16 * 1024;
 
 function alert(description: number): Buffer {
   return Buffer.from([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, description]);
@@ -107,6 +111,16 @@ export function startPassthrough(ctx: PassthroughContext): Promise<Passthrough> 
   /** Live connections; each knows its index, so removal is a swap with the last. */
   const live: Conn[] = [];
   let onEmpty: (() => void) | null = null;
+  // Reads land in one buffer shared by every connection of this worker (reads run one at a time
+  // on its event loop), not in the fresh 64 KiB allocation Node makes per read otherwise. What is
+  // read there is copied out before the next read (small reads: a slice of Node's buffer pool),
+  // since a write that the kernel does not take at once keeps pointing at its bytes. A direction
+  // whose read fills BULK_READ_BYTES gets a buffer of its own and is written from it without a
+  // copy (a queued write pauses its source, so the buffer is not read into meanwhile). Idle and
+  // small connections hold no buffer; a bulk direction holds 64 KiB until the connection ends.
+  const shared = Buffer.allocUnsafeSlow(READ_BUFFER_BYTES);
+  /** Bytes read into `shared`, in memory of their own. */
+  const copyOut = (bytes: Uint8Array): Uint8Array => Buffer.from(bytes);
 
   class Conn {
     phase = Phase.Hello;
@@ -140,14 +154,21 @@ export function startPassthrough(ctx: PassthroughContext): Promise<Passthrough> 
     /** Bytes the client sent after its ClientHello, before the backend was connected. */
     earlyBytes = 0;
 
+    /** Where each side's reads land: `shared`, or a bulk direction's own buffer. */
+    clientBuf: Uint8Array = shared;
+    upstreamBuf: Uint8Array = shared;
+
     constructor(readonly client: TcpHandle, now: number) {
       this.set = ctx.routes();
       this.deadline = now + this.set.config.clientHelloTimeoutMs;
-      client.onread = (ab) => this.onClientRead(ab);
+      tcp.useBuffer(client, shared);
+      client.onread = () => this.onClientRead();
     }
 
-    onClientRead(ab: ArrayBuffer | undefined): void {
-      const bytes = tcp.readBytes(ab);
+    /** Returns the buffer the client's next reads land in when that changes (bulk). */
+    onClientRead(): Uint8Array | undefined {
+      const buf = this.clientBuf;
+      const bytes = tcp.readInto(buf);
       // libuv may report an empty read (its EAGAIN): neither data, nor an end, nor an error.
       const status = bytes === null ? tcp.readStatus() : tcp.READ_NOTHING;
       if (bytes === null && status === tcp.READ_NOTHING) return;
@@ -164,7 +185,11 @@ export function startPassthrough(ctx: PassthroughContext): Promise<Passthrough> 
           if (bytes !== null) {
             this.bytesIn += bytes.length;
             this.active = true;
-            this.forward(bytes, true);
+            if (buf !== shared) this.forward(bytes, true);
+            else {
+              this.forward(copyOut(bytes), true);
+              if (bytes.length >= BULK_READ_BYTES && this.phase === Phase.Relay) return (this.clientBuf = Buffer.allocUnsafeSlow(READ_BUFFER_BYTES));
+            }
           } else if (status === tcp.READ_EOF) this.finishDirection(true);
           else this.close();
           return;
@@ -210,14 +235,20 @@ export function startPassthrough(ctx: PassthroughContext): Promise<Passthrough> 
       this.client.readStart();
     }
 
-    onUpstreamRead(ab: ArrayBuffer | undefined): void {
-      if (this.phase !== Phase.Relay) return;
-      const bytes = tcp.readBytes(ab);
+    /** Returns the buffer the backend's next reads land in when that changes (bulk). */
+    onUpstreamRead(): Uint8Array | undefined {
+      if (this.phase !== Phase.Relay) return undefined;
+      const buf = this.upstreamBuf;
+      const bytes = tcp.readInto(buf);
       if (bytes !== null) {
         this.bytesOut += bytes.length;
         this.active = true;
-        this.forward(bytes, false);
-        return;
+        if (buf !== shared) this.forward(bytes, false);
+        else {
+          this.forward(copyOut(bytes), false);
+          if (bytes.length >= BULK_READ_BYTES && this.phase === Phase.Relay) return (this.upstreamBuf = Buffer.allocUnsafeSlow(READ_BUFFER_BYTES));
+        }
+        return undefined;
       }
       const status = tcp.readStatus();
       if (status === tcp.READ_EOF) this.finishDirection(false);
@@ -227,7 +258,8 @@ export function startPassthrough(ctx: PassthroughContext): Promise<Passthrough> 
     onHelloBytes(bytes: Uint8Array): void {
       const prev = this.hello;
       let buffered: Uint8Array;
-      if (prev === null) buffered = bytes;
+      // A copy: `bytes` are in the shared read buffer.
+      if (prev === null) buffered = copyOut(bytes);
       else {
         buffered = new Uint8Array(prev.length + bytes.length);
         buffered.set(prev, 0);
@@ -320,7 +352,8 @@ export function startPassthrough(ctx: PassthroughContext): Promise<Passthrough> 
       // Reading starts now, not once connected: libuv then registers the socket for reading and
       // writing at once, and only narrows it when the connect completes (one epoll_ctl instead
       // of three). It reports the connect before any read, and nothing is read before Relay.
-      handle.onread = (ab) => this.onUpstreamRead(ab);
+      tcp.useBuffer(handle, shared);
+      handle.onread = () => this.onUpstreamRead();
       handle.readStart();
     }
 

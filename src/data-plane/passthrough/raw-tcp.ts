@@ -14,6 +14,9 @@
 // - `handle.onread(arrayBuffer)`: bytes or status in streamBaseState[kReadBytesOrError]
 //   (> 0 bytes at [kArrayBufferOffset]; UV_EOF; other negatives are errors). The ArrayBuffer
 //   is fresh per read and belongs to the callee.
+// - `handle.useUserBuffer(buffer)` (net.Socket's `onread: { buffer }` option): reads land in
+//   `buffer` instead, `onread` gets no ArrayBuffer, and a Uint8Array it returns becomes the
+//   buffer of the next reads (src/stream_wrap.cc CustomBufferJSListener).
 // - `writeBuffer(req, buf)` returns an error code; streamBaseState[kLastWriteWasAsync] says
 //   whether the bytes went out now or `req.oncomplete(status)` will follow (req.buffer keeps
 //   them alive until then).
@@ -24,10 +27,12 @@ import { getSystemErrorName } from 'node:util';
 const UV_EOF = -4095;
 
 export interface TcpHandle {
-  onread: ((arrayBuffer: ArrayBuffer | undefined) => void) | null;
+  /** May return the buffer the next reads land in (after useUserBuffer). */
+  onread: ((arrayBuffer: ArrayBuffer | undefined) => Uint8Array | undefined | void) | null;
   onconnection: ((status: number, handle: TcpHandle | undefined) => void) | null;
   readonly writeQueueSize: number;
   readStart(): number;
+  useUserBuffer(buffer: Uint8Array): void;
   readStop(): number;
   writeBuffer(req: WriteReq, data: Uint8Array): number;
   shutdown(req: ShutdownReq): number;
@@ -80,6 +85,7 @@ function loadBindings(): Bindings {
   const constants = tcp['constants'] as Record<string, unknown> | undefined;
   const need: Array<[string, unknown, string]> = [
     ['tcp_wrap.TCP', tcp['TCP'], 'function'],
+    ['tcp_wrap.TCP.prototype.useUserBuffer', (tcp['TCP'] as { prototype?: Record<string, unknown> } | undefined)?.prototype?.['useUserBuffer'], 'function'],
     ['tcp_wrap.TCPConnectWrap', tcp['TCPConnectWrap'], 'function'],
     ['tcp_wrap.constants.SOCKET', constants?.['SOCKET'], 'number'],
     ['tcp_wrap.constants.SERVER', constants?.['SERVER'], 'number'],
@@ -130,7 +136,21 @@ export function readBytes(arrayBuffer: ArrayBuffer | undefined): Uint8Array | nu
   if (n > 0 && arrayBuffer !== undefined) return new Uint8Array(arrayBuffer, state[kOffset]!, n);
   return null;
 }
-/** After readBytes returned null: READ_EOF, READ_NOTHING, or the (negative) libuv error. */
+/**
+ * Makes the reads of `handle` land in `buffer` (no allocation per read). `onread` then gets no
+ * ArrayBuffer: `readInto(buffer)` gives the bytes, and a Uint8Array `onread` returns is where the
+ * next reads land. Whoever calls this keeps the buffer alive, and does not reuse it while a
+ * write of its bytes is queued.
+ */
+export function useBuffer(handle: TcpHandle, buffer: Uint8Array): void {
+  handle.useUserBuffer(buffer);
+}
+/** Inside `onread` of a handle reading into `buffer` (useBuffer): a view of the bytes read, or null (then readStatus()). */
+export function readInto(buffer: Uint8Array): Uint8Array | null {
+  const n = state[kRead]!;
+  return n > 0 ? buffer.subarray(0, n) : null;
+}
+/** After readBytes or readInto returned null: READ_EOF, READ_NOTHING, or the (negative) libuv error. */
 export function readStatus(): number {
   const n = state[kRead]!;
   if (n === UV_EOF) return READ_EOF;
