@@ -102,7 +102,7 @@ const protocol = () => (protocolModule ??= import(distUrl('authz/protocol.js')))
 
 export function loadDescription(options) {
   return (
-    `${GEN_DESCRIBE}, ${GEN_THREADS} thread, ${options.connections} terminals, each on one keep-alive connection, ` +
+    `${GEN_DESCRIBE}, ${GEN_THREADS} thread (the Node clients instead if it cannot be built: checks.generator says which ran), ${options.connections} terminals, each on one keep-alive connection, ` +
     `each looping hello → HMAC proof → proof for a random user of 1000, JSON; ${options.duration}s after ${options.warmup}s unmeasured ` +
     `warm-up; req/s = completed handshakes/s, p50/p99 = whole handshake; native/OpenSSL % = balancer CPU samples (perf -F 999)`
   );
