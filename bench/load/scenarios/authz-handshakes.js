@@ -356,6 +356,9 @@ export const CPU_CLASSES = [
   { name: 'kernel', match: (frames) => frames[0]?.dso === '[kernel.kallsyms]' },
 ];
 
+/** runAuthzHandshakes' threads and generator for a measured or warm-up run: authz-gen's own thread count, or the harness's --threads. */
+const loadOptions = (generator, options) => (generator === 'node' ? { threads: options.threads } : { threads: GEN_THREADS, generator });
+
 /** prepare(): the no-server check, the two servers, one checked handshake, the warm-up. */
 export async function prepare({ authz: context, options }) {
   if (!context) throw new Error(`scenario ${name}: the peer was not started with startAuthz() (no authz context)`);
@@ -387,7 +390,7 @@ export async function prepare({ authz: context, options }) {
     } else {
       checks.generator = `node clients: authz-gen unavailable (${built.reason}; ${built.install})`;
     }
-    const load = generator === 'node' ? { threads: options.threads } : { threads: GEN_THREADS, generator };
+    const load = loadOptions(generator, options);
     if (options.warmup > 0) {
       const w = await runAuthzHandshakes({ authz: context, ...load, clients: options.connections, durationS: options.warmup });
       servers.expect(w.counters.granted ?? 0);
@@ -456,7 +459,7 @@ export async function measure({ authz: context, options, durationS, prepared, di
   const cpuBefore = groupCpuTicks(pid);
   const profiling = profileDuring({ pid, durationS, dir });
   const generator = prepared.generator ?? 'node';
-  const load = generator === 'node' ? { threads: options.threads } : { threads: GEN_THREADS, generator };
+  const load = loadOptions(generator, options);
   const r = await runAuthzHandshakes({ authz: context, ...load, clients: options.connections, durationS });
   const cpuSeconds = cpuSecondsBetween(cpuBefore, groupCpuTicks(pid));
   prepared.servers.expect(r.counters.granted ?? 0);

@@ -185,11 +185,7 @@ export function startPassthrough(ctx: PassthroughContext): Promise<Passthrough> 
           if (bytes !== null) {
             this.bytesIn += bytes.length;
             this.active = true;
-            if (buf !== shared) this.forward(bytes, true);
-            else {
-              this.forward(copyOut(bytes), true);
-              if (bytes.length >= BULK_READ_BYTES && this.phase === Phase.Relay) return (this.clientBuf = Buffer.allocUnsafeSlow(READ_BUFFER_BYTES));
-            }
+            return this.relay(bytes, buf, true);
           } else if (status === tcp.READ_EOF) this.finishDirection(true);
           else this.close();
           return;
@@ -243,16 +239,29 @@ export function startPassthrough(ctx: PassthroughContext): Promise<Passthrough> 
       if (bytes !== null) {
         this.bytesOut += bytes.length;
         this.active = true;
-        if (buf !== shared) this.forward(bytes, false);
-        else {
-          this.forward(copyOut(bytes), false);
-          if (bytes.length >= BULK_READ_BYTES && this.phase === Phase.Relay) return (this.upstreamBuf = Buffer.allocUnsafeSlow(READ_BUFFER_BYTES));
-        }
-        return undefined;
+        return this.relay(bytes, buf, false);
       }
       const status = tcp.readStatus();
       if (status === tcp.READ_EOF) this.finishDirection(false);
       else if (status !== tcp.READ_NOTHING) this.close();
+    }
+
+    /**
+     * Passes on `bytes`, read into `buf`, to the other side: copied out first when `buf` is the
+     * shared buffer. A read from the shared buffer that reaches BULK_READ_BYTES gives the
+     * direction a buffer of its own, returned for `onread` to hand back to Node.
+     */
+    relay(bytes: Uint8Array, buf: Uint8Array, fromClient: boolean): Uint8Array | undefined {
+      if (buf !== shared) {
+        this.forward(bytes, fromClient);
+        return undefined;
+      }
+      this.forward(copyOut(bytes), fromClient);
+      if (bytes.length < BULK_READ_BYTES || this.phase !== Phase.Relay) return undefined;
+      const own = Buffer.allocUnsafeSlow(READ_BUFFER_BYTES);
+      if (fromClient) this.clientBuf = own;
+      else this.upstreamBuf = own;
+      return own;
     }
 
     onHelloBytes(bytes: Uint8Array): void {
