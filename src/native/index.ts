@@ -269,9 +269,10 @@ export function openReusePortListener(host: string, port: number, backlog = 511)
 
 /**
  * Sets glibc's M_TRIM_THRESHOLD for the whole process (every thread's heap): how much free
- * memory a heap keeps before giving it back to the kernel. A relay allocates a 64 KiB buffer per
- * read and frees them in bursts at each GC; with glibc's default the freed pages are returned and
- * faulted in again on the next reads (native/include/tether/malloc_tuning.h has the numbers).
+ * memory a heap keeps before giving it back to the kernel. Memory the GC frees in bursts is
+ * otherwise returned and faulted in again by the next allocations; it cost the passthrough relay
+ * twice the CPU per byte when each read was a fresh 64 KiB allocation
+ * (native/include/tether/malloc_tuning.h has the numbers, and what changed since).
  * Returns false where the C library has no such setting; throws a RangeError for anything but a
  * whole number of bytes in 1..2^31-1.
  */
