@@ -9,10 +9,17 @@ import { loadUws } from '../data-plane/uws.js';
 import { TetherError } from '../errors.js';
 import { MAX_REVOKE_BODY, type ApiAnswer } from './sessions-api.js';
 import { statusLine } from '../data-plane/status.js';
+import { BadParameter, decodeParams, guardApp, type AdminFailureLog } from './admin-guard.js';
 
 /** How long a client may take to send an API request body. */
 const BODY_DEADLINE_MS = 10_000;
 const MAX_API_BODY = Math.max(MAX_REVOKE_BODY, 16 * 1024);
+/** uSockets' LIBUS_LISTEN_EXCLUSIVE_PORT: bind without SO_REUSEPORT. */
+const LISTEN_EXCLUSIVE_PORT = 1;
+/** The listen overload with options that this build has and the package's types omit. */
+interface ExclusiveListen {
+  listen(host: string, port: number, options: number, cb: (ls: us_listen_socket | false) => void): void;
+}
 
 export interface AdminServer {
   readonly port: number;
@@ -47,6 +54,8 @@ export interface AdminHandlers {
   mountControl?(app: TemplatedApp): void;
   /** Mounts /dashboard and /dashboard/ws (./dashboard.ts). */
   mountDashboard?(app: TemplatedApp): void;
+  /** An admin handler failed (answered 500): log it with its stack. */
+  failed: AdminFailureLog;
 }
 
 
@@ -67,7 +76,9 @@ export function authorise(header: string, token: string | null): ApiAnswer | nul
 
 export function startAdmin(address: { host: string; port: number }, h: AdminHandlers): Promise<AdminServer> {
   const uws = loadUws();
-  const app = uws.App();
+  const raw = uws.App();
+  // Every handler below, and those control and dashboard mount, run guarded (./admin-guard.ts).
+  const app = guardApp(raw, h.failed);
   app.get('/healthz', (res) => {
     res.writeHeader('content-type', 'text/plain').end('ok\n');
   });
@@ -101,9 +112,17 @@ export function startAdmin(address: { host: string; port: number }, h: AdminHand
   ) => {
     app[method](pattern, (res: HttpResponse, req: HttpRequest) => {
       // HttpRequest lives only until this returns: copy everything now.
+      let badInput: ApiAnswer | null = null;
+      let decoded: Record<string, string> = {};
+      try {
+        decoded = decodeParams(params, params.map((_, i) => req.getParameter(i) ?? ''));
+      } catch (err) {
+        if (!(err instanceof BadParameter)) throw err;
+        badInput = { status: 400, body: { error: 'bad_request', message: err.message } };
+      }
       const api: ApiRequest = {
         method: req.getMethod(),
-        params: Object.fromEntries(params.map((p, i) => [p, decodeURIComponent(req.getParameter(i) ?? '')])),
+        params: decoded,
         query: new URLSearchParams(req.getQuery() ?? ''),
         body: '',
       };
@@ -116,21 +135,40 @@ export function startAdmin(address: { host: string; port: number }, h: AdminHand
         if (aborted || done) return;
         done = true;
         clearTimeout(deadline);
+        let text: string;
+        try {
+          text = `${JSON.stringify(a.body)}\n`;
+        } catch (err) {
+          h.failed(err, `${api.method.toUpperCase()} ${pattern}: answer not serialisable`);
+          a = { status: 500, body: {} };
+          text = '{"error":"internal","message":"the admin request failed; the balancer is unaffected (see its log)"}\n';
+        }
         res.cork(() => {
           res.writeStatus(statusLine(a.status));
           res.writeHeader('content-type', 'application/json');
-          res.end(`${JSON.stringify(a.body)}\n`, close);
+          res.end(text, close);
         });
+      };
+      const failed = (err: unknown) => {
+        h.failed(err, `${api.method.toUpperCase()} ${pattern}`);
+        answer({ status: 500, body: { error: 'internal', message: 'the admin request failed; the balancer is unaffected (see its log)' } });
       };
       const run = () => {
         if (auth) return answer(auth);
+        if (badInput) return answer(badInput);
         try {
           const out = handler(api);
           if (out instanceof Promise) {
-            out.then(answer, (err: Error) => answer({ status: 500, body: { error: 'internal', message: err.message } }));
+            out.then((a) => {
+              try {
+                answer(a);
+              } catch (err) {
+                failed(err);
+              }
+            }, failed);
           } else answer(out);
         } catch (err) {
-          answer({ status: 500, body: { error: 'internal', message: (err as Error).message } });
+          failed(err);
         }
       };
       const deadline = setTimeout(() => answer({ status: 408, body: { error: 'timeout', message: `request body not received within ${BODY_DEADLINE_MS} ms` } }, true), BODY_DEADLINE_MS);
@@ -175,16 +213,18 @@ export function startAdmin(address: { host: string; port: number }, h: AdminHand
       .end('not found: try /dashboard, /healthz, /readyz, /metrics, GET /api/v1/backends, GET /api/v1/events, POST /api/v1/reload, POST /api/v1/sessions/revoke\n');
   });
   return new Promise((resolve, reject) => {
-    app.listen(address.host, address.port, (ls: us_listen_socket | false) => {
+    // Exclusive (no SO_REUSEPORT): uWS would otherwise let a second process bind the same
+    // admin port and answer part of the API in this one's place.
+    (raw as unknown as ExclusiveListen).listen(address.host, address.port, LISTEN_EXCLUSIVE_PORT, (ls: us_listen_socket | false) => {
       if (!ls) {
-        reject(new TetherError('TETHER_ERR_LISTEN', `cannot listen on admin address ${address.host}:${address.port} (in use?)`));
+        reject(new TetherError('TETHER_ERR_LISTEN', `cannot listen on ${address.host}:${address.port} (--admin): already in use by another process (another Tether?), or not an address of this machine`));
         return;
       }
       resolve({
         port: uws.us_socket_local_port(ls as never),
         close: () => {
           uws.us_listen_socket_close(ls);
-          app.close?.();
+          raw.close?.();
         },
       });
     });

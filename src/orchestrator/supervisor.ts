@@ -369,6 +369,7 @@ export async function startTether(startConfig: Config, log: Logger, reread: () =
         ...backendsApi({ registry, reader, events, publish, checkState: (pool, id) => checker.state(`${pool}\0${id}`) }),
         mountControl: control ? (app) => control.mount(app) : undefined,
         mountDashboard: (app) => dashboard.mount(app),
+        failed: (err, where) => log.error({ event: 'admin_request_failed', where, err }, `admin request failed (answered 500; traffic unaffected): ${where}`),
         reload: async () => {
           const r = await reload('api');
           return r.ok ? { status: 200, body: { result: 'reloaded', version: r.version } } : { status: 400, body: { error: 'invalid_config', message: 'reload refused; the running configuration stays', problems: r.problems } };

@@ -54,8 +54,8 @@ export interface TetherProcess {
   exited: Promise<number | null>;
 }
 
-export async function startTether(args: readonly string[], opts: { workers?: number; env?: NodeJS.ProcessEnv; deadlineMs?: number } = {}): Promise<TetherProcess> {
-  const full = ['--listen', '127.0.0.1:0', '--admin', '127.0.0.1:0', '--workers', String(opts.workers ?? 2), ...args];
+export async function startTether(args: readonly string[], opts: { workers?: number; env?: NodeJS.ProcessEnv; deadlineMs?: number; admin?: string } = {}): Promise<TetherProcess> {
+  const full = ['--listen', '127.0.0.1:0', '--admin', opts.admin ?? '127.0.0.1:0', '--workers', String(opts.workers ?? 2), ...args];
   const proc = spawn(process.execPath, ['--single-threaded-gc', CLI, ...full], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
   const lines: string[] = [];
   const waiters: { pred: (e: Record<string, unknown>) => boolean; resolve: (e: Record<string, unknown>) => void }[] = [];

@@ -47,3 +47,31 @@ it('a second Tether on the port a running one holds is refused, not silently sha
     expect(await first.stop()).toBe(0);
   }
 });
+
+// Issue #17 (1b): every kind of listener refuses a port another process holds, with the same
+// error. The holder is a plain socket without SO_REUSEPORT, like most other programs' listeners.
+it.each([
+  ['--listen (HTTP)', (port: number) => ['--listen', `127.0.0.1:${port}`, '--admin', 'off']],
+  ['--passthrough', (port: number) => ['--listen', '127.0.0.1:0', '--admin', 'off', '--passthrough', `127.0.0.1:${port}`, '--sni', 'a.test=default']],
+  ['--admin', (port: number) => ['--listen', '127.0.0.1:0', '--admin', `127.0.0.1:${port}`]],
+])('a port held by another process, given to %s: exit 1 with "already in use by another process"', async (_kind, flags) => {
+  const holder = net.createServer();
+  await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', () => resolve()));
+  const port = (holder.address() as net.AddressInfo).port;
+  try {
+    const result = await new Promise<{ code: number | null; out: string }>((resolve) => {
+      execFile(
+        process.execPath,
+        ['--single-threaded-gc', CLI, ...flags(port), '--workers', '1', '--no-demo', '--backend', 'a=127.0.0.1:1'],
+        { timeout: 20_000 },
+        (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, out: stdout + stderr }),
+      );
+    });
+    expect(result.code, result.out).toBe(1);
+    expect(result.out).toContain('TETHER_ERR_LISTEN');
+    expect(result.out).toContain(`127.0.0.1:${port}`);
+    expect(result.out).toContain('already in use by another process');
+  } finally {
+    holder.close();
+  }
+});
