@@ -361,6 +361,18 @@ export const FLAGS: readonly FlagSpec[] = [
     apply: (raw, v) => setText(raw, 'pidFile', v),
   },
   {
+    flag: 'trusted-proxies', arg: 'CIDR[,CIDR…]', repeat: true, env: 'TETHER_TRUSTED_PROXIES',
+    help: 'Peers whose X-Forwarded-*/Forwarded headers are kept and appended to (a CDN, a TLS terminator). From anyone else they are replaced. Default: none.',
+    apply(raw, v) {
+      const list = (raw.trustedProxies ??= []) as string[];
+      for (const part of v.split(',')) {
+        if (part.trim() === '') return `expected CIDR[,CIDR…] but received '${v}'`;
+        list.push(part.trim());
+      }
+      return undefined;
+    },
+  },
+  {
     flag: 'drain-timeout', arg: 'MS', env: 'TETHER_DRAIN_TIMEOUT',
     help: 'On SIGTERM, how long in-flight requests and passthrough connections may take to finish. Default 10000.',
     apply: (raw, v) => setNumber(raw, 'drainTimeoutMs', v, 'milliseconds'),

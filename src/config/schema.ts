@@ -4,6 +4,7 @@
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { parseBindPolicy } from '../sticky/binding.js';
+import { parseCidr } from '../data-plane/forwarding.js';
 import { DEFAULT_TABLE_ENTRIES, MAX_TABLE_ENTRIES, MIN_TABLE_ENTRIES } from '../shared-memory/table.js';
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
@@ -236,6 +237,19 @@ export const configSchema = z
       })
       .strict()
       .default({ terminalKeysFile: null, path: '/_tether/authz', pool: null, windowMs: 30_000, failLimit: 10 }),
+    /**
+     * Peers (addresses or CIDRs) whose X-Forwarded-For/-Proto/-Host and Forwarded headers are
+     * believed and appended to; from anyone else they are replaced (src/data-plane/forwarding.ts).
+     */
+    trustedProxies: z
+      .array(
+        z.string().superRefine((v, ctx) => {
+          const c = parseCidr(v);
+          if (typeof c === 'string') ctx.addIssue({ code: 'custom', message: c });
+        }),
+      )
+      .max(1024)
+      .default([]),
     /** SIGTERM: in-flight requests and passthrough connections get this long to finish. */
     drainTimeoutMs: z.number().int().min(0).max(3_600_000).default(10_000),
     /** Access log: a file to append JSON lines to, '-' for standard output, null for none. */

@@ -1,6 +1,7 @@
 // The authorization handshake's HTTP routes on a worker's uWS app: POST <path>/hello and
 // <path>/proof (src/authz/balancer.ts does the work). Bodies are small and bounded; each
 // request has a deadline; the answer is JSON or msgpack, like the request.
+import { realClient } from './forwarding.js';
 import { createHmac } from 'node:crypto';
 import type { HttpRequest, HttpResponse, TemplatedApp } from '@trufflesuite/uws-js-unofficial';
 import { AuthzService, LIMIT_WINDOW_MS, encodeAnswer, parseBody, type AuthzAnswer, type AuthzOutcome, type FailureCounts } from '../authz/balancer.js';
@@ -121,7 +122,8 @@ export function mountAuthz(
       aborted = true;
       clearTimeout(deadline);
     });
-    const clientIp = which === 'proof' ? Buffer.from(res.getRemoteAddressAsText()).toString('latin1') : '';
+    // The terminal's address, as a trusted proxy in front vouches for it (./forwarding.ts).
+    const clientIp = which === 'proof' ? realClient(Buffer.from(res.getRemoteAddressAsText()).toString('latin1'), req.getHeader('x-forwarded-for'), o.runtime().trustedProxies) : '';
     res.onData((chunk, isLast) => {
       if (done) return;
       size += chunk.byteLength;

@@ -13,6 +13,7 @@ import type { RouteTokens } from '../sticky/route-token.js';
 import { getAllCookies, getCookie, mapCookie, parseSetCookie, removeCookie, replaceSetCookieValue, splitPrefixed } from '../sticky/cookies.js';
 import { compareTableTag, compareTokenTag, describeTableTag, describeTokenTag, formatBindPolicy, tableBindFlags, type Terminal } from '../sticky/binding.js';
 import type { AccessLog } from './access-log.js';
+import { forwardedNode, forwardedValue, realClient } from './forwarding.js';
 import { ENTRY_BOUND, ENTRY_KIND_MASK, ENTRY_LEARNED, ENTRY_REVOKED, ENTRY_SLIDING, type SessionStore } from '../sticky/sessions.js';
 
 /** Request headers a proxy must not forward (RFC 9110 §7.6.1), plus the ones we rewrite. Names arrive lower-cased. */
@@ -20,7 +21,7 @@ function droppedRequestHeader(name: string): boolean {
   switch (name) {
     case 'te': case 'expect': case 'upgrade': case 'trailer': case 'keep-alive': case 'connection':
     case 'content-length': case 'proxy-connection': case 'transfer-encoding':
-    case 'x-forwarded-for': case 'x-forwarded-host': case 'x-forwarded-proto':
+    case 'x-forwarded-for': case 'x-forwarded-host': case 'x-forwarded-proto': case 'x-real-ip': case 'forwarded':
       return true;
     default:
       return false;
@@ -157,6 +158,10 @@ const H = {
   clCount: 0,
   transferEncoding: '',
   xff: '',
+  /** The first X-Forwarded-Proto / -Host, and every Forwarded: kept only from a trusted proxy. */
+  xfProto: '',
+  xfHost: '',
+  forwarded: '',
   connection: '',
   bad: '',
 };
@@ -170,6 +175,9 @@ function resetHeaders(): void {
   H.clCount = 0;
   H.transferEncoding = '';
   H.xff = '';
+  H.xfProto = '';
+  H.xfHost = '';
+  H.forwarded = '';
   H.connection = '';
   H.bad = '';
 }
@@ -181,6 +189,10 @@ function collectHeader(name: string, value: string): void {
     case 'content-length': H.contentLength = value; if (++H.clCount > 1) H.bad ||= 'more than one Content-Length'; return;
     case 'transfer-encoding': H.transferEncoding = H.transferEncoding ? `${H.transferEncoding}, ${value}` : value; return;
     case 'x-forwarded-for': H.xff = H.xff ? `${H.xff}, ${value}` : value; return;
+    case 'x-forwarded-proto': H.xfProto ||= value; return;
+    case 'x-forwarded-host': H.xfHost ||= value; return;
+    case 'forwarded': H.forwarded = H.forwarded ? `${H.forwarded}, ${value}` : value; return;
+    case 'x-real-ip': return; // never believed: Tether sets its own
     case 'connection': H.connection = H.connection ? `${H.connection}, ${value}` : value; return;
   }
   H.flat.push(name, value);
@@ -232,7 +244,12 @@ export function handleRequest(ctx: ListenerContext, res: HttpResponse, req: Http
   const runtime = ctx.runtime();
   const pool = runtime.hasRoutes ? runtime.route(hostnameOf(host), path) : runtime.defaultPool;
   // An IP address in ASCII: decoded straight from uWS's ArrayBuffer, no Buffer in between.
-  const clientIp = String.fromCharCode.apply(null, new Uint8Array(res.getRemoteAddressAsText()) as unknown as number[]);
+  const peerIp = String.fromCharCode.apply(null, new Uint8Array(res.getRemoteAddressAsText()) as unknown as number[]);
+  // Forwarding headers are believed only from --trusted-proxies (./forwarding.ts); the client
+  // they vouch for is the one binding, hashing and the access log see.
+  const trusted = runtime.trustedProxies;
+  const viaProxy = !trusted.none && trusted.trusts(peerIp);
+  const clientIp = viaProxy ? realClient(peerIp, xff, trusted) : peerIp;
 
   // Sticky lookup (DESIGN step 3). Invalid tokens count and fall through to balancing.
   const sticky: StickyDecision = { tokenBackend: -1, refresh: false, token: '', tokenFlags: 0, tokenTag: null, invalid: false };
@@ -307,7 +324,13 @@ export function handleRequest(ctx: ListenerContext, res: HttpResponse, req: Http
     head += `${name}: ${flat[i + 1]}\r\n`;
   }
   if (forwardCookie) head += `cookie: ${forwardCookie}\r\n`;
-  head += `x-forwarded-for: ${xff ? `${xff}, ${clientIp}` : clientIp}\r\nx-forwarded-proto: http\r\nx-forwarded-host: ${host}\r\n`;
+  if (viaProxy) {
+    head += `x-forwarded-for: ${xff ? `${xff}, ${peerIp}` : peerIp}\r\nx-forwarded-proto: ${H.xfProto || 'http'}\r\nx-forwarded-host: ${H.xfHost || host}\r\n`;
+    head += `forwarded: ${H.forwarded ? `${H.forwarded}, ` : ''}for=${forwardedNode(peerIp)};host=${forwardedValue(host)};proto=http\r\n`;
+  } else {
+    head += `x-forwarded-for: ${peerIp}\r\nx-forwarded-proto: http\r\nx-forwarded-host: ${host}\r\nforwarded: for=${forwardedNode(peerIp)};host=${forwardedValue(host)};proto=http\r\n`;
+  }
+  head += `x-real-ip: ${clientIp}\r\n`;
   if (body === Body.Length) head += `content-length: ${length}\r\n`;
   else if (body === Body.Chunked) head += 'transfer-encoding: chunked\r\n';
   else if (clCount === 1) head += 'content-length: 0\r\n';
@@ -776,7 +799,7 @@ export class Exchange implements UpstreamSink {
     for (let i = 0; i < headers.length; i += 2) {
       const name = headers[i]!;
       let value = headers[i + 1]!;
-      if (NOTABLE_RESPONSE_NAME_LENGTHS[name.length] === 1 || connection) {
+      if (NOTABLE_RESPONSE_NAME_LENGTHS[name.length] === 1 || connection || name.length === pool.headerLower.length) {
         const lower = name.toLowerCase();
         if (droppedResponseHeader(lower)) {
           if (lower === 'content-length') declaredLength = Number(value);
@@ -784,8 +807,19 @@ export class Exchange implements UpstreamSink {
         }
         // Headers the backend named in Connection are hop-by-hop too (RFC 9110 §7.6.1).
         if (connection && connectionListed(connection, lower)) continue;
-        if (lower === 'set-cookie' && pool.sessionCookie) {
+        // Tether's token header is Tether's: a backend's copy would sit beside (or instead of) it.
+        if (lower === pool.headerLower) {
+          this.ctx.counters.inc(C.backend_route_cookie_dropped);
+          continue;
+        }
+        if (lower === 'set-cookie' && (pool.sessionCookie || pool.sticky.mode === 'cookie')) {
           const parsed = parseSetCookie(value);
+          // Tether's own cookie, set by the backend: two values for one name would leave the
+          // client's route to whichever the browser keeps. Dropped and counted.
+          if (parsed && pool.sticky.mode === 'cookie' && parsed.name === pool.sticky.name) {
+            this.ctx.counters.inc(C.backend_route_cookie_dropped);
+            continue;
+          }
           if (parsed && parsed.name === pool.sessionCookie) {
             this.observeSessionCookie(parsed.value, parsed.deletes, parsed.expiresAt, served);
             if (pool.sticky.mode === 'prefix' && !parsed.deletes) {

@@ -9,6 +9,7 @@ import type { UpstreamConnection } from './upstream/pool.js';
 import { parseBindPolicy, TerminalCache, type BindPolicy } from '../sticky/binding.js';
 import { backendRef, type SessionStore } from '../sticky/sessions.js';
 import type { Fingerprinter } from '../shared-memory/fingerprint.js';
+import { parseCidr, TrustedProxies, type Cidr } from './forwarding.js';
 
 export interface BackendRuntime {
   readonly id: string;
@@ -82,6 +83,8 @@ export class Runtime {
   readonly defaultPool: PoolRuntime;
   /** False when every request goes to the default pool: the Host header need not be parsed. */
   readonly hasRoutes: boolean;
+  /** --trusted-proxies: whose forwarding headers are believed. */
+  readonly trustedProxies: TrustedProxies;
 
   /**
    * `previous`: the snapshot this one replaces (registry changes). A backend whose pool, ID,
@@ -103,6 +106,14 @@ export class Runtime {
     this.defaultPool = first;
     this.routes = compileRoutes(config.routes, this.pools);
     this.hasRoutes = this.routes.length > 0;
+    // The schema validated every entry; a config built without it (tests) gets the same check.
+    this.trustedProxies = new TrustedProxies(
+      config.trustedProxies.map((t) => {
+        const c = parseCidr(t);
+        if (typeof c === 'string') throw new Error(c);
+        return c as Cidr;
+      }),
+    );
   }
 
   /**

@@ -72,6 +72,7 @@ export function createMetrics(src: MetricSources): { text(): Promise<string>; co
     ['tether_tokens_issued_total', 'tokens_issued', 'Route tokens issued (new, failed over or refreshed)'],
     ['tether_sessions_learned_total', 'sessions_learned', 'Application sessions recorded from a backend Set-Cookie (learn mode, or bound prefix-mode sessions)'],
     ['tether_sessions_forgotten_total', 'sessions_forgotten', 'Sessions removed because the backend expired their cookie'],
+    ['tether_backend_route_cookie_dropped_total', 'backend_route_cookie_dropped', 'Set-Cookie for Tether\'s own cookie (or Tether\'s token header) sent by a backend: dropped, so the client keeps one route'],
     ['tether_binding_unverifiable_total', 'binding_unverifiable', 'Sessions presented without a terminal recorded under the pool\'s current policy (let through)'],
   ];
   for (const [name, counter, help] of simple) mirroredCounter(registry, name, help, () => r.total(counter));

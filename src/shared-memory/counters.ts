@@ -80,6 +80,8 @@ export const C = {
   authz_rate_limited: 54,
   authz_no_server: 55,
   access_log_dropped: 56,
+  /** A backend's own Set-Cookie for Tether's cookie (or its own token header): dropped, never beside Tether's. */
+  backend_route_cookie_dropped: 57,
 } as const;
 
 export type GlobalCounter = keyof typeof C;

@@ -54,20 +54,20 @@ function headerNames(rawHeaders: string[]): string[] {
 }
 
 describe('X-Forwarded-*', () => {
-  it('sets X-Forwarded-For to the client address, appending to what the client sent', async () => {
+  it('sets X-Forwarded-For to the client address, replacing what an untrusted client sent', async () => {
     const { backend, t } = await setup();
     await request({ port: t.port, path: '/plain', localAddress: '127.0.0.2' });
     await request({ port: t.port, path: '/chain', localAddress: '127.0.0.3', headers: { 'x-forwarded-for': '203.0.113.7, 198.51.100.1' } });
     expect(backend.received[0]!.headers['x-forwarded-for']).toBe('127.0.0.2');
-    expect(backend.received[1]!.headers['x-forwarded-for']).toBe('203.0.113.7, 198.51.100.1, 127.0.0.3');
+    expect(backend.received[1]!.headers['x-forwarded-for']).toBe('127.0.0.3');
   });
 
-  it('joins repeated X-Forwarded-For fields in order, then appends the client', async () => {
+  it('repeated X-Forwarded-For fields from an untrusted client: one field, the client address', async () => {
     const { backend, t } = await setup();
     await rawRequest(t.port, 'GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 192.0.2.1\r\nX-Forwarded-For: 192.0.2.2\r\n\r\n');
     const seen = backend.received[0]!;
     expect(seen.rawHeaders.filter((_, i) => i % 2 === 0 && seen.rawHeaders[i]!.toLowerCase() === 'x-forwarded-for')).toHaveLength(1);
-    expect(seen.headers['x-forwarded-for']).toBe('192.0.2.1, 192.0.2.2, 127.0.0.1');
+    expect(seen.headers['x-forwarded-for']).toBe('127.0.0.1');
   });
 
   it('sets X-Forwarded-Proto http and X-Forwarded-Host from Host, replacing client-supplied values', async () => {
