@@ -32,6 +32,14 @@ function run(cmd: string, args: string[], input = ''): Promise<{ code: number | 
       clearTimeout(timer);
       resolve({ code, stdout, stderr });
     });
+    // The child may exit before reading its input (openssl s_client does when the connection
+    // is refused): the write then fails with EPIPE, which is its exit code's business, not an
+    // uncaught error that fails the whole test run.
+    p.stdin.on('error', () => undefined);
+    p.on('error', (err) => {
+      clearTimeout(timer);
+      resolve({ code: null, stdout, stderr: `${stderr}${err.message}` });
+    });
     p.stdin.end(input);
   });
 }

@@ -260,13 +260,17 @@ describe('HealthChecker', () => {
     const port = srv.port;
     let relisten: net.Server | undefined;
     onTestFinished(() => new Promise<void>((resolve) => (relisten ? relisten.close(() => resolve()) : resolve())));
+    // Listening again on a fixed port can fail (another test file may have taken the port
+    // meanwhile): that fails the test with the reason rather than as an uncaught error.
+    let relistenFailed!: (err: Error) => void;
+    const relistenError = new Promise<never>((_resolve, reject) => (relistenFailed = reject));
     const w = watchedChecker({
       // Callbacks run between checks, so each server change lands before the next check starts.
       onResult: (_key, r) => { if (r.ok && w.results.length === 1) void srv.stopListening(); },
-      onChange: (_key, up) => { if (!up) relisten = net.createServer((s) => s.destroy()).listen(port, '127.0.0.1'); },
+      onChange: (_key, up) => { if (!up) relisten = net.createServer((s) => s.destroy()).on('error', relistenFailed).listen(port, '127.0.0.1'); },
     });
     w.checker.setTargets([{ key: 't', host: '127.0.0.1', port, check: tcpCheck({ fall: 2, rise: 1 }) }]);
-    await w.until(() => w.changes.length === 2);
+    await Promise.race([w.until(() => w.changes.length === 2), relistenError]);
     expect(w.changes).toEqual([
       { key: 't', up: false, detail: 'connect refused (ECONNREFUSED)' },
       { key: 't', up: true, detail: 'connected' },
