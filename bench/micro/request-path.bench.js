@@ -1,6 +1,6 @@
 // The whole JS request path of a worker — handleRequest, sticky token read, backend pick, head
 // serialization, the upstream response parse and the response write — driven through stand-ins
-// for uWS's HttpRequest/HttpResponse and an upstream socket, so it measures only the user-space
+// for the front door's request/response (src/data-plane/front-door/client.ts) and an upstream socket, so it measures only the user-space
 // CPU a request costs Tether, without syscalls or the machine's noise. Run after `npm run build`:
 //   node bench/micro/request-path.bench.js
 import { createRequire } from 'node:module';
@@ -18,13 +18,12 @@ import { SessionStore } from '../../dist/sticky/sessions.js';
 const require = createRequire(import.meta.url);
 const Benchmark = require('benchmark');
 
-const REMOTE = new TextEncoder().encode('127.0.0.2').buffer;
 const RESPONSE = Buffer.from('HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nDate: Sun, 22 Nov 2026 20:00:00 GMT\r\nuWebSockets: 20\r\nContent-Length: 4\r\n\r\napp1', 'latin1');
 let written = 0;
 let lastSetCookie = '';
 const res = {
   onAborted() { return this; }, onData() { return this; }, onWritable() { return this; },
-  getRemoteAddressAsText: () => REMOTE.slice(0),
+  getRemoteAddress: () => '127.0.0.2',
   cork(fn) { fn(); return this; },
   writeStatus(s) { written += s.length; return this; },
   writeHeader(k, v) {

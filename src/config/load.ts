@@ -286,6 +286,22 @@ export const FLAGS: readonly FlagSpec[] = [
     apply: (raw, v) => setNumber((raw.timeouts ??= {}) as Json, 'idleMs', v, 'milliseconds'),
   },
   {
+    flag: 'max-request-head-bytes', arg: 'BYTES', help: 'Longest request head (request line and headers) a client may send; more is 431. 1024-65536. Default 16384.',
+    apply: (raw, v) => setNumber((raw.limits ??= {}) as Json, 'maxRequestHeadBytes', v, 'bytes'),
+  },
+  {
+    flag: 'max-request-headers', arg: 'N', help: 'Most header fields in a request; more is 431. 16-1000. Default 100.',
+    apply: (raw, v) => setNumber((raw.limits ??= {}) as Json, 'maxRequestHeaders', v, 'a count of header fields'),
+  },
+  {
+    flag: 'request-head-timeout', arg: 'MS', help: 'A request head must be complete this long after it starts (slow clients get 408). Default 10000.',
+    apply: (raw, v) => setNumber((raw.timeouts ??= {}) as Json, 'requestHeadMs', v, 'milliseconds'),
+  },
+  {
+    flag: 'keepalive-timeout', arg: 'MS', help: 'An idle client keep-alive connection is closed after this long. Default 75000.',
+    apply: (raw, v) => setNumber((raw.timeouts ??= {}) as Json, 'clientKeepAliveMs', v, 'milliseconds'),
+  },
+  {
     flag: 'pool', arg: 'NAME', repeat: true,
     help: 'Declare a pool with default settings and no backends yet (its agents announce them; needs --agent-keys).',
     apply(raw, v) {

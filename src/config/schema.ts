@@ -188,13 +188,21 @@ export const configSchema = z
         idleMs: z.number().int().min(1).default(60_000),
         /** How long an idle pooled upstream connection is kept. */
         keepAliveMs: z.number().int().min(1).default(30_000),
+        /** A client's request head must be complete this long after its first byte (slow heads: 408). */
+        requestHeadMs: z.number().int().min(100).max(600_000).default(10_000),
+        /** An idle client keep-alive connection is closed after this long. */
+        clientKeepAliveMs: z.number().int().min(100).max(3_600_000).default(75_000),
       })
       .strict()
-      .default({ connectMs: 3_000, responseMs: 60_000, idleMs: 60_000, keepAliveMs: 30_000 }),
+      .default({ connectMs: 3_000, responseMs: 60_000, idleMs: 60_000, keepAliveMs: 30_000, requestHeadMs: 10_000, clientKeepAliveMs: 75_000 }),
     limits: z
       .object({
         maxIdlePerBackend: z.number().int().min(0).default(256),
         maxResponseHeaderBytes: z.number().int().min(1024).default(65_536),
+        /** A client's request head (request line, fields, final CRLF) over this is answered 431. */
+        maxRequestHeadBytes: z.number().int().min(1024).max(65_536).default(16_384),
+        /** More request header fields than this is answered 431. */
+        maxRequestHeaders: z.number().int().min(16).max(1_000).default(100),
         /**
          * glibc's M_TRIM_THRESHOLD, set once at start: free memory a heap keeps instead of giving
          * it back to the kernel (native/include/tether/malloc_tuning.h says why a relay needs it).
@@ -203,7 +211,7 @@ export const configSchema = z
         mallocTrimThresholdBytes: z.number().int().min(0).max(1024 * 1024 * 1024).default(128 * 1024 * 1024),
       })
       .strict()
-      .default({ maxIdlePerBackend: 256, maxResponseHeaderBytes: 65_536, mallocTrimThresholdBytes: 128 * 1024 * 1024 }),
+      .default({ maxIdlePerBackend: 256, maxResponseHeaderBytes: 65_536, maxRequestHeadBytes: 16_384, maxRequestHeaders: 100, mallocTrimThresholdBytes: 128 * 1024 * 1024 }),
     /** Admin API mutations (add, drain, remove backends; revoke sessions) need this bearer token; null: refused. */
     adminTokenFile: z.string().min(1).nullable().default(null),
     /** The agents' control channel (/control on the admin listener). */

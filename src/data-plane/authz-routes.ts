@@ -1,9 +1,9 @@
-// The authorization handshake's HTTP routes on a worker's uWS app: POST <path>/hello and
+// The authorization handshake's HTTP routes on a worker's front door: POST <path>/hello and
 // <path>/proof (src/authz/balancer.ts does the work). Bodies are small and bounded; each
 // request has a deadline; the answer is JSON or msgpack, like the request.
 import { realClient } from './forwarding.js';
 import { createHmac } from 'node:crypto';
-import type { HttpRequest, HttpResponse, TemplatedApp } from '@trufflesuite/uws-js-unofficial';
+import type { ClientRequest as HttpRequest, ClientResponse as HttpResponse } from './front-door/client.js';
 import { AuthzService, LIMIT_WINDOW_MS, encodeAnswer, parseBody, type AuthzAnswer, type AuthzOutcome, type FailureCounts } from '../authz/balancer.js';
 import { b64u } from '../authz/protocol.js';
 import type { Config } from '../config/schema.js';
@@ -40,10 +40,11 @@ function challengeSecrets(ring: KeyRing): Buffer[] {
 export interface AuthzRoutes {
   setTerminalKeys(keys: [string, Uint8Array][]): void;
   setKeyRing(ring: KeyRing): void;
+  /** The handler for this request if it is POST <path>/hello or <path>/proof, else null. */
+  match(method: string, url: string): ((res: HttpResponse, req: HttpRequest) => void) | null;
 }
 
 export function mountAuthz(
-  app: TemplatedApp,
   o: {
     config: Config;
     keyRing: KeyRing;
@@ -123,7 +124,7 @@ export function mountAuthz(
       clearTimeout(deadline);
     });
     // The terminal's address, as a trusted proxy in front vouches for it (./forwarding.ts).
-    const clientIp = which === 'proof' ? realClient(Buffer.from(res.getRemoteAddressAsText()).toString('latin1'), req.getHeader('x-forwarded-for'), o.runtime().trustedProxies) : '';
+    const clientIp = which === 'proof' ? realClient(res.getRemoteAddress(), req.getHeader('x-forwarded-for'), o.runtime().trustedProxies) : '';
     res.onData((chunk, isLast) => {
       if (done) return;
       size += chunk.byteLength;
@@ -132,7 +133,7 @@ export function mountAuthz(
         answer({ status: 413, body: { error: 'bad_request', message: `request body over ${MAX_BODY} bytes` } }, binaryRequest, true);
         return;
       }
-      chunks.push(Buffer.from(chunk.slice(0)));
+      chunks.push(Buffer.from(chunk)); // a view valid only during this call
       if (!isLast) return;
       const parsed = parseBody(Buffer.concat(chunks), contentType);
       if (typeof parsed === 'string') {
@@ -143,10 +144,13 @@ export function mountAuthz(
       answer(which === 'hello' ? service.hello(parsed.body, parsed.binary) : service.proof(parsed.body, parsed.binary, clientIp), parsed.binary);
     });
   };
-  app.post(`${cfg.path}/hello`, route('hello'));
-  app.post(`${cfg.path}/proof`, route('proof'));
+  const hello = route('hello');
+  const proof = route('proof');
+  const helloPath = `${cfg.path}/hello`;
+  const proofPath = `${cfg.path}/proof`;
   return {
     setTerminalKeys: (keys) => (terminalKeys = new Map(keys)),
     setKeyRing: (ring) => (secrets = challengeSecrets(ring)),
+    match: (method, url) => (method !== 'POST' ? null : url === helloPath ? hello : url === proofPath ? proof : null),
   };
 }

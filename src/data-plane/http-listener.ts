@@ -3,7 +3,7 @@
 // token, picks a backend, and hands the rest to an Exchange that streams the request to a
 // pooled upstream connection and the response back, with backpressure both ways and a
 // deadline on every wait.
-import type { HttpRequest, HttpResponse } from '@trufflesuite/uws-js-unofficial';
+import type { ClientRequest as HttpRequest, ClientResponse as HttpResponse } from './front-door/client.js';
 import { chunkHeader, LAST_CHUNK, isToken, type ResponseHandlers } from './upstream/codec.js';
 import { acquire, release, type UpstreamConnection, type UpstreamSink } from './upstream/pool.js';
 import type { BackendRuntime, PoolRuntime, Runtime } from './runtime.js';
@@ -243,8 +243,7 @@ export function handleRequest(ctx: ListenerContext, res: HttpResponse, req: Http
 
   const runtime = ctx.runtime();
   const pool = runtime.hasRoutes ? runtime.route(hostnameOf(host), path) : runtime.defaultPool;
-  // An IP address in ASCII: decoded straight from uWS's ArrayBuffer, no Buffer in between.
-  const peerIp = String.fromCharCode.apply(null, new Uint8Array(res.getRemoteAddressAsText()) as unknown as number[]);
+  const peerIp = res.getRemoteAddress();
   // Forwarding headers are believed only from --trusted-proxies (./forwarding.ts); the client
   // they vouch for is the one binding, hashing and the access log see.
   const trusted = runtime.trustedProxies;
@@ -710,13 +709,13 @@ export class Exchange implements UpstreamSink {
     return socket.write(chunk);
   }
 
-  private onClientData(ab: ArrayBuffer, isLast: boolean): void {
+  private onClientData(view: Uint8Array, isLast: boolean): void {
     clock.now = Date.now();
     // Answered already (an error, or the backend replied early): the rest of the body has
     // nowhere to go, and must not pile up here.
     if (this.phase === Phase.Done) return;
-    // The ArrayBuffer is only valid during this call: copy it.
-    const chunk = ab.byteLength > 0 ? Buffer.from(new Uint8Array(ab)) : null;
+    // The view is only valid during this call: copy it.
+    const chunk = view.byteLength > 0 ? Buffer.from(view) : null;
     if (isLast) this.bodyEnded = true;
     const cfg = this.ctx.runtime().config;
     if (this.bodyStarted) {

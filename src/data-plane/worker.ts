@@ -1,9 +1,9 @@
-// Worker thread entry: one uWS app listening on every HTTP address (SO_REUSEPORT, so the
-// kernel spreads connections over workers), its own native addon instance and upstream pools,
-// a sweeper that enforces every deadline, and a message port to the orchestrator.
+// Worker thread entry: the HTTP front door listening on every HTTP address (SO_REUSEPORT, so
+// the kernel spreads connections over workers), its own native addon instance and upstream
+// pools, a sweeper that enforces every deadline, and a message port to the orchestrator.
 import { parentPort, workerData } from 'node:worker_threads';
-import type { us_listen_socket } from '@trufflesuite/uws-js-unofficial';
-import { loadUws } from './uws.js';
+import { FrontDoor, type FrontDoorSettings } from './front-door/front-door.js';
+import type { Config } from '../config/schema.js';
 import { ActiveExchanges, handleRequest, type ListenerContext } from './http-listener.js';
 import { Runtime } from './runtime.js';
 import { decode, encode, type FromWorker, type GrantToPush, type ToWorker, type WorkerInit } from './messages.js';
@@ -20,6 +20,15 @@ import { RouteTokens } from '../sticky/route-token.js';
 import type { KeyRing } from '../orchestrator/key-ring.js';
 
 const SWEEP_MS = 100;
+
+function frontDoorSettings(config: Config): FrontDoorSettings {
+  return {
+    maxHeadBytes: config.limits.maxRequestHeadBytes,
+    maxHeaders: config.limits.maxRequestHeaders,
+    headTimeoutMs: config.timeouts.requestHeadMs,
+    keepAliveTimeoutMs: config.timeouts.clientKeepAliveMs,
+  };
+}
 const NO_FINGERPRINT = { fingerprint: false } as const;
 
 function send(msg: FromWorker): void {
@@ -32,7 +41,6 @@ function log(level: 'warn' | 'error', msg: string, fields?: Record<string, unkno
 
 function main(): void {
   const init = workerData as WorkerInit;
-  const uws = loadUws();
   const counters = new WorkerCounters(init.shared, init.layout, init.workerIndex);
   const tokens = new RouteTokens(createTokenCrypto(), { maxAgeSec: init.config.tokenMaxAgeSec, now: () => clock.now });
   const applyKeyRing = (ring: KeyRing) => tokens.setKeyRing(ring.keys, ring.sealKeyId);
@@ -72,14 +80,13 @@ function main(): void {
     }
   };
 
-  const app = uws.App();
-  // A thread that ends with uWS sockets open aborts the whole process (libuv's loop-close
-  // check), so every way out of a worker closes the app first; the orchestrator then replaces
-  // this worker and counts it.
+  // Every way out of a worker closes its sockets first; the orchestrator then replaces this
+  // worker and counts it.
+  let frontDoor: FrontDoor | null = null;
   const die = (why: string, err: unknown) => {
     log('error', `worker ${init.workerIndex} failed: ${why}`, { err: String((err as Error)?.stack ?? err) });
     ctx.accessLog?.closeNow();
-    app.close();
+    frontDoor?.closeAll();
     process.exit(70);
   };
   process.on('uncaughtException', (err) => die('uncaught exception', err));
@@ -95,7 +102,7 @@ function main(): void {
     if (grants.length > 0) send({ v: 1, type: 'grants', grants });
   };
   const authz = init.authz
-    ? mountAuthz(app, {
+    ? mountAuthz({
         config: init.config,
         keyRing: init.keyRing,
         terminalKeys: init.authz.terminalKeys,
@@ -113,7 +120,17 @@ function main(): void {
       })
     : null;
 
-  app.any('/*', (res, req) => {
+  frontDoor = new FrontDoor(frontDoorSettings(init.config), {
+    onRequest: (res, req) => serve(res, req),
+    onRefused: (reason, detail, status) => {
+      counters.inc(C[`refused_${reason}`]);
+      if (status === 400) counters.inc(C.bad_requests);
+      if (status >= 400) counters.inc(status >= 500 ? C.responses_5xx : C.responses_4xx);
+      void detail;
+    },
+    onAcceptError: (err) => log('warn', `accept failed: ${err.message}`),
+  });
+  const serve = (res: Parameters<typeof handleRequest>[1], req: Parameters<typeof handleRequest>[2]) => {
     if (faultInjection && req.getHeader('x-tether-fault') === 'crash-worker') {
       res.onAborted(() => {});
       setImmediate(() => {
@@ -122,7 +139,9 @@ function main(): void {
       return;
     }
     try {
-      handleRequest(ctx, res, req);
+      const authzRoute = authz?.match(req.getCaseSensitiveMethod(), req.getUrl());
+      if (authzRoute) authzRoute(res, req);
+      else handleRequest(ctx, res, req);
     } catch (err) {
       // A bug must cost one request, not the worker and every connection on it.
       log('error', 'request handler failed', { err: String((err as Error)?.stack ?? err) });
@@ -132,16 +151,17 @@ function main(): void {
         // Already answered or aborted.
       }
     }
-  });
+  };
 
   const sweeper = setInterval(() => {
     const now = (clock.now = Date.now());
     active.expire(now);
+    frontDoor?.sweep(now);
     for (const pool of runtime.pools.values()) for (const b of pool.backends) sweepIdle(b, now, runtime.config.timeouts.keepAliveMs);
   }, SWEEP_MS);
 
-  // TLS passthrough listeners (if any) open after the HTTP ones (uWS calls the listen callback
-  // synchronously, so this is defined first); the worker reports itself listening once both are up.
+  // TLS passthrough listeners (if any) open after the HTTP ones; the worker reports itself
+  // listening once both are up.
   let passthrough: Passthrough | null = null;
   const startTls = () => {
     if (init.config.passthrough.listen.length === 0) {
@@ -163,8 +183,7 @@ function main(): void {
         send({ v: 1, type: 'listening', workerIndex: init.workerIndex, ports });
       },
       (err: Error & { code?: string }) => {
-        listenSockets.length = 0;
-        app.close();
+        frontDoor?.closeAll();
         log('error', `passthrough listener failed: ${err.message}`, { code: err.code });
         send({ v: 1, type: 'listen-failed', workerIndex: init.workerIndex, address: init.config.passthrough.listen.map((a) => `${a.host}:${a.port}`).join(', ') });
         clearInterval(sweeper);
@@ -172,30 +191,19 @@ function main(): void {
       },
     );
   };
-  const listenSockets: us_listen_socket[] = [];
   const ports: number[] = [];
-  const addresses = init.config.listen;
-  let pending = addresses.length;
-  // TLS passthrough only (--listen off): nothing for uWS to open.
-  if (pending === 0) startTls();
-  for (const [i, addr] of addresses.entries()) {
-    app.listen(addr.host, addr.port, (ls) => {
-      if (!ls) {
-        // Close what did open: a thread exiting with uWS sockets open aborts the process.
-        listenSockets.length = 0;
-        app.close();
-        send({ v: 1, type: 'listen-failed', workerIndex: init.workerIndex, address: `${addr.host}:${addr.port}` });
-        // Exit so the orchestrator can retry this worker (with backoff) or stop, as it decides.
-        clearInterval(sweeper);
-        process.exit(3);
-      }
-      listenSockets.push(ls);
-      ports[i] = uws.us_socket_local_port(ls as never);
-      if (--pending === 0) startTls();
-    });
+  // TLS passthrough only (--listen off): no HTTP listener to open.
+  try {
+    for (const addr of init.config.listen) ports.push(frontDoor.listen(openReusePortListener(addr.host, addr.port)));
+  } catch (err) {
+    frontDoor.closeAll();
+    log('error', `HTTP listener failed: ${(err as Error).message}`, { code: (err as { code?: string }).code });
+    send({ v: 1, type: 'listen-failed', workerIndex: init.workerIndex, address: init.config.listen.map((a) => `${a.host}:${a.port}`).join(', ') });
+    // Exit so the orchestrator can retry this worker (with backoff) or stop, as it decides.
+    clearInterval(sweeper);
+    process.exit(3);
   }
-
-
+  startTls();
 
   parentPort!.on('message', (data: unknown) => {
     const msg = decode<ToWorker>(data);
@@ -224,14 +232,16 @@ function main(): void {
           if (snap.config && snap.routeSlots) routeSet = compileRouteSet(config.passthrough, snap.routeSlots);
           for (const b of Runtime.retire(runtime, next)) for (const conn of b.idle.splice(0)) conn.destroy();
           runtime = next;
+          if (frontDoor) frontDoor.settings = frontDoorSettings(config);
           backendsVersion = snap.version;
         }
         send({ v: 1, type: 'backends-applied', workerIndex: init.workerIndex, version: backendsVersion });
         return;
       }
       case 'shutdown': {
-        // Stop accepting; let in-flight exchanges finish until the drain deadline.
-        for (const ls of listenSockets.splice(0)) uws.us_listen_socket_close(ls);
+        // Stop accepting; idle connections close now, busy ones after their response; in-flight
+        // exchanges finish until the drain deadline.
+        frontDoor?.drain();
         const deadline = Date.now() + msg.drainMs;
         let tlsDrained = passthrough === null;
         void passthrough?.close(msg.drainMs).then(() => (tlsDrained = true));
@@ -242,7 +252,7 @@ function main(): void {
             send({ v: 1, type: 'drained', workerIndex: init.workerIndex });
             // The access log's last lines first (bounded: a stuck disk must not hold the exit).
             const exit = () => {
-              app.close(); // idle keep-alive connections too: see `die`
+              frontDoor?.closeAll();
               process.exit(0);
             };
             const accessLog = ctx.accessLog;

@@ -1,5 +1,6 @@
 // Prometheus metrics, read from the workers' shared-memory counters at scrape time: the data
 // path never sends a message per request, and a scrape costs a sum over a few slots.
+import { REFUSAL_REASONS } from '../data-plane/front-door/refusals.js';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { LATENCY_BOUNDS_MS, type CounterReader, type GlobalCounter } from '../shared-memory/counters.js';
 import type { KeyRing } from './key-ring.js';
@@ -95,6 +96,13 @@ export function createMetrics(src: MetricSources): { text(): Promise<string>; co
       ['invalid_expired', total('sticky_invalid_expired')],
       ['backend_unknown', total('sticky_backend_unknown')],
     ],
+  );
+  mirroredByLabel(
+    registry,
+    'tether_front_door_refusals_total',
+    'Requests refused by the HTTP front door before routing (400/405/408/431/505, or closed for an HTTP/2 preface), by reason',
+    'reason',
+    REFUSAL_REASONS.map((reason) => [reason, total(`refused_${reason}`)]),
   );
   mirroredByLabel(registry, 'tether_learn_total', 'Learn-mode lookups of the first session cookie: hit (routed to the learned backend) or miss (not in the table)', 'outcome', [
     ['hit', total('learn_hits')],

@@ -82,6 +82,26 @@ export const C = {
   access_log_dropped: 56,
   /** A backend's own Set-Cookie for Tether's cookie (or its own token header): dropped, never beside Tether's. */
   backend_route_cookie_dropped: 57,
+  // The HTTP front door: requests refused before the request path saw them, by reason.
+  refused_bad_request_line: 58,
+  refused_bad_method: 59,
+  refused_bad_target: 60,
+  refused_bad_version: 61,
+  refused_h2_preface: 62,
+  refused_bare_lf: 63,
+  refused_bare_cr: 64,
+  refused_control_byte: 65,
+  refused_obs_fold: 66,
+  refused_space_before_colon: 67,
+  refused_bad_field_name: 68,
+  refused_head_too_large: 69,
+  refused_too_many_headers: 70,
+  refused_bad_content_length: 71,
+  refused_te_and_content_length: 72,
+  refused_bad_transfer_encoding: 73,
+  refused_bad_chunk: 74,
+  refused_connect_method: 75,
+  refused_head_timeout: 76,
 } as const;
 
 export type GlobalCounter = keyof typeof C;

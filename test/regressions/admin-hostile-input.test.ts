@@ -9,6 +9,7 @@ import { execFile } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { adminToken, CLI, startTether, type TetherProcess } from '../helpers/tether.js';
 import { startBackend, type TestBackend } from '../helpers/backends.js';
+import { prng } from '../helpers/sticky.js';
 import { startAdmin, type AdminHandlers } from '../../src/orchestrator/admin.js';
 
 /** One raw request on its own connection: the whole response as text ('' if closed without one). */
@@ -89,7 +90,7 @@ describe('admin listener under hostile input', () => {
     };
     const lanes = [lane(), lane(), lane(), lane()];
 
-    const rng = seeded(0x17a);
+    const rng = prng(0x17a);
     const answered = new Map<number, number>();
     let next = 0;
     const TOTAL = 10_000;
@@ -202,18 +203,6 @@ describe('a held admin port', () => {
     }
   });
 });
-
-/** A small deterministic PRNG (mulberry32), so a failing fuzz case can be replayed. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const METHODS = ['GET', 'POST', 'DELETE', 'PUT', 'PATCH', 'OPTIONS', 'HEAD', 'get', 'FOO', 'POST '];
 const ROUTES = [
