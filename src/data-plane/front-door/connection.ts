@@ -103,7 +103,6 @@ export class ClientConnection {
   private peerEnded = false;
   /** Writes not yet taken by the kernel. */
   private queuedWrites = 0;
-  private requests = 0;
   private readonly onDone: (status: number) => void;
 
   constructor(
@@ -118,10 +117,6 @@ export class ClientConnection {
     handle.onread = () => this.onRead();
     tcp.useBuffer(handle, SHARED);
     handle.readStart();
-  }
-
-  get idle(): boolean {
-    return this.state === In.Head && this.current === null && !this.parser.started && this.pendingLen === 0;
   }
 
   /** Local address, for an HTTP/1.0 request without Host. */
@@ -305,8 +300,8 @@ export class ClientConnection {
         if (m === null || m[1] === '') return this.refuse(400, 'bad_target', `request target '${target.slice(0, 60)}' is neither a path nor an http(s) URL`);
         authority = m[1]!;
         if (authority.includes('@')) return this.refuse(400, 'bad_target', 'userinfo in the request target');
-        target = target.slice(m[0].length) || '/';
-        if (target.charCodeAt(0) === 0x3f) target = `/${target}`;
+        target = target.slice(m[0].length);
+        if (target.charCodeAt(0) !== 0x2f) target = `/${target}`; // '' or '?q=1': the path is '/'
       }
     }
     if (authority) {
@@ -326,7 +321,6 @@ export class ClientConnection {
       values.push(this.localHost());
     }
 
-    this.requests++;
     this.deadline = 0;
     this.bodyKind = kind;
     this.bodyLeft = length;

@@ -117,6 +117,8 @@ export class RequestHeadParser {
   private pos = 0;
   /** Where the request line starts (after skipped empty lines). */
   private lineStart = 0;
+  /** Part of a line has arrived (see `started`). */
+  private partial = false;
 
   constructor(public limits: HeadLimits) {}
 
@@ -131,11 +133,15 @@ export class RequestHeadParser {
     this.stage = Stage.Start;
     this.pos = 0;
     this.lineStart = 0;
+    this.partial = false;
   }
 
-  /** True once some byte of a request (not only empty lines) has been seen. */
+  /**
+   * True once any byte of this head has been seen (empty lines before a request included: a
+   * client dripping CRLFs must not keep pushing its head deadline back).
+   */
   get started(): boolean {
-    return this.stage !== Stage.Start || this.pos > this.lineStart;
+    return this.stage !== Stage.Start || this.pos > 0 || this.partial;
   }
 
   /**
@@ -158,14 +164,14 @@ export class RequestHeadParser {
         }
       }
       if (lf < 0) {
-        // Incomplete line. Refuse at once what can never become valid: too long, or bytes no
-        // line may hold (checked on the whole partial line so a slow client learns early).
+        // Incomplete line: refused at once only when it is already too long (its bytes are
+        // checked when it ends, so every split of the input gets the same verdict).
+        if (end > lineAt) this.partial = true;
         if (end - (start + this.lineStart) > limit) return this.fail(431, 'head_too_large', `request head over ${limit} bytes (--max-request-head-bytes)`);
-        if (this.stage === Stage.Start && end - lineAt >= 3 && buf[lineAt] === 0x50 && buf[lineAt + 1] === 0x52 && buf[lineAt + 2] === 0x49 && end - lineAt >= 14 && isH2Preface(buf, lineAt, end)) {
-          return this.fail(0, 'h2_preface', 'HTTP/2 connection preface on an HTTP/1.1 listener');
-        }
         return 0;
       }
+      // A line that passed the limit before its end: what a reader fed byte by byte saw first.
+      if (lf - (start + this.lineStart) > limit) return this.fail(431, 'head_too_large', `request head over ${limit} bytes (--max-request-head-bytes)`);
       if (lf === lineAt || buf[lf - 1] !== CR) {
         if (lf === lineAt) return this.fail(400, 'bare_lf', 'a line ends in LF without CR');
         // A line ending in a bare LF: refused, never guessed at.
@@ -210,8 +216,8 @@ export class RequestHeadParser {
     while (i < to && TCHAR[buf[i]!] === 1) i++;
     if (i === from || i >= to || buf[i] !== SP) {
       if (i < to && buf[i] === CR) return this.bad(400, 'bare_cr', `CR inside the request line: ${quote(buf, from, to)}`);
-      if (i === from || (i < to && buf[i] !== SP && buf[i]! < 0x20)) return this.bad(400, 'bad_request_line', `not an HTTP request line: ${quote(buf, from, to)}`);
-      return this.bad(400, i === from ? 'bad_request_line' : 'bad_method', `invalid method in request line ${quote(buf, from, to)}`);
+      if (i === from || i >= to || buf[i]! < 0x20) return this.bad(400, 'bad_request_line', `not an HTTP request line: ${quote(buf, from, to)}`);
+      return this.bad(400, 'bad_method', `invalid method in request line ${quote(buf, from, to)}`);
     }
     const methodEnd = i;
     const targetAt = ++i;
@@ -275,14 +281,6 @@ export class RequestHeadParser {
 
 function isDigit(c: number): boolean {
   return c >= 0x30 && c <= 0x39;
-}
-
-/** The HTTP/2 preface's first line, "PRI * HTTP/2.0\r\n", at buf[at] (needs 14+ bytes). */
-function isH2Preface(buf: Uint8Array, at: number, end: number): boolean {
-  const p = 'PRI * HTTP/2.0';
-  if (end - at < p.length) return false;
-  for (let i = 0; i < p.length; i++) if (buf[at + i] !== p.charCodeAt(i)) return false;
-  return true;
 }
 
 /** Names are mostly Title-Case: build the lower-cased string straight from the bytes. */
