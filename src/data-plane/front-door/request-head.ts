@@ -51,6 +51,11 @@ for (let c = 0x30; c <= 0x39; c++) TCHAR[c] = 1;
 for (let c = 0x41; c <= 0x5a; c++) TCHAR[c] = 1;
 for (let c = 0x61; c <= 0x7a; c++) TCHAR[c] = 1;
 
+/** A whole field name of tchars, and a byte a field value may not hold (the tables below, as regexes). */
+const TOKEN_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+// eslint-disable-next-line no-control-regex -- control bytes are exactly what it looks for
+const BAD_VALUE_RE = /[\x00-\x08\x0a-\x1f\x7f]/;
+
 /** Bytes allowed in a field value: HTAB, SP, VCHAR, obs-text. */
 const VALUE_BYTE = new Uint8Array(256);
 VALUE_BYTE[0x09] = 1;
@@ -154,15 +159,10 @@ export class RequestHeadParser {
     const limit = this.limits.maxHeadBytes;
     for (;;) {
       const lineAt = start + this.pos;
-      // Find the end of the next line among the bytes not yet checked.
-      let lf = -1;
-      for (let i = lineAt; i < end; i++) {
-        const c = buf[i]!;
-        if (c === LF) {
-          lf = i;
-          break;
-        }
-      }
+      // The end of the next line among the bytes not yet checked (memchr; bytes past `end`
+      // may be stale, so a hit there is no hit).
+      let lf = buf.indexOf(LF, lineAt);
+      if (lf >= end) lf = -1;
       if (lf < 0) {
         // Incomplete line: refused at once only when it is already too long (its bytes are
         // checked when it ends, so every split of the input gets the same verdict).
@@ -251,6 +251,25 @@ export class RequestHeadParser {
     const first = buf[from]!;
     if (first === SP || first === HTAB) return this.bad(400, 'obs_fold', `a folded header line (obs-fold): ${quote(buf, from, to)}`);
     if (this.names.length >= this.limits.maxHeaders) return this.bad(431, 'too_many_headers', `more than ${this.limits.maxHeaders} header fields (--max-request-headers)`);
+    // The common case, checked by the regex engine on the strings we build anyway instead of a
+    // JavaScript loop per byte; anything it does not accept takes the byte loop below, which
+    // finds out exactly what is wrong (and accepts the same lines: the two must agree).
+    const colon = buf.indexOf(0x3a, from);
+    if (colon > from && colon < to) {
+      const name = latin1(buf, from, colon);
+      if (TOKEN_RE.test(name)) {
+        let v = colon + 1;
+        while (v < to && (buf[v] === SP || buf[v] === HTAB)) v++;
+        let ve = to;
+        while (ve > v && (buf[ve - 1] === SP || buf[ve - 1] === HTAB)) ve--;
+        const value = v === ve ? '' : latin1(buf, v, ve);
+        if (!BAD_VALUE_RE.test(value)) {
+          this.names.push(name.toLowerCase());
+          this.values.push(value);
+          return true;
+        }
+      }
+    }
     let i = from;
     while (i < to && TCHAR[buf[i]!] === 1) i++;
     if (i === to || buf[i] !== 0x3a) {
