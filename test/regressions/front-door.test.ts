@@ -6,6 +6,9 @@
 // and 1-byte writes.
 import net from 'node:net';
 import { execFile } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTether, type TetherProcess } from '../helpers/tether.js';
 import { startBackend, type TestBackend } from '../helpers/backends.js';
@@ -19,6 +22,14 @@ let t: TetherProcess;
 
 beforeAll(async () => {
   backend = await startBackend('b', (req, res) => {
+    if (req.url === '/stream') {
+      // A body of unknown length: chunked to Tether, which must frame it for each client.
+      req.resume();
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.write('part one, ');
+      setImmediate(() => res.end('part two'));
+      return;
+    }
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
@@ -30,7 +41,7 @@ beforeAll(async () => {
   });
   raw = await startRawBackend();
   t = await startTether(
-    ['--no-demo', '--backend', `b=127.0.0.1:${backend.port}`, '--backend', `raw/r=127.0.0.1:${raw.port}`, '--sticky', 'none', '--sticky', 'raw/none', '--route', '/raw=raw', '--request-head-timeout', '1000'],
+    ['--no-demo', '--backend', `b=127.0.0.1:${backend.port}`, '--backend', `raw/r=127.0.0.1:${raw.port}`, '--sticky', 'none', '--sticky', 'raw/none', '--route', '/raw=raw', '--request-head-timeout', '5000', '--keepalive-timeout', '1500'],
     { workers: 2 },
   );
 });
@@ -267,6 +278,45 @@ describe('valid HTTP/1.1 and HTTP/1.0 that uWS refused', () => {
     expect(answers).toHaveLength(2);
     expect(answers[0]).toMatch(/\r\nconnection: keep-alive\r\n/i);
     expect(answers[0]).toMatch(/\r\ncontent-length: \d+\r\n/i);
+  });
+
+  it('HTTP/1.0 and a body of unknown length: sent close-delimited, without chunk framing', async () => {
+    const r = await converse(Buffer.from('GET /stream HTTP/1.0\r\nHost: h\r\nConnection: keep-alive\r\n\r\n', 'latin1'), 'one write');
+    expect(r.closed).toBe(true);
+    expect(r.text).toMatch(/\r\nconnection: close\r\n/i);
+    expect(r.text).not.toMatch(/transfer-encoding/i);
+    expect(r.text.slice(r.text.indexOf('\r\n\r\n') + 4)).toBe('part one, part two');
+  });
+
+  it('HTTP/1.1 and the same body: chunked, and the connection stays open for the next request', async () => {
+    const one = 'GET /stream HTTP/1.1\r\nHost: h\r\n\r\n';
+    const r = await converse(Buffer.from(one + one, 'latin1'), 'one write', (x) => (x.match(/0\r\n\r\n/g) ?? []).length >= 2);
+    expect(r.closed).toBe(false);
+    expect(responses(r.text)).toHaveLength(2);
+    for (const answer of responses(r.text)) expect(dechunk(answer.slice(answer.indexOf('\r\n\r\n') + 4))).toBe('part one, part two');
+  });
+
+  it('an idle keep-alive connection is closed after --keepalive-timeout, with nothing written', async () => {
+    const r = await converse(Buffer.from('GET /idle HTTP/1.1\r\nHost: h\r\n\r\n', 'latin1'), 'one write');
+    expect(r.closed, 'closed by Tether').toBe(true);
+    expect(responses(r.text)).toHaveLength(1);
+    expect(statusOf(r.text)).toBe(200);
+  });
+
+  it('Expect: 100-continue with curl: 100 Continue, then the upload goes through', async () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'tether-upload-')), 'body');
+    writeFileSync(file, 'x'.repeat(200_000));
+    const result = await new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
+      execFile(
+        'curl',
+        ['-sS', '-v', '--max-time', '10', '-H', 'Expect: 100-continue', '--data-binary', `@${file}`, '-o', '/dev/null', '-w', '%{http_code}', t.url('/upload')],
+        { maxBuffer: 16 * 1024 * 1024 },
+        (err, out, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, out, err: stderr }),
+      );
+    });
+    expect(result.code, result.err).toBe(0);
+    expect(result.out).toBe('200');
+    expect(result.err).toContain('HTTP/1.1 100 Continue');
   });
 
   it('OPTIONS * is forwarded as OPTIONS *', async () => {
