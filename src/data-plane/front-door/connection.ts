@@ -334,12 +334,7 @@ export class ClientConnection {
     const ex = new FrontExchange(this, method, q < 0 ? target : target.slice(0, q), q < 0 ? '' : target.slice(q + 1), p.minor, keepAlive, expect && p.minor === 1 && kind !== BodyKind.None);
     this.current = ex;
     this.state = kind === BodyKind.None ? In.Wait : In.Body;
-    ex.inHandler = true;
-    try {
-      this.owner.onRequest(ex, ex);
-    } finally {
-      ex.inHandler = false;
-    }
+    this.owner.onRequest(ex, ex);
     return !this.closed;
   }
 
@@ -393,7 +388,10 @@ export class ClientConnection {
       this.closeNow();
       return;
     }
+    // A request the request path still holds (a malformed body mid-way) is over for it.
+    const ex = this.current;
     this.current = null;
+    ex?.abort();
     const bytes = Buffer.from(body, 'utf8');
     this.send([`HTTP/1.1 ${status} ${REASON[status] ?? 'Error'}\r\ndate: ${httpDate()}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${bytes.length}\r\nconnection: close\r\n\r\n`, bytes]);
     this.closeAfterWrites();
@@ -428,8 +426,9 @@ export class ClientConnection {
   /**
    * Shutdown begins. An idle connection closes (after DRAIN_GRACE_MS); one with a request in
    * flight (or with part of a head already in, which started before the signal) closes after
-   * that response, which says `Connection: close`. No new request starts: whatever follows is left unread, and the
-   * client retries it elsewhere (RFC 9112 §9.3.1: a connection closed before any response).
+   * that response, which says `Connection: close`. No new request starts: whatever follows is
+   * left unread, and the client retries it elsewhere (RFC 9112 §9.3.1: a connection closed
+   * before any response).
    */
   drain(): void {
     // A request the client sent just before the signal may still be in the kernel's buffer:
@@ -611,7 +610,6 @@ export class ClientConnection {
  */
 export class FrontExchange implements ClientRequest, ClientResponse {
   headSent = false;
-  inHandler = false;
   private status = '200 OK';
   private headers = '';
   private hasLength = false;
