@@ -1,7 +1,7 @@
 // Spawns the built `tether` binary as a user would, on loopback port 0, and waits (with a
 // deadline) for its structured "listening" log line. Every process is stopped by its pid.
 import http from 'node:http';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { randomBytes } from 'node:crypto';
@@ -32,6 +32,15 @@ export function reloadVia(t: { adminPort: number }, authorization: string): Prom
 }
 
 export const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
+
+/** Runs the built CLI with `args` until it exits (killed after `ms`): its exit code and all it printed. */
+export function runToExit(args: readonly string[], ms = 20_000): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, ['--single-threaded-gc', CLI, ...args], { timeout: ms }, (err, stdout, stderr) =>
+      resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, out: stdout + stderr }),
+    );
+  });
+}
 
 export interface TetherProcess {
   proc: ChildProcess;

@@ -2,23 +2,15 @@
 // the address — not a V8/libuv abort (a worker thread exiting with uWS sockets open used to take
 // the process down) and not a restart loop.
 import net from 'node:net';
-import { execFile } from 'node:child_process';
 import { expect, it } from 'vitest';
-import { CLI } from '../helpers/tether.js';
+import { runToExit } from '../helpers/tether.js';
 
 it('a taken --listen port: exit code 1 within the deadline, TETHER_ERR_LISTEN naming the address', async () => {
   const holder = net.createServer();
   await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', () => resolve()));
   const port = (holder.address() as net.AddressInfo).port;
   try {
-    const result = await new Promise<{ code: number | null; out: string }>((resolve) => {
-      execFile(
-        process.execPath,
-        ['--single-threaded-gc', CLI, '--listen', `127.0.0.1:${port}`, '--admin', 'off', '--workers', '2', '--no-demo', '--backend', 'a=127.0.0.1:1'],
-        { timeout: 20_000 },
-        (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, out: stdout + stderr }),
-      );
-    });
+    const result = await runToExit(['--listen', `127.0.0.1:${port}`, '--admin', 'off', '--workers', '2', '--no-demo', '--backend', 'a=127.0.0.1:1']);
     expect(result.code, result.out).toBe(1);
     expect(result.out).toContain('TETHER_ERR_LISTEN');
     expect(result.out).toContain(`127.0.0.1:${port}`);
@@ -32,14 +24,7 @@ it('a second Tether on the port a running one holds is refused, not silently sha
   const { startTether } = await import('../helpers/tether.js');
   const first = await startTether(['--no-demo', '--backend', 'a=127.0.0.1:1'], { workers: 2 });
   try {
-    const result = await new Promise<{ code: number | null; out: string }>((resolve) => {
-      execFile(
-        process.execPath,
-        ['--single-threaded-gc', CLI, '--listen', `127.0.0.1:${first.port}`, '--admin', 'off', '--workers', '1', '--no-demo', '--backend', 'a=127.0.0.1:1'],
-        { timeout: 20_000 },
-        (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, out: stdout + stderr }),
-      );
-    });
+    const result = await runToExit(['--listen', `127.0.0.1:${first.port}`, '--admin', 'off', '--workers', '1', '--no-demo', '--backend', 'a=127.0.0.1:1']);
     expect(result.code, result.out).toBe(1);
     expect(result.out).toContain('already in use by another process');
     expect(first.proc.exitCode).toBeNull();
@@ -59,14 +44,7 @@ it.each([
   await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', () => resolve()));
   const port = (holder.address() as net.AddressInfo).port;
   try {
-    const result = await new Promise<{ code: number | null; out: string }>((resolve) => {
-      execFile(
-        process.execPath,
-        ['--single-threaded-gc', CLI, ...flags(port), '--workers', '1', '--no-demo', '--backend', 'a=127.0.0.1:1'],
-        { timeout: 20_000 },
-        (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, out: stdout + stderr }),
-      );
-    });
+    const result = await runToExit([...flags(port), '--workers', '1', '--no-demo', '--backend', 'a=127.0.0.1:1']);
     expect(result.code, result.out).toBe(1);
     expect(result.out).toContain('TETHER_ERR_LISTEN');
     expect(result.out).toContain(`127.0.0.1:${port}`);

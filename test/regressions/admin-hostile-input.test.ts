@@ -5,9 +5,8 @@
 // leave the process up and fail no data-plane request.
 import http from 'node:http';
 import net from 'node:net';
-import { execFile } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { adminToken, CLI, startTether, type TetherProcess } from '../helpers/tether.js';
+import { adminToken, runToExit, startTether, type TetherProcess } from '../helpers/tether.js';
 import { startBackend, type TestBackend } from '../helpers/backends.js';
 import { prng } from '../helpers/sticky.js';
 import { startAdmin, type AdminHandlers } from '../../src/orchestrator/admin.js';
@@ -180,14 +179,7 @@ describe('a held admin port', () => {
     await new Promise<void>((resolve) => free.close(() => resolve()));
     const first = await startTether(['--no-demo', '--backend', 'a=127.0.0.1:1'], { workers: 1, admin: `127.0.0.1:${port}` });
     try {
-      const second = await new Promise<{ code: number | null; out: string }>((resolve) => {
-        execFile(
-          process.execPath,
-          ['--single-threaded-gc', CLI, '--listen', '127.0.0.1:0', '--admin', `127.0.0.1:${first.adminPort}`, '--workers', '1', '--no-demo', '--backend', 'a=127.0.0.1:1'],
-          { timeout: 20_000 },
-          (err, stdout, stderr) => resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, out: stdout + stderr }),
-        );
-      });
+      const second = await runToExit(['--listen', '127.0.0.1:0', '--admin', `127.0.0.1:${first.adminPort}`, '--workers', '1', '--no-demo', '--backend', 'a=127.0.0.1:1']);
       expect(second.code, second.out).toBe(1);
       expect(second.out).toContain('TETHER_ERR_LISTEN');
       expect(second.out).toContain(`127.0.0.1:${first.adminPort}`);
