@@ -3,6 +3,7 @@
 // pools, a sweeper that enforces every deadline, and a message port to the orchestrator.
 import { parentPort, workerData } from 'node:worker_threads';
 import { FrontDoor, type FrontDoorSettings } from './front-door/front-door.js';
+import type { ClientRequest, ClientResponse } from './front-door/client.js';
 import type { Config } from '../config/schema.js';
 import { ActiveExchanges, handleRequest, type ListenerContext } from './http-listener.js';
 import { Runtime } from './runtime.js';
@@ -20,7 +21,9 @@ import { RouteTokens } from '../sticky/route-token.js';
 import type { KeyRing } from '../orchestrator/key-ring.js';
 
 const SWEEP_MS = 100;
+const NO_FINGERPRINT = { fingerprint: false } as const;
 
+/** The front door's limits and deadlines, as the configuration says (applied again on reload). */
 function frontDoorSettings(config: Config): FrontDoorSettings {
   return {
     maxHeadBytes: config.limits.maxRequestHeadBytes,
@@ -29,7 +32,6 @@ function frontDoorSettings(config: Config): FrontDoorSettings {
     keepAliveTimeoutMs: config.timeouts.clientKeepAliveMs,
   };
 }
-const NO_FINGERPRINT = { fingerprint: false } as const;
 
 function send(msg: FromWorker): void {
   parentPort!.postMessage(encode(msg));
@@ -122,15 +124,16 @@ function main(): void {
 
   frontDoor = new FrontDoor(frontDoorSettings(init.config), {
     onRequest: (res, req) => serve(res, req),
-    onRefused: (reason, detail, status) => {
+    // Counted, not logged: a client sending garbage must not become a log line per request
+    // (the client itself is told what was wrong).
+    onRefused: (reason, _detail, status) => {
       counters.inc(C[`refused_${reason}`]);
       if (status === 400) counters.inc(C.bad_requests);
       if (status >= 400) counters.inc(status >= 500 ? C.responses_5xx : C.responses_4xx);
-      void detail;
     },
     onAcceptError: (err) => log('warn', `accept failed: ${err.message}`),
   });
-  const serve = (res: Parameters<typeof handleRequest>[1], req: Parameters<typeof handleRequest>[2]) => {
+  const serve = (res: ClientResponse, req: ClientRequest) => {
     if (faultInjection && req.getHeader('x-tether-fault') === 'crash-worker') {
       res.onAborted(() => {});
       setImmediate(() => {
