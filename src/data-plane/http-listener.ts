@@ -1,5 +1,5 @@
-// The HTTP request path of one worker (DESIGN.md "HTTP request path"): a uWS handler copies
-// the request out of uWS's stack-allocated HttpRequest, routes it to a pool, reads the route
+// The HTTP request path of one worker (DESIGN.md "HTTP request path"): the front door's handler
+// copies the request out of its request object (valid during the call only), routes it to a pool, reads the route
 // token, picks a backend, and hands the rest to an Exchange that streams the request to a
 // pooled upstream connection and the response back, with backpressure both ways and a
 // deadline on every wait.
@@ -27,7 +27,7 @@ function droppedRequestHeader(name: string): boolean {
       return false;
   }
 }
-/** Response headers uWS writes itself or that are hop-by-hop; `lower` is the lower-cased name. */
+/** Response headers the front door writes itself or that are hop-by-hop; `lower` is the lower-cased name. */
 function droppedResponseHeader(lower: string): boolean {
   switch (lower) {
     case 'date': case 'trailer': case 'upgrade': case 'connection': case 'keep-alive':
@@ -224,7 +224,7 @@ export function handleRequest(ctx: ListenerContext, res: HttpResponse, req: Http
   let body = Body.None;
   let length = 0;
   if (transferEncoding) {
-    // uWS de-chunks `chunked`; anything else (gzip, chunked; identity) would leave us and the
+    // The front door de-chunks `chunked`; anything else (gzip, chunked; identity) would leave us and the
     // backend disagreeing about where the body ends.
     if (transferEncoding.trim().toLowerCase() !== 'chunked') bad ||= `unsupported Transfer-Encoding '${transferEncoding}'`;
     if (clCount > 0) bad ||= 'both Content-Length and Transfer-Encoding';
@@ -548,11 +548,11 @@ function readToken(ctx: ListenerContext, pool: PoolRuntime, token: string, out: 
 }
 
 /**
- * 400 for a request whose framing we will not guess at, and the end of its connection. The
- * answer waits for the next tick: uWS parses every request already buffered on the connection
- * before returning to the loop, and a request pipelined behind this one would otherwise be
- * dispatched (and forwarded) even though we cannot know where this one's body ends. Answering
- * later makes uWS drop such a connection instead; a lone bad request still gets its 400.
+ * 400 for a request whose framing or Host we will not guess at, and the end of its connection.
+ * The front door refuses ambiguous framing itself before dispatch; this is the second line.
+ * The answer waits for the next tick, as it had to under uWS (which dispatched pipelined
+ * requests synchronously); the front door dispatches one request at a time, so it is only a
+ * tick later now. #19 leaves one of the two checks.
  */
 function refuseFraming(ctx: ListenerContext, res: HttpResponse, why: string): void {
   let aborted = false;
@@ -599,7 +599,7 @@ export class Exchange implements UpstreamSink {
   private total = 0;
   private pending: Buffer[] = [];
   private pendingOffset = 0;
-  /** Body bytes of a length-framed response uWS has taken whole (the write offset while nothing is pending). */
+  /** Body bytes of a length-framed response the client side has taken (the write offset while nothing is pending). */
   private sent = 0;
   private upstreamPaused = false;
   private upstreamEnded = false;
@@ -761,7 +761,7 @@ export class Exchange implements UpstreamSink {
   }
 
   onInformational(): void {
-    // 100 Continue and 103 Early Hints are not relayed: uWS already answered Expect itself.
+    // 100 Continue and 103 Early Hints are not relayed: the front door already answered Expect itself.
   }
 
   onHead(status: number, reason: string, headers: string[], info: Parameters<ResponseHandlers['onHead']>[3]): void {
@@ -789,12 +789,11 @@ export class Exchange implements UpstreamSink {
     for (let i = 0; i < headers.length; i += 2) {
       if (headers[i]!.length === 10 && headers[i]!.toLowerCase() === 'connection') connection += `${headers[i + 1]},`;
     }
-    // Every forwarded header goes to uWS in one writeHeader call: `first: v1\r\nname2: v2…`.
+    // Every forwarded header goes to the client in one writeHeader call: `first: v1\r\nname2: v2…`.
     // Safe because the codec refused any CR or LF inside a field, and cheaper by a native
     // call and two string conversions per header.
     let first = '';
     let lines = '';
-    let wide = false;
     for (let i = 0; i < headers.length; i += 2) {
       const name = headers[i]!;
       let value = headers[i + 1]!;
@@ -828,7 +827,6 @@ export class Exchange implements UpstreamSink {
           }
         }
       }
-      wide ||= !isAscii(value);
       if (first) lines += `\r\n${name}: ${value}`;
       else {
         first = name;
@@ -846,8 +844,8 @@ export class Exchange implements UpstreamSink {
         }
       }
     }
-    // uWS encodes strings as UTF-8; a latin1 value's bytes 0x80-0xFF must go as bytes.
-    if (first) res.writeHeader(first, wide ? Buffer.from(lines, 'latin1') : lines);
+    // The front door writes header strings as latin1: a value's bytes 0x80-0xFF go out as they came.
+    if (first) res.writeHeader(first, lines);
     if (info.framing === 'none') {
       this.out = Out.None;
       this.total = this.headOnly && declaredLength >= 0 ? declaredLength : -1;
@@ -939,9 +937,9 @@ export class Exchange implements UpstreamSink {
         this.sent += chunk.length;
       }
     } else if (this.out === Out.Stream) {
-      // Not written here, under cork: this uWS build's corked write() drops a chunk's data
-      // (after sending its size line) when flushing the cork buffer hits backpressure. The
-      // bytes are written by flushStream once the cork scope has ended.
+      // Not written here, under cork: uWS 20.30's corked write() dropped a chunk's data when
+      // flushing its cork buffer hit backpressure, so the bytes are written by flushStream once
+      // the cork scope has ended. The front door has no such bug; #19 can write them here.
       // Still inside the same read callback when flushStream runs, so a view suffices.
       this.streamed.push(chunk);
       this.streamedBytes += chunk.length;
@@ -966,8 +964,8 @@ export class Exchange implements UpstreamSink {
       }
       if (this.endAfterStream) res.end();
     };
-    // A batch that surely fits uWS's 16 KiB cork buffer (with chunk framing) goes out in one
-    // syscall; anything larger is written uncorked, where uWS buffers what the socket refuses.
+    // A small batch goes out corked, in one write; a larger one chunk by chunk (a limit from
+    // uWS's 16 KiB cork buffer, kept while the front door replaced it: one copy per write either way).
     if (this.streamedBytes + 16 * chunks.length + 64 < 12 * 1024) res.cork(writeAll);
     else writeAll();
     this.streamedBytes = 0;
@@ -984,7 +982,7 @@ export class Exchange implements UpstreamSink {
     }
   }
 
-  /** uWS drained: resend the unsent tail of each pending chunk (uWS tryEnd does not buffer it). */
+  /** The client side drained: resend what tryEnd did not take of each pending chunk (none, on the front door, which takes whole chunks). */
   private onWritable(offset: number): boolean {
     clock.now = Date.now();
     const res = this.res;
@@ -1041,8 +1039,8 @@ export class Exchange implements UpstreamSink {
     }
     const res = this.res;
     if (this.out === Out.None) {
-      // endWithoutBody(n) leaves uWS expecting n more bytes and wedges keep-alive: declare
-      // HEAD's length as a header instead.
+      // HEAD's length as a header (uWS's endWithoutBody(n) wedged keep-alive; the front door's
+      // takes no length at all).
       if (this.total >= 0) res.writeHeader('content-length', String(this.total));
       res.endWithoutBody();
       this.clientFinished();
@@ -1222,9 +1220,4 @@ export class Exchange implements UpstreamSink {
       sticky,
     });
   }
-}
-
-function isAscii(value: string): boolean {
-  for (let i = 0; i < value.length; i++) if (value.charCodeAt(i) > 0x7f) return false;
-  return true;
 }

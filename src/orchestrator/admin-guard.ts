@@ -11,6 +11,10 @@ export type AdminFailureLog = (err: unknown, where: string) => void;
 const HTTP_METHODS = new Set(['get', 'post', 'put', 'del', 'patch', 'options', 'head', 'connect', 'trace', 'any']);
 const WS_CALLBACKS = ['open', 'message', 'drain', 'close', 'ping', 'pong', 'subscription'] as const;
 
+/** What a client is told when an admin handler failed (the details go to the log, not to it). */
+export const INTERNAL_FAILURE = Object.freeze({ error: 'internal', message: 'the admin request failed; the balancer is unaffected (see its log)' });
+const INTERNAL_FAILURE_JSON = `${JSON.stringify(INTERNAL_FAILURE)}\n`;
+
 /**
  * Ends `res` with a short error, or does nothing if it can no longer be answered (already
  * answered, or the client left: uWS throws on any access to such a response).
@@ -39,7 +43,7 @@ function guardHttp(handler: (res: HttpResponse, req: HttpRequest) => void | Prom
   return (res: HttpResponse, req: HttpRequest): void => {
     const fail = (err: unknown, at: string) => {
       log(err, at);
-      answerIfOpen(res, '500 Internal Server Error', 'application/json', `${JSON.stringify({ error: 'internal', message: 'the admin request failed; the balancer is unaffected (see its log)' })}\n`);
+      answerIfOpen(res, '500 Internal Server Error', 'application/json', INTERNAL_FAILURE_JSON);
     };
     try {
       const out = handler(res, req);
@@ -60,7 +64,7 @@ function guardBehavior<U>(pattern: string, behavior: WebSocketBehavior<U>, log: 
     out.upgrade = (res, req, context) => {
       const fail = (err: unknown) => {
         log(err, `upgrade ${pattern}`);
-        answerIfOpen(res, '500 Internal Server Error', 'text/plain', 'the admin request failed; the balancer is unaffected\n');
+        answerIfOpen(res, '500 Internal Server Error', 'application/json', INTERNAL_FAILURE_JSON);
       };
       try {
         const out: unknown = upgrade(res, req, context);

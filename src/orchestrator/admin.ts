@@ -9,7 +9,7 @@ import { loadUws } from '../data-plane/uws.js';
 import { TetherError } from '../errors.js';
 import { MAX_REVOKE_BODY, type ApiAnswer } from './sessions-api.js';
 import { statusLine } from '../data-plane/status.js';
-import { BadParameter, decodeParams, guardApp, type AdminFailureLog } from './admin-guard.js';
+import { BadParameter, decodeParams, guardApp, INTERNAL_FAILURE, type AdminFailureLog } from './admin-guard.js';
 
 /** How long a client may take to send an API request body. */
 const BODY_DEADLINE_MS = 10_000;
@@ -140,8 +140,8 @@ export function startAdmin(address: { host: string; port: number }, h: AdminHand
           text = `${JSON.stringify(a.body)}\n`;
         } catch (err) {
           h.failed(err, `${api.method.toUpperCase()} ${pattern}: answer not serialisable`);
-          a = { status: 500, body: {} };
-          text = '{"error":"internal","message":"the admin request failed; the balancer is unaffected (see its log)"}\n';
+          a = { status: 500, body: INTERNAL_FAILURE };
+          text = `${JSON.stringify(INTERNAL_FAILURE)}\n`;
         }
         res.cork(() => {
           res.writeStatus(statusLine(a.status));
@@ -151,7 +151,7 @@ export function startAdmin(address: { host: string; port: number }, h: AdminHand
       };
       const failed = (err: unknown) => {
         h.failed(err, `${api.method.toUpperCase()} ${pattern}`);
-        answer({ status: 500, body: { error: 'internal', message: 'the admin request failed; the balancer is unaffected (see its log)' } });
+        answer({ status: 500, body: INTERNAL_FAILURE });
       };
       const run = () => {
         if (auth) return answer(auth);

@@ -10,6 +10,7 @@
 // does not take at once keeps pointing at its bytes): one owned Buffer per flush.
 import * as tcp from '../passthrough/raw-tcp.js';
 import { clock } from '../clock.js';
+import { statusLine } from '../status.js';
 import { ChunkedDecoder } from './chunked.js';
 import type { ClientRequest, ClientResponse } from './client.js';
 import { RequestHeadParser } from './request-head.js';
@@ -77,7 +78,6 @@ function httpDate(): string {
   return dateText;
 }
 
-const REASON: Record<number, string> = { 400: 'Bad Request', 405: 'Method Not Allowed', 408: 'Request Timeout', 431: 'Request Header Fields Too Large', 505: 'HTTP Version Not Supported' };
 
 export class ClientConnection {
   readonly remote: string;
@@ -393,7 +393,7 @@ export class ClientConnection {
     this.current = null;
     ex?.abort();
     const bytes = Buffer.from(body, 'utf8');
-    this.send([`HTTP/1.1 ${status} ${REASON[status] ?? 'Error'}\r\ndate: ${httpDate()}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${bytes.length}\r\nconnection: close\r\n\r\n`, bytes]);
+    this.send([`HTTP/1.1 ${statusLine(status)}\r\ndate: ${httpDate()}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${bytes.length}\r\nconnection: close\r\n\r\n`, bytes]);
     this.closeAfterWrites();
   }
 
