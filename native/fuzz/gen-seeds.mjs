@@ -1,9 +1,10 @@
 // Writes the seed corpora for the libFuzzer targets in native/fuzz/, in their input layouts:
 //   node native/fuzz/gen-seeds.mjs   →   test/fixtures/fuzz/{token_open,hmac_verify,client_hello}/*
-// Tokens are sealed here with node:crypto under the ring of test/fixtures/token-vectors.txt (keys
-// SHA-256("tether token vector key <id>"), ids 7, 0, 255), which token_open_fuzz.cc derives the
-// same way; nonces and payloads come from fixed labels, so reruns give identical files.
-import { createHash, createHmac } from 'node:crypto';
+// Tokens (v1 and v2) are sealed here with node:crypto under the ring of
+// test/fixtures/token-vectors.txt (keys SHA-256("tether token vector key <id>"), ids 7, 0, 255),
+// which token_open_fuzz.cc derives the same way; nonces, salts and payloads come from fixed
+// labels, so reruns give identical files.
+import { createCipheriv, createHash, createHmac, hkdfSync } from 'node:crypto';
 import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,10 +14,22 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const sha256 = (label) => createHash('sha256').update(label).digest();
 const keyFor = (id) => sha256(`tether token vector key ${id}`);
 const nonceFor = (label) => sha256(`tether fuzz seed nonce ${label}`).subarray(0, 12);
+const saltFor = (label) => sha256(`tether fuzz seed salt ${label}`).subarray(0, 16);
 
-// Wire format from native/include/tether/token.h:
-// version(1)=0x01 | keyId(1) | nonce(12) | AES-256-GCM(payload) | tag(16), base64url unpadded;
-// GCM AAD = version | keyId | caller AAD.
+// Wire formats from native/include/tether/token.h, base64url unpadded:
+// v1: version(1)=0x01 | keyId(1) | nonce(12) | AES-256-GCM(payload) | tag(16);
+//     GCM under the ring key, AAD = version | keyId | caller AAD (rawToken, token-format.mjs).
+// v2: version(1)=0x02 | keyId(1) | salt(16) | AES-256-GCM(payload) | tag(16);
+//     GCM under K = HKDF-SHA256(salt = "tether route token v2", IKM = ring key,
+//     info = 0x02 | keyId | salt | caller AAD, 32 bytes), nonce = 12 zero bytes, no AAD.
+function rawTokenV2(keyId, key, salt, payload, aad) {
+  const header = Buffer.from([2, keyId]);
+  const info = Buffer.concat([header, salt, aad]);
+  const k = Buffer.from(hkdfSync('sha256', key, Buffer.from('tether route token v2'), info, 32));
+  const cipher = createCipheriv('aes-256-gcm', k, Buffer.alloc(12), { authTagLength: 16 });
+  const ciphertext = Buffer.concat([cipher.update(payload), cipher.final()]);
+  return Buffer.concat([header, salt, ciphertext, cipher.getAuthTag()]);
+}
 
 
 // token_open input: L (1 byte) | caller AAD (L bytes) | token characters.
@@ -60,11 +73,15 @@ for (const [pname, payload] of Object.entries(payloads)) {
     if (pname !== 'route' && aname.startsWith('a25')) continue;
     const t = b64u(rawToken(7, keyFor(7), nonceFor(`${pname}/${aname}`), payload, aad));
     token[`ok-key7-${pname}-aad-${aname}`] = tokenOpenInput(aad, t);
+    const t2 = b64u(rawTokenV2(7, keyFor(7), saltFor(`${pname}/${aname}`), payload, aad));
+    token[`v2-ok-key7-${pname}-aad-${aname}`] = tokenOpenInput(aad, t2);
   }
 }
 for (const id of [0, 255]) {
   const t = b64u(rawToken(id, keyFor(id), nonceFor(`old key ${id}`), routePayload, aads.web));
   token[`ok-key${id}-route-aad-web`] = tokenOpenInput(aads.web, t);
+  const t2 = b64u(rawTokenV2(id, keyFor(id), saltFor(`old key ${id}`), routePayload, aads.web));
+  token[`v2-ok-key${id}-route-aad-web`] = tokenOpenInput(aads.web, t2);
 }
 
 const good = rawToken(7, keyFor(7), nonceFor('negative'), routePayload, aads.web);
@@ -79,7 +96,10 @@ const bad = {
   'auth-tag-flip': [aads.web, edit((b) => (b[b.length - 1] ^= 1))],
   'auth-key-swapped-to-0': [aads.web, edit((b) => (b[1] = 0))],
   'unknown-key-9': [aads.web, edit((b) => (b[1] = 9))],
-  'bad-version-2': [aads.web, edit((b) => (b[0] = 2))],
+  // A v1 token relabelled 2 reads as a v2 token, whose tag then fails.
+  'v1-auth-read-as-v2': [aads.web, edit((b) => (b[0] = 2))],
+  'bad-version-0': [aads.web, edit((b) => (b[0] = 0))],
+  'bad-version-3': [aads.web, edit((b) => (b[0] = 3))],
   'malformed-raw-29-bytes': [aads.web, b64u(good.subarray(0, 29))],
   'malformed-raw-286-bytes': [aads.web, b64u(Buffer.concat([good, Buffer.alloc(286 - good.length)]))],
   'malformed-padding': [aads.web, `${goodToken}==`],
@@ -93,6 +113,32 @@ if (last === null) throw new Error('negative seed token must have spare bits');
 const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
 bad['malformed-noncanonical-trailing-bits'] = [aads.web, goodToken.slice(0, -1) + alphabet[alphabet.indexOf(last) | 1]];
 for (const [name, [aad, t]] of Object.entries(bad)) token[name] = tokenOpenInput(aad, t);
+
+// The same negatives for v2, and each version's token presented as the other.
+const good2 = rawTokenV2(7, keyFor(7), saltFor('negative'), routePayload, aads.web);
+const good2Token = b64u(good2);
+const edit2 = (fn) => {
+  const copy = Buffer.from(good2);
+  fn(copy);
+  return b64u(copy);
+};
+const bad2 = {
+  'auth-other-aad': [aadFor('api', 'cookie'), good2Token],
+  'auth-tag-flip': [aads.web, edit2((b) => (b[b.length - 1] ^= 1))],
+  'auth-salt-flip': [aads.web, edit2((b) => (b[2] ^= 0x80))],
+  'auth-key-swapped-to-0': [aads.web, edit2((b) => (b[1] = 0))],
+  'auth-read-as-v1': [aads.web, edit2((b) => (b[0] = 1))],
+  'unknown-key-9': [aads.web, edit2((b) => (b[1] = 9))],
+  'bad-version-3': [aads.web, edit2((b) => (b[0] = 3))],
+  'malformed-raw-33-bytes': [aads.web, b64u(good2.subarray(0, 33))],
+  'malformed-raw-290-bytes': [aads.web, b64u(Buffer.concat([good2, Buffer.alloc(290 - good2.length)]))],
+  // 30..33 raw bytes: a valid v1 length, too short for v2.
+  'malformed-raw-30-bytes': [aads.web, b64u(good2.subarray(0, 30))],
+};
+const last2 = good2Token.length % 4 === 0 ? null : good2Token.at(-1);
+if (last2 === null) throw new Error('negative v2 seed token must have spare bits');
+bad2['malformed-noncanonical-trailing-bits'] = [aads.web, good2Token.slice(0, -1) + alphabet[alphabet.indexOf(last2) | 1]];
+for (const [name, [aad, t]] of Object.entries(bad2)) token[`v2-${name}`] = tokenOpenInput(aad, t);
 token['empty-token'] = tokenOpenInput(aads.web, '');
 writeCorpus('token_open', token);
 

@@ -70,19 +70,21 @@ bool RequireBytes(const Napi::CallbackInfo& info, size_t index, const char* name
   return false;
 }
 
-// Open result packed into one int32 so the hot path returns no object:
-// bits 0-7 status, bits 8-16 keyId + 1 (0 = no key id), bits 17-24 payload length.
-int32_t PackOpenResult(token::OpenStatus status, int key_id, size_t payload_len) {
+// Open result packed into one int32 so the hot path returns no object: bits 0-7 status,
+// bits 8-16 keyId + 1 (0 = no key id), bits 17-24 payload length, bits 25-26 format version
+// (0 = not read).
+int32_t PackOpenResult(token::OpenStatus status, int key_id, size_t payload_len, int version) {
   return static_cast<int32_t>(static_cast<uint32_t>(status) |
                               (static_cast<uint32_t>(key_id + 1) << 8) |
-                              (static_cast<uint32_t>(payload_len) << 17));
+                              (static_cast<uint32_t>(payload_len) << 17) |
+                              (static_cast<uint32_t>(version) << 25));
 }
 
-// Random nonces drawn in batches: one RAND_bytes call costs about a microsecond under its
-// locks, several times the sealing itself, while 1.5 KiB costs hardly more than 12 bytes.
-class NoncePool {
+// Random salts drawn in batches: one RAND_bytes call costs about a microsecond under its
+// locks, more than the sealing itself, while 2 KiB costs hardly more than 16 bytes.
+class SaltPool {
  public:
-  bool Next(uint8_t* nonce) {
+  bool Next(uint8_t* salt) {
     if (used_ == sizeof(pool_)) {
       if (RAND_bytes(pool_, sizeof(pool_)) != 1) {
         ERR_clear_error();
@@ -90,13 +92,14 @@ class NoncePool {
       }
       used_ = 0;
     }
-    std::memcpy(nonce, pool_ + used_, token::kNonceSize);
-    used_ += token::kNonceSize;  // each nonce is handed out once
+    std::memcpy(salt, pool_ + used_, token::kSaltSize);
+    OPENSSL_cleanse(pool_ + used_, token::kSaltSize);
+    used_ += token::kSaltSize;  // each salt is handed out once
     return true;
   }
 
  private:
-  uint8_t pool_[token::kNonceSize * 128];
+  uint8_t pool_[token::kSaltSize * 128];
   size_t used_ = sizeof(pool_);
 };
 
@@ -107,7 +110,7 @@ class TokenCryptoWrap : public Napi::ObjectWrap<TokenCryptoWrap> {
                        {
                            InstanceMethod<&TokenCryptoWrap::SetKeyRing>("setKeyRing"),
                            InstanceMethod<&TokenCryptoWrap::Seal>("seal"),
-                           InstanceMethod<&TokenCryptoWrap::SealWithNonce>("sealWithNonce"),
+                           InstanceMethod<&TokenCryptoWrap::SealWithSalt>("sealWithSalt"),
                            InstanceMethod<&TokenCryptoWrap::Open>("open"),
                        });
   }
@@ -157,22 +160,22 @@ class TokenCryptoWrap : public Napi::ObjectWrap<TokenCryptoWrap> {
     return env.Undefined();
   }
 
-  // seal(payload: Uint8Array, aad: Uint8Array): string, with a fresh random nonce.
+  // seal(payload: Uint8Array, aad: Uint8Array): string, a v2 token with a fresh random salt.
   Napi::Value Seal(const Napi::CallbackInfo& info);  // defined after TetherAddon
 
-  // sealWithNonce(payload, aad, nonce: Uint8Array(12)): string. For known-answer tests only:
-  // a nonce must never repeat under one key.
-  Napi::Value SealWithNonce(const Napi::CallbackInfo& info) {
-    Bytes nonce;
-    if (!RequireBytes(info, 2, "nonce", &nonce)) return info.Env().Undefined();
-    if (nonce.size != token::kNonceSize) {
-      Throw(info.Env(), ErrorKind::kRange, kErrArgValue, "expected a 12-byte nonce");
+  // sealWithSalt(payload, aad, salt: Uint8Array(16)): string. For known-answer tests only:
+  // a salt must never repeat under one key.
+  Napi::Value SealWithSalt(const Napi::CallbackInfo& info) {
+    Bytes salt;
+    if (!RequireBytes(info, 2, "salt", &salt)) return info.Env().Undefined();
+    if (salt.size != token::kSaltSize) {
+      Throw(info.Env(), ErrorKind::kRange, kErrArgValue, "expected a 16-byte salt");
       return info.Env().Undefined();
     }
-    return SealWith(info, nonce.data);
+    return SealWith(info, salt.data);
   }
 
-  Napi::Value SealWith(const Napi::CallbackInfo& info, const uint8_t* nonce) {
+  Napi::Value SealWith(const Napi::CallbackInfo& info, const uint8_t* salt) {
     Napi::Env env = info.Env();
     Bytes payload, aad;
     if (!RequireBytes(info, 0, "payload", &payload) || !RequireBytes(info, 1, "aad", &aad)) {
@@ -180,7 +183,7 @@ class TokenCryptoWrap : public Napi::ObjectWrap<TokenCryptoWrap> {
     }
     char out[token::kMaxSealedChars];
     size_t out_len = 0;
-    switch (token::Seal(ring_, nonce, payload.data, payload.size, aad.data, aad.size, out,
+    switch (token::Seal(ring_, salt, payload.data, payload.size, aad.data, aad.size, out,
                         sizeof(out), &out_len)) {
       case token::SealStatus::kOk: {
         napi_value result;
@@ -224,6 +227,7 @@ class TokenCryptoWrap : public Napi::ObjectWrap<TokenCryptoWrap> {
     }
     token::OpenStatus status = token::OpenStatus::kMalformed;
     int key_id = -1;
+    int version = 0;
     size_t payload_len = 0;
     if (length <= token::kMaxTokenChars) {
       char narrow[token::kMaxTokenChars];
@@ -232,10 +236,10 @@ class TokenCryptoWrap : public Napi::ObjectWrap<TokenCryptoWrap> {
       }
       // The core never writes more than kMaxPayloadSize bytes, checked above.
       status = token::Open(ring_, narrow, length, aad.data, aad.size,
-                           const_cast<uint8_t*>(out.data), &payload_len, &key_id);
+                           const_cast<uint8_t*>(out.data), &payload_len, &key_id, &version);
     }
     napi_value result;
-    napi_create_int32(env, PackOpenResult(status, key_id, payload_len), &result);
+    napi_create_int32(env, PackOpenResult(status, key_id, payload_len, version), &result);
     return Napi::Value(env, result);
   }
 
@@ -251,7 +255,7 @@ class TetherAddon : public Napi::Addon<TetherAddon> {
     limits.Set("maxPayloadBytes", Napi::Number::New(env, token::kMaxPayloadSize));
     limits.Set("maxTokenChars", Napi::Number::New(env, token::kMaxTokenChars));
     limits.Set("keySize", Napi::Number::New(env, token::kKeySize));
-    limits.Set("nonceSize", Napi::Number::New(env, token::kNonceSize));
+    limits.Set("saltSize", Napi::Number::New(env, token::kSaltSize));
     DefineAddon(exports, {
                              InstanceValue("TokenCrypto", token_crypto, napi_enumerable),
                              InstanceValue("tokenLimits", limits, napi_enumerable),
@@ -469,16 +473,16 @@ class TetherAddon : public Napi::Addon<TetherAddon> {
   client_hello::Workspace hello_workspace_;
 
  public:
-  NoncePool nonces;  // per thread, like everything in here
+  SaltPool salts;  // per thread, like everything in here
 };
 
 Napi::Value TokenCryptoWrap::Seal(const Napi::CallbackInfo& info) {
-  uint8_t nonce[token::kNonceSize];
-  if (!info.Env().GetInstanceData<TetherAddon>()->nonces.Next(nonce)) {
+  uint8_t salt[token::kSaltSize];
+  if (!info.Env().GetInstanceData<TetherAddon>()->salts.Next(salt)) {
     Throw(info.Env(), ErrorKind::kError, kErrCrypto, "RAND_bytes failed");
     return info.Env().Undefined();
   }
-  return SealWith(info, nonce);
+  return SealWith(info, salt);
 }
 
 }  // namespace

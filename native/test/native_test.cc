@@ -76,6 +76,7 @@ std::unique_ptr<char[]> ExactCopy(const std::string& s) {
 struct Opened {
   OpenStatus status;
   int key_id;
+  int version;
   Bytes payload;
 };
 
@@ -86,17 +87,19 @@ Opened OpenToken(token::KeyRing& ring, const std::string& tok, const Bytes& aad)
   auto out = std::make_unique<uint8_t[]>(token::kMaxPayloadSize);
   size_t out_len = 12345;
   int key_id = 12345;
+  int version = 12345;
   OpenStatus st = token::Open(ring, input.get(), tok.size(), aad.empty() ? nullptr : aad_copy.get(),
-                              aad.size(), out.get(), &out_len, &key_id);
+                              aad.size(), out.get(), &out_len, &key_id, &version);
   CHECK(st == OpenStatus::kOk || out_len == 0, "payload length %zu on failure", out_len);
-  return Opened{st, key_id, Bytes(out.get(), out.get() + out_len)};
+  CHECK(version == 0 || version == 1 || version == 2, "version %d", version);
+  return Opened{st, key_id, version, Bytes(out.get(), out.get() + out_len)};
 }
 
-std::string SealToken(token::KeyRing& ring, const Bytes& nonce, const Bytes& payload,
+std::string SealToken(token::KeyRing& ring, const Bytes& salt, const Bytes& payload,
                       const Bytes& aad, SealStatus expect = SealStatus::kOk) {
   char out[token::kMaxSealedChars];
   size_t out_len = 0;
-  SealStatus st = token::Seal(ring, nonce.data(), payload.empty() ? nullptr : payload.data(),
+  SealStatus st = token::Seal(ring, salt.data(), payload.empty() ? nullptr : payload.data(),
                               payload.size(), aad.empty() ? nullptr : aad.data(), aad.size(), out,
                               sizeof(out), &out_len);
   CHECK(st == expect, "seal status %d, expected %d", static_cast<int>(st), static_cast<int>(expect));
@@ -159,21 +162,23 @@ void RunVectors(const char* path, token::KeyRing& ring, std::vector<std::string>
       ring_set = true;
     }
     if (kind == "seal") {
-      std::string nonce, payload, aad, tok;
-      fields >> nonce >> payload >> aad >> tok;
-      std::string got = SealToken(ring, FromHex(nonce), FromHex(payload), FromHex(aad));
+      std::string salt, payload, aad, tok;
+      fields >> salt >> payload >> aad >> tok;
+      std::string got = SealToken(ring, FromHex(salt), FromHex(payload), FromHex(aad));
       CHECK(got == FromHexString(tok), "seal vector: got %s", got.c_str());
       ++seals;
     } else if (kind == "open") {
       std::string tok, aad, payload;
-      int status, key_id;
-      fields >> tok >> aad >> status >> key_id >> payload;
+      int status, key_id, version;
+      fields >> tok >> aad >> status >> key_id >> version >> payload;
       const std::string text = FromHexString(tok);
       Opened o = OpenToken(ring, text, FromHex(aad));
       CHECK(static_cast<int>(o.status) == status, "open vector %s: status %d, expected %d",
             text.substr(0, 60).c_str(), static_cast<int>(o.status), status);
       CHECK(o.key_id == key_id, "open vector %s: key id %d, expected %d", text.c_str(), o.key_id,
             key_id);
+      CHECK(o.version == version, "open vector %s: version %d, expected %d", text.c_str(),
+            o.version, version);
       CHECK(o.payload == FromHex(payload), "open vector %s: payload differs", text.c_str());
       if (o.status == OpenStatus::kOk && valid_tokens->size() < 64) {
         valid_tokens->push_back(text);
@@ -288,7 +293,7 @@ void TestBase64(Rng& rng) {
 
 void TestRingAndSealErrors() {
   token::KeyRing ring;
-  Bytes k1(32, 1), k2(32, 2), nonce(12, 0), payload(10, 7);
+  Bytes k1(32, 1), k2(32, 2), nonce(token::kSaltSize, 0), payload(10, 7);
   CHECK(!ring.HasSealKey(), "new ring has no seal key");
   SealToken(ring, nonce, payload, {}, SealStatus::kNoSealKey);
   CHECK(OpenToken(ring, "AQcAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", {}).status ==

@@ -265,7 +265,7 @@ export const FLAGS: readonly FlagSpec[] = [
   },
   {
     flag: 'key-grace', arg: 'SECONDS',
-    help: 'How long a key removed from the key file still opens tokens. Default 86400.',
+    help: 'How long a key removed from the key file still opens tokens, and how long after start format-v1 tokens (from before the upgrade to v2) still open. Default 86400.',
     apply: (raw, v) => setNumber(raw, 'keyGraceSec', v, 'seconds'),
   },
   {

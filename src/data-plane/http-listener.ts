@@ -529,9 +529,11 @@ function readToken(ctx: ListenerContext, pool: PoolRuntime, token: string, out: 
       case 'unknown_key': case 'retired_key': c.inc(C.sticky_invalid_unknown_key); break;
       case 'forged': c.inc(C.sticky_invalid_forged); break;
       case 'expired': case 'future': c.inc(C.sticky_invalid_expired); break;
+      case 'retired_format': c.inc(C.sticky_invalid_old_format); break;
     }
     return r.reason !== 'malformed';
   }
+  if (r.version === 1) c.inc(C.tokens_v1_presented);
   const index = pool.byId.get(r.backendId);
   // A valid token is checked for binding and revocation even if its backend is gone.
   out.token = token;
@@ -542,8 +544,9 @@ function readToken(ctx: ListenerContext, pool: PoolRuntime, token: string, out: 
     return true;
   }
   out.tokenBackend = index;
-  // Sliding expiry: a token past half its life is re-issued so active clients never lapse.
-  out.refresh = (clock.now / 1000 - r.issuedAt) * 2 > ctx.runtime().config.tokenMaxAgeSec;
+  // Sliding expiry: a token past half its life is re-issued so active clients never lapse. A
+  // format-v1 token (from before the upgrade) is re-issued as v2 on its first response.
+  out.refresh = r.version === 1 || (clock.now / 1000 - r.issuedAt) * 2 > ctx.runtime().config.tokenMaxAgeSec;
   return true;
 }
 
@@ -901,6 +904,7 @@ export class Exchange implements UpstreamSink {
         ? this.ctx.tokens.issue(this.pool.name, this.pool.sticky.mode, backend.id, terminal.tokenTag, terminal.tokenFlags)
         : this.ctx.tokens.issue(this.pool.name, this.pool.sticky.mode, backend.id);
       this.ctx.counters.inc(C.tokens_issued);
+      this.ctx.counters.incKeySealed(this.ctx.tokens.sealKeyId);
       // A token for another backend than the one presented starts a session here; the same
       // backend's is a refresh.
       if (this.sticky.tokenBackend !== backend.index) this.ctx.counters.incBackend(backend.slot, 'sessions');

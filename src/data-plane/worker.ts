@@ -45,7 +45,7 @@ function main(): void {
   const init = workerData as WorkerInit;
   const counters = new WorkerCounters(init.shared, init.layout, init.workerIndex);
   const tokens = new RouteTokens(createTokenCrypto(), { maxAgeSec: init.config.tokenMaxAgeSec, now: () => clock.now });
-  const applyKeyRing = (ring: KeyRing) => tokens.setKeyRing(ring.keys, ring.sealKeyId);
+  const applyKeyRing = (ring: KeyRing) => tokens.setKeyRing(ring.keys, ring.sealKeyId, ring.v1OpensUntil);
   applyKeyRing(init.keyRing);
   // Lock owner ids: 1 is the orchestrator, workers count from 2.
   const sessions = new SessionStore(SharedTable.attach(init.table, init.workerIndex + 2), init.sessionKey);

@@ -22,6 +22,8 @@ export interface OpenResult {
   status: TokenStatus;
   /** The header's key id once it could be read (UnknownKey, AuthFailed, Ok), else -1. */
   keyId: number;
+  /** The token's format (1 or 2) once its version byte was read and known, else 0. */
+  version: number;
   /** A fresh Buffer owned by the caller when status is Ok, else null. */
   payload: Buffer | null;
 }
@@ -29,16 +31,23 @@ export interface OpenResult {
 export interface TokenCrypto {
   /** Replaces the ring; all keys open, `sealKeyId` seals. Throws TypeError/RangeError on bad input. */
   setKeyRing(entries: readonly KeyRingEntry[], sealKeyId: number): void;
-  /** Seals at most 255 payload bytes under a fresh random nonce; returns a base64url token. */
+  /** Seals at most 255 payload bytes as a v2 token under a fresh random salt; returns it base64url. */
   seal(payload: Uint8Array, aad: Uint8Array): string;
-  /** Opens a token minted with the same `aad`. Throws only on argument types. */
+  /** Opens a v1 or v2 token minted with the same `aad`. Throws only on argument types. */
   open(token: string, aad: Uint8Array): OpenResult;
 }
 
-export const TOKEN_VERSION = 1;
+/** The format sealed: v2 (a key per token, native/include/tether/token.h). v1 only opens. */
+export const TOKEN_VERSION = 2;
+export const TOKEN_VERSION_V1 = 1;
 export const TOKEN_KEY_BYTES = 32;
-export const TOKEN_NONCE_BYTES = 12;
+/** v2's random per-token salt. */
+export const TOKEN_SALT_BYTES = 16;
+/** v1's random GCM nonce. */
+export const TOKEN_V1_NONCE_BYTES = 12;
 export const TOKEN_TAG_BYTES = 16;
+/** HKDF-Extract's salt for v2: a fixed label; the per-token salt goes into Expand's info. */
+export const TOKEN_V2_LABEL = 'tether route token v2';
 export const TOKEN_MAX_PAYLOAD_BYTES = 255;
 /** Longer strings are Malformed without being decoded. */
 export const TOKEN_MAX_CHARS = 512;
@@ -106,10 +115,10 @@ export function checkSealArgs(payload: unknown, aad: unknown): asserts payload i
   }
 }
 
-export function checkNonce(nonce: unknown): asserts nonce is Uint8Array {
-  checkBytes(nonce, 'nonce');
-  if (nonce.length !== TOKEN_NONCE_BYTES) {
-    throw rangeError(`a ${TOKEN_NONCE_BYTES}-byte nonce`, `${nonce.length} bytes`);
+export function checkSalt(salt: unknown): asserts salt is Uint8Array {
+  checkBytes(salt, 'salt');
+  if (salt.length !== TOKEN_SALT_BYTES) {
+    throw rangeError(`a ${TOKEN_SALT_BYTES}-byte salt`, `${salt.length} bytes`);
   }
 }
 
@@ -161,7 +170,7 @@ function native(): NativeBinding {
   return (binding ??= loadNative());
 }
 
-const MALFORMED: OpenResult = Object.freeze({ status: TokenStatus.Malformed, keyId: -1, payload: null });
+const MALFORMED: OpenResult = Object.freeze({ status: TokenStatus.Malformed, keyId: -1, version: 0, payload: null });
 
 /** Route-token crypto on the addon; one key ring per object, objects belong to their thread. */
 export class NativeTokenCrypto implements TokenCrypto {
@@ -187,11 +196,11 @@ export class NativeTokenCrypto implements TokenCrypto {
     return this.#handle.seal(payload, aad);
   }
 
-  /** Known-answer tests only: a nonce must never repeat under one key. */
-  sealWithNonce(payload: Uint8Array, aad: Uint8Array, nonce: Uint8Array): string {
+  /** Known-answer tests only: a salt must never repeat under one key. */
+  sealWithSalt(payload: Uint8Array, aad: Uint8Array, salt: Uint8Array): string {
     checkSealArgs(payload, aad);
-    checkNonce(nonce);
-    return this.#handle.sealWithNonce(payload, aad, nonce);
+    checkSalt(salt);
+    return this.#handle.sealWithSalt(payload, aad, salt);
   }
 
   open(token: string, aad: Uint8Array): OpenResult {
@@ -201,13 +210,14 @@ export class NativeTokenCrypto implements TokenCrypto {
     const packed = this.#handle.open(token, aad, this.#out);
     const status = (packed & 0xff) as TokenStatus;
     const keyId = ((packed >>> 8) & 0x1ff) - 1;
-    if (status !== TokenStatus.Ok) return { status, keyId, payload: null };
-    const length = packed >>> 17;
+    const version = (packed >>> 25) & 3;
+    if (status !== TokenStatus.Ok) return { status, keyId, version, payload: null };
+    const length = (packed >>> 17) & 0xff;
     const payload = Buffer.allocUnsafe(length);
     // A plain loop beats Buffer#copy and TypedArray#set for route payloads (< 80 bytes).
     const out = this.#out;
     for (let i = 0; i < length; i++) payload[i] = out[i]!;
-    return { status, keyId, payload };
+    return { status, keyId, version, payload };
   }
 }
 

@@ -10,14 +10,14 @@ import { TetherError } from '../errors.js';
 export interface NativeTokenCryptoHandle {
   setKeyRing(ids: Uint8Array, keys: Uint8Array, sealKeyId: number): void;
   seal(payload: Uint8Array, aad: Uint8Array): string;
-  sealWithNonce(payload: Uint8Array, aad: Uint8Array, nonce: Uint8Array): string;
-  /** Packed int32: bits 0-7 status, 8-16 keyId + 1 (0: none), 17-24 payload length (in `out`). */
+  sealWithSalt(payload: Uint8Array, aad: Uint8Array, salt: Uint8Array): string;
+  /** Packed int32: bits 0-7 status, 8-16 keyId + 1 (0: none), 17-24 payload length (in `out`), 25-26 version (0: not read). */
   open(token: string, aad: Uint8Array, out: Uint8Array): number;
 }
 
 export interface NativeBinding {
   TokenCrypto: new () => NativeTokenCryptoHandle;
-  tokenLimits: { maxPayloadBytes: number; maxTokenChars: number; keySize: number; nonceSize: number };
+  tokenLimits: { maxPayloadBytes: number; maxTokenChars: number; keySize: number; saltSize: number };
   hmacSha256(key: Uint8Array, data: Uint8Array, out: Uint8Array): void;
   hmacVerify(key: Uint8Array, data: Uint8Array, mac: Uint8Array): boolean;
   aesGcmSeal(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, plaintext: Uint8Array, out: Uint8Array): void;

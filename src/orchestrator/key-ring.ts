@@ -19,10 +19,20 @@ export interface KeyRing {
   sealKeyId: number;
   /** True when the ring is a random key made at start (tokens die with the process). */
   ephemeral: boolean;
+  /**
+   * ms since the epoch until which format v1 tokens (sealed before the upgrade to v2) still
+   * open: start + key grace; 0 when none can exist (a random key made at start).
+   */
+  v1OpensUntil: number;
 }
 
 export function ephemeralRing(): KeyRing {
-  return { keys: [{ id: 0, key: randomBytes(32) }], sealKeyId: 0, ephemeral: true };
+  return { keys: [{ id: 0, key: randomBytes(32) }], sealKeyId: 0, ephemeral: true, v1OpensUntil: 0 };
+}
+
+/** The ring read from the key file at start: v1 tokens open for `graceSec` from `now`. */
+export function initialRing(file: { keys: { id: number; key: Buffer }[]; sealKeyId: number }, graceSec: number, now: number): KeyRing {
+  return { keys: file.keys, sealKeyId: file.sealKeyId, ephemeral: false, v1OpensUntil: now + graceSec * 1000 };
 }
 
 export function readKeyFile(path: string): { keys: { id: number; key: Buffer }[]; sealKeyId: number } {
@@ -60,5 +70,5 @@ export function rotate(
     const retireAt = Math.min(old.retireAt ?? Infinity, now + graceSec * 1000);
     if (retireAt > now) keys.push({ id: old.id, key: old.key, retireAt });
   }
-  return { ring: { keys, sealKeyId: next.sealKeyId, ephemeral: false }, warnings };
+  return { ring: { keys, sealKeyId: next.sealKeyId, ephemeral: false, v1OpensUntil: previous.v1OpensUntil }, warnings };
 }

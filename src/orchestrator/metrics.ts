@@ -2,7 +2,7 @@
 // path never sends a message per request, and a scrape costs a sum over a few slots.
 import { REFUSAL_REASONS } from '../data-plane/front-door/refusals.js';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import { LATENCY_BOUNDS_MS, type CounterReader, type GlobalCounter } from '../shared-memory/counters.js';
+import { LATENCY_BOUNDS_MS, TOKEN_KEY_IDS, type CounterReader, type GlobalCounter } from '../shared-memory/counters.js';
 import type { KeyRing } from './key-ring.js';
 import type { TableStats } from '../shared-memory/table.js';
 import { VERSION } from '../version.js';
@@ -71,6 +71,7 @@ export function createMetrics(src: MetricSources): { text(): Promise<string>; co
     ['tether_client_aborts_total', 'client_aborts', 'Clients that went away before their response finished'],
     ['tether_client_timeouts_total', 'client_timeouts', 'Responses cut because the client stopped reading for --idle-timeout'],
     ['tether_tokens_issued_total', 'tokens_issued', 'Route tokens issued (new, failed over or refreshed)'],
+    ['tether_tokens_v1_presented_total', 'tokens_v1_presented', 'Requests that presented a valid format-v1 route token (from before the upgrade; answered with a v2 token)'],
     ['tether_sessions_learned_total', 'sessions_learned', 'Application sessions recorded from a backend Set-Cookie (learn mode, or bound prefix-mode sessions)'],
     ['tether_sessions_forgotten_total', 'sessions_forgotten', 'Sessions removed because the backend expired their cookie'],
     ['tether_backend_route_cookie_dropped_total', 'backend_route_cookie_dropped', 'Set-Cookie for Tether\'s own cookie (or Tether\'s token header) sent by a backend: dropped, so the client keeps one route'],
@@ -94,6 +95,7 @@ export function createMetrics(src: MetricSources): { text(): Promise<string>; co
       ['invalid_unknown_key', total('sticky_invalid_unknown_key')],
       ['invalid_forged', total('sticky_invalid_forged')],
       ['invalid_expired', total('sticky_invalid_expired')],
+      ['invalid_old_format', total('sticky_invalid_old_format')],
       ['backend_unknown', total('sticky_backend_unknown')],
     ],
   );
@@ -274,6 +276,21 @@ export function createMetrics(src: MetricSources): { text(): Promise<string>; co
     registers: [registry],
     collect() {
       this.set(src.workersRunning());
+    },
+  });
+  new Counter({
+    name: 'tether_tokens_sealed_total',
+    help: 'Route tokens sealed, by key id: each key seals at most 2^48 v2 tokens before a repeated salt becomes a real risk (README: key hygiene)',
+    labelNames: ['key'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const ring = new Set(src.keyRing().keys.map((k) => k.id));
+      for (let id = 0; id < TOKEN_KEY_IDS; id++) {
+        const n = r.keySealedTotal(id);
+        // Keys in the ring always show (0 included); a key gone from it shows while its count lives.
+        if (n > 0 || ring.has(id)) this.inc({ key: String(id) }, n);
+      }
     },
   });
   new Gauge({

@@ -7,7 +7,7 @@ import { MAX_PASSTHROUGH_ROUTES, type Config } from '../config/schema.js';
 import { TetherError } from '../errors.js';
 import { CounterReader, createSharedState, type SharedLayout } from '../shared-memory/counters.js';
 import { decode, encode, type FromWorker, type ToWorker, type WorkerInit } from '../data-plane/messages.js';
-import { ephemeralRing, readKeyFile, rotate, type KeyRing } from './key-ring.js';
+import { ephemeralRing, initialRing, readKeyFile, rotate, type KeyRing } from './key-ring.js';
 import { startAdmin, type AdminServer } from './admin.js';
 import { createMetrics } from './metrics.js';
 import { revokeSession } from './sessions-api.js';
@@ -93,8 +93,11 @@ export async function startTether(startConfig: Config, log: Logger, reread: () =
   let config = startConfig;
   let keyRing: KeyRing;
   if (config.keyFile) {
-    keyRing = { ...readKeyFile(config.keyFile), ephemeral: false };
-    log.info({ keyFile: config.keyFile, keys: keyRing.keys.length, sealKeyId: keyRing.sealKeyId }, 'route-token keys loaded');
+    keyRing = initialRing(readKeyFile(config.keyFile), config.keyGraceSec, Date.now());
+    log.info(
+      { keyFile: config.keyFile, keys: keyRing.keys.length, sealKeyId: keyRing.sealKeyId, v1TokensOpenUntil: new Date(keyRing.v1OpensUntil).toISOString() },
+      'route-token keys loaded',
+    );
   } else {
     keyRing = ephemeralRing();
     log.warn('no --key-file: route tokens are sealed with a random key made now; they will not survive a restart or route on another balancer node (create one with `tether keygen > keys` and pass --key-file keys)');

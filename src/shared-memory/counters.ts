@@ -7,6 +7,8 @@
 //   [ worker 0 block ][ worker 1 block ] … [ worker W-1 block ][ backend state ]
 //   worker block  = GLOBAL_COUNTERS.length slots
 //                 + PER_BACKEND × backendCapacity slots (counters, latency histogram)
+//                 + ROUTE_COUNTERS.length × routeCapacity slots (passthrough routes)
+//                 + TOKEN_KEY_IDS slots (route tokens sealed, by key id)
 //   backend state = BACKEND_STATE.length × backendCapacity slots
 //
 // Each worker block has exactly one writer (its worker), so increments are plain `+= 1`: no
@@ -102,6 +104,9 @@ export const C = {
   refused_bad_chunk: 74,
   refused_connect_method: 75,
   refused_head_timeout: 76,
+  // Route token format v1 (from before the upgrade to v2): refused after the grace, and opened.
+  sticky_invalid_old_format: 77,
+  tokens_v1_presented: 78,
 } as const;
 
 export type GlobalCounter = keyof typeof C;
@@ -181,8 +186,15 @@ export interface SharedLayout {
   readonly routeCapacity?: number;
 }
 
+/** Route-token key ids (0..255), each with a count of tokens sealed under it. */
+export const TOKEN_KEY_IDS = 256;
+
 export function workerBlockSlots(l: SharedLayout): number {
-  return GLOBAL_COUNTERS.length + PER_BACKEND * l.backendCapacity + ROUTE_COUNTERS.length * (l.routeCapacity ?? 0);
+  return GLOBAL_COUNTERS.length + PER_BACKEND * l.backendCapacity + ROUTE_COUNTERS.length * (l.routeCapacity ?? 0) + TOKEN_KEY_IDS;
+}
+
+function keySealedOffset(l: SharedLayout, keyId: number): number {
+  return GLOBAL_COUNTERS.length + PER_BACKEND * l.backendCapacity + ROUTE_COUNTERS.length * (l.routeCapacity ?? 0) + keyId;
 }
 
 function routeOffset(l: SharedLayout, route: number, name: RouteCounter): number {
@@ -224,6 +236,11 @@ export class WorkerCounters {
   incRoute(route: number, name: RouteCounter, by = 1): void {
     if (route < 0 || route >= this.routeCapacity) return;
     this.slots[this.base + routeOffset(this.layout, route, name)]! += by;
+  }
+
+  /** One route token sealed under key `keyId` (0..255; anything else is not counted). */
+  incKeySealed(keyId: number): void {
+    if (keyId >= 0 && keyId < TOKEN_KEY_IDS) this.slots[this.base + keySealedOffset(this.layout, keyId)]! += 1;
   }
 
   /** Adds to a counter slot (`C.requests`, …). */
@@ -341,6 +358,15 @@ export class CounterReader {
     const stride = workerBlockSlots(this.layout);
     let sum = 0;
     for (let w = 0; w < this.layout.workerCapacity; w++) sum += this.slots[w * stride + C[name]]!;
+    return sum;
+  }
+
+  /** Route tokens sealed under key `keyId`, summed over workers. */
+  keySealedTotal(keyId: number): number {
+    const stride = workerBlockSlots(this.layout);
+    const off = keySealedOffset(this.layout, keyId);
+    let sum = 0;
+    for (let w = 0; w < this.layout.workerCapacity; w++) sum += this.slots[w * stride + off]!;
     return sum;
   }
 

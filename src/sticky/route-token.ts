@@ -108,8 +108,20 @@ export interface RingKey {
 }
 
 export type ReadResult =
-  | { ok: true; backendId: string; issuedAt: number; bindingTag: Buffer; flags: number; keyId: number }
-  | { ok: false; reason: 'malformed' | 'unknown_key' | 'retired_key' | 'forged' | 'bad_payload' | 'expired' | 'future' };
+  | {
+      ok: true;
+      backendId: string;
+      issuedAt: number;
+      bindingTag: Buffer;
+      flags: number;
+      keyId: number;
+      /** The token's format: 2, or 1 for a token from before the upgrade (re-issue it as v2). */
+      version: number;
+    }
+  | {
+      ok: false;
+      reason: 'malformed' | 'unknown_key' | 'retired_key' | 'retired_format' | 'forged' | 'bad_payload' | 'expired' | 'future';
+    };
 
 type Failure = Extract<ReadResult, { ok: false }>;
 type OkResult = Extract<ReadResult, { ok: true }>;
@@ -118,6 +130,7 @@ const FAILURES = {
   malformed: fail('malformed'),
   unknown_key: fail('unknown_key'),
   retired_key: fail('retired_key'),
+  retired_format: fail('retired_format'),
   forged: fail('forged'),
   bad_payload: fail('bad_payload'),
   expired: fail('expired'),
@@ -145,6 +158,7 @@ export class RouteTokens {
   readonly #clockSkewSec: number;
   readonly #now: () => number;
   #retireAt = new Float64Array(256).fill(Infinity);
+  #v1OpensUntil = -Infinity;
   #sealKeyId = -1;
   readonly #aads = new Map<string, Map<string, Buffer>>();
   #aadCount = 0;
@@ -181,8 +195,12 @@ export class RouteTokens {
     this.#maxAgeSec = maxAgeSec;
   }
 
-  /** All keys open until their retireAt; `sealKeyId` seals and must not be retired already. */
-  setKeyRing(keys: readonly RingKey[], sealKeyId: number): void {
+  /**
+   * All keys open until their retireAt; `sealKeyId` seals and must not be retired already.
+   * Format v1 tokens open until `v1OpensUntil` (ms epoch; default never): the upgrade's grace.
+   */
+  setKeyRing(keys: readonly RingKey[], sealKeyId: number, v1OpensUntil = -Infinity): void {
+    if (typeof v1OpensUntil !== 'number' || Number.isNaN(v1OpensUntil)) throw typeError('a number for v1OpensUntil', v1OpensUntil);
     if (!Array.isArray(keys)) throw typeError('an array of ring keys', keys);
     const retireAt = new Float64Array(256).fill(Infinity);
     const now = this.#now();
@@ -201,6 +219,7 @@ export class RouteTokens {
       sealKeyId,
     );
     this.#retireAt = retireAt;
+    this.#v1OpensUntil = v1OpensUntil;
     this.#sealKeyId = sealKeyId;
     this.#opened = new Map();
     this.#openedCount = 0;
@@ -242,10 +261,16 @@ export class RouteTokens {
     return result;
   }
 
-  /** Retirement and age, re-checked on every read (cached or not). */
+  /** The key id new tokens are sealed under (-1 before a ring). */
+  get sealKeyId(): number {
+    return this.#sealKeyId;
+  }
+
+  /** Retirement (of the key, and of format v1) and age, re-checked on every read (cached or not). */
   #checkTime(r: OkResult): ReadResult {
     const now = this.#now();
     if (now >= this.#retireAt[r.keyId]!) return FAILURES.retired_key;
+    if (r.version === 1 && now >= this.#v1OpensUntil) return FAILURES.retired_format;
     const nowSec = Math.floor(now / 1000);
     if (r.issuedAt > nowSec + this.#clockSkewSec) return FAILURES.future;
     if (nowSec - r.issuedAt > this.#maxAgeSec) return FAILURES.expired;
@@ -274,6 +299,7 @@ export class RouteTokens {
         bindingTag: claims.bindingTag,
         flags: claims.flags,
         keyId: opened.keyId,
+        version: opened.version,
       }),
     );
   }

@@ -57,7 +57,7 @@ export function decodeToken(token: string): Buffer | null {
   return bytes.toString('base64url') === token ? bytes : null;
 }
 
-/** The clear key-id byte of a route token (header: version, keyId, nonce, …). */
+/** The clear key-id byte of a route token (header: version, keyId, then salt or v1 nonce, …). */
 export function tokenKeyId(token: string): number {
   const raw = decodeToken(token);
   if (!raw || raw.length < 30) throw new Error(`not a route token: ${JSON.stringify(token)}`);

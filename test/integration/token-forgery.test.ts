@@ -19,6 +19,8 @@ const B64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_
 const EXTRA = '+/=.~!*%$&\'()[]:<>?@^`{|}';
 const SUBSTITUTES = B64URL + EXTRA;
 const FOREIGN_PER_KIND = 100;
+/** Format v2: version | keyId | 16-byte salt, then ciphertext and tag. */
+const SALT_END = 18;
 
 /** Requests a new token from `t` until one is for backend `want`. */
 async function tokenFor(t: TetherProcess, want: string, mode: 'cookie' | 'header' = 'cookie', host?: string): Promise<string> {
@@ -86,10 +88,11 @@ function mutations(valid: string, foreign: readonly string[], seed: number): str
     add(valid.slice(0, cut) + f.slice(cut));
     add(f.slice(0, cut) + valid.slice(cut));
   }
-  // Our header and nonce in front of another token's ciphertext and tag, bytewise.
+  // Our header and salt in front of another token's ciphertext and tag, and the reverse, bytewise.
   for (const f of foreign.slice(0, 100)) {
     const fr = decodeToken(f)!;
-    add(Buffer.concat([raw.subarray(0, 14), fr.subarray(14)]).toString('base64url'));
+    add(Buffer.concat([raw.subarray(0, SALT_END), fr.subarray(SALT_END)]).toString('base64url'));
+    add(Buffer.concat([fr.subarray(0, SALT_END), raw.subarray(SALT_END)]).toString('base64url'));
   }
 
   const kinds: (() => string)[] = [
@@ -103,8 +106,14 @@ function mutations(valid: string, foreign: readonly string[], seed: number): str
     // One flipped bit in the tag or ciphertext specifically (the bytes an attacker would try).
     () => {
       const r = Buffer.from(raw);
-      const at = 14 + below(rand, r.length - 14);
+      const at = SALT_END + below(rand, r.length - SALT_END);
       r[at]! ^= 1 << below(rand, 8);
+      return r.toString('base64url');
+    },
+    // One flipped bit in the salt (v2 derives the token's key from it).
+    () => {
+      const r = Buffer.from(raw);
+      r[2 + below(rand, 16)]! ^= 1 << below(rand, 8);
       return r.toString('base64url');
     },
     // 1-2 character substitutions, mostly from the base64url alphabet.
@@ -161,8 +170,8 @@ describe('route-token forgery through the balancer', () => {
   beforeAll(async () => {
     app1 = await startBackend('app1');
     app2 = await startBackend('app2');
-    // A backend whose 6-byte ID makes a 67-character token, whose last character has 2 unused bits.
-    trail = await startBackend('app-12');
+    // A backend whose 8-byte ID makes a 75-character token, whose last character has 2 unused bits.
+    trail = await startBackend('app-1234');
     const keys = tmp.file('keys', `${keyLine(1)}\n${keyLine(2)}\n`);
     const otherKeys = tmp.file('other-keys', `${keyLine(1)}\n`);
     const backends = [...backendFlag(app1), ...backendFlag(app2)];
@@ -171,6 +180,7 @@ describe('route-token forgery through the balancer', () => {
       { workers: 2 },
     );
     valid = await tokenFor(tether, 'app1');
+    expect(decodeToken(valid)![0], 'the balancer seals format v2').toBe(2);
 
     // Genuine tokens from the same key ring, for another pool name and for another mode;
     // and from a ring whose key 1 has other bytes.
@@ -262,15 +272,15 @@ describe('route-token forgery through the balancer', () => {
     expect(await tether.metric(sticky('backend_unknown'))).toBe(0);
   }, 240_000);
 
-  it('tokens from a pool with a 67-character token: non-canonical trailing bits and the wrong pool are refused', async () => {
-    const token = await tokenFor(tether, 'app-12', 'cookie', 'trail.test');
-    expect(token).toHaveLength(67);
+  it('tokens from a pool with a 75-character token: non-canonical trailing bits and the wrong pool are refused', async () => {
+    const token = await tokenFor(tether, 'app-1234', 'cookie', 'trail.test');
+    expect(token).toHaveLength(75);
     const ok = await request({ port: tether.port, headers: { host: 'trail.test', cookie: `TETHER=${token}` } });
-    expect(ok.body).toBe('app-12');
+    expect(ok.body).toBe('app-1234');
     expect(setCookieValue(ok, 'TETHER')).toBeUndefined();
 
-    // 50 raw bytes: the last character carries 4 data bits and 2 unused ones. The same bytes
-    // spelt with non-zero unused bits must not open (one spelling per token).
+    // 56 raw bytes (34 + a 22-byte payload): the last character carries 4 data bits and 2
+    // unused ones. The same bytes spelt with non-zero unused bits must not open (one spelling per token).
     const last = B64URL.indexOf(token.at(-1)!);
     expect(last & 0b11).toBe(0);
     const before = await tether.metric(sticky('invalid_malformed'));
@@ -278,7 +288,7 @@ describe('route-token forgery through the balancer', () => {
       const alias = token.slice(0, -1) + B64URL[last | bits]!;
       expect(Buffer.from(alias, 'base64url').equals(Buffer.from(token, 'base64url'))).toBe(true);
       const reply = await request({ port: tether.port, headers: { host: 'trail.test', cookie: `TETHER=${alias}` } });
-      expect(reply.body).toBe('app-12');
+      expect(reply.body).toBe('app-1234');
       expect(setCookieValue(reply, 'TETHER'), `alias ${alias} must not be accepted`).toBeTruthy();
     }
     expect(await tether.metric(sticky('invalid_malformed'))).toBe(before + 3);

@@ -346,9 +346,9 @@ describe('scenarios and peers for passthrough', () => {
     expect(runs).toEqual(['tether', 'haproxy', 'nginx']);
     // HTTP scenarios are unchanged.
     const httpRuns = peerIndex.peers.filter((p) => peerIndex.runsIn(p, { name: 'sticky-hit' })).map((p) => p.name);
-    expect(httpRuns).toEqual(['tether', 'haproxy', 'nginx', 'http-proxy', 'tether-bound', 'tether-logged', 'uws-floor']);
+    expect(httpRuns).toEqual(['tether', 'haproxy', 'nginx', 'http-proxy', 'tether-bound', 'tether-logged', 'uws-floor', 'tether-baseline']);
     // learn-hit runs the peers with a learn mode only.
-    expect(peerIndex.peers.filter((p) => peerIndex.runsIn(p, { name: 'learn-hit', stickiness: 'learn' })).map((p) => p.name)).toEqual(['tether', 'haproxy']);
+    expect(peerIndex.peers.filter((p) => peerIndex.runsIn(p, { name: 'learn-hit', stickiness: 'learn' })).map((p) => p.name)).toEqual(['tether', 'haproxy', 'tether-baseline']);
     expect(peerIndex.peers.filter((p) => peerIndex.runsIn(p, { name: 'roaming' })).map((p) => p.name)).toContain('haproxy-source');
   });
 

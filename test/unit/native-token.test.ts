@@ -1,6 +1,7 @@
 // Route token crypto: the native addon against the node:crypto reference and the generated
-// known-answer vectors, in both directions, on real, random and mutated tokens.
-import { randomBytes } from 'node:crypto';
+// known-answer vectors, in both directions, on real, random and mutated tokens of both formats
+// (v2 sealed and opened; v1 only opened).
+import { hkdfSync, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
@@ -15,13 +16,14 @@ import {
   type TokenCrypto,
 } from '../../src/native/index.js';
 import { NATIVE_ADDON_PATH } from '../../src/native/loader.js';
-import { ReferenceTokenCrypto, createReferenceTokenCrypto, decodeBase64UrlStrict } from '../../src/native/reference.js';
+import { ReferenceTokenCrypto, createReferenceTokenCrypto, decodeBase64UrlStrict, deriveV2Key } from '../../src/native/reference.js';
+import { rawToken as sealV1 } from '../fixtures/token-format.mjs';
 
 interface Vectors {
   ring: { id: number; key: string }[];
   sealKeyId: number;
-  seal: { name: string; nonce: string; payload: string; aad: string; token: string }[];
-  open: { name: string; token: string; aad: string; status: number; keyId: number; payload: string | null }[];
+  seal: { name: string; salt: string; payload: string; aad: string; token: string }[];
+  open: { name: string; token: string; aad: string; status: number; keyId: number; version: number; payload: string | null }[];
 }
 
 const vectors = JSON.parse(
@@ -59,24 +61,25 @@ describe.each(impls)('$name: known-answer vectors', ({ make }) => {
   it('seals every vector to the expected token', () => {
     const crypto = withRing(make());
     for (const v of vectors.seal) {
-      expect(crypto.sealWithNonce(hex(v.payload), hex(v.aad), hex(v.nonce)), v.name).toBe(v.token);
+      expect(crypto.sealWithSalt(hex(v.payload), hex(v.aad), hex(v.salt)), v.name).toBe(v.token);
     }
   });
 
-  it('opens every vector with the expected status, key id and payload', () => {
+  it('opens every vector (v1 and v2) with the expected status, key id, version and payload', () => {
     const crypto = withRing(make());
-    const seen = new Set<TokenStatus>();
+    const seen = new Set<string>();
     for (const v of vectors.open) {
       const r = crypto.open(v.token, hex(v.aad));
-      expect({ status: r.status, keyId: r.keyId, payload: r.payload?.toString('hex') ?? null }, v.name).toEqual({
+      expect({ status: r.status, keyId: r.keyId, version: r.version, payload: r.payload?.toString('hex') ?? null }, v.name).toEqual({
         status: v.status,
         keyId: v.keyId,
+        version: v.version,
         payload: v.payload,
       });
-      seen.add(r.status);
+      seen.add(`${r.version}:${r.status}`);
     }
-    // Every status is exercised by the vectors.
-    expect([...seen].sort()).toEqual([0, 1, 2, 3, 4]);
+    // Every status is exercised by the vectors, and every failure after the version byte in both formats.
+    expect([...seen].sort()).toEqual(['0:1', '0:2', '1:0', '1:1', '1:3', '1:4', '2:0', '2:1', '2:3', '2:4']);
   });
 });
 
@@ -103,32 +106,62 @@ describe('native ⇄ reference', () => {
           expect(r.keyId).toBe(sealId);
           expect(r.payload?.equals(payload)).toBe(true);
         }
-        // Fresh random nonce per seal.
+        // Fresh random salt per seal, and always format v2.
         expect(native.seal(payload, aad)).not.toBe(fromNative);
+        expect(Buffer.from(fromNative, 'base64url')[0]).toBe(2);
+        expect(Buffer.from(fromReference, 'base64url')[0]).toBe(2);
       }
     }
   });
 
-  it('the same nonce gives the same token in both', () => {
+  it('the same salt gives the same token in both', () => {
     const native = withRing(new NativeTokenCrypto());
     const reference = withRing(new ReferenceTokenCrypto());
     for (let len = 0; len <= 255; len++) {
       const payload = randomBytes(len);
       const aad = randomBytes(len % 40);
-      const nonce = randomBytes(12);
-      const token = native.sealWithNonce(payload, aad, nonce);
-      expect(reference.sealWithNonce(payload, aad, nonce)).toBe(token);
-      // 30 raw bytes of overhead, unpadded base64url.
-      expect(token.length).toBe(Math.ceil(((30 + len) * 4) / 3));
+      const salt = randomBytes(16);
+      const token = native.sealWithSalt(payload, aad, salt);
+      expect(reference.sealWithSalt(payload, aad, salt)).toBe(token);
+      // 34 raw bytes of overhead, unpadded base64url.
+      expect(token.length).toBe(Math.ceil(((34 + len) * 4) / 3));
     }
+    // A pool name longer than node's hkdfSync takes as info (1024 bytes) still seals alike.
+    const longAad = randomBytes(70_000);
+    const salt = randomBytes(16);
+    expect(reference.sealWithSalt(Buffer.from('x'), longAad, salt)).toBe(native.sealWithSalt(Buffer.from('x'), longAad, salt));
   });
 
-  it('agrees on the status of 10,000 random mutations of a valid token, none of which opens', () => {
+  it("v2's per-token key is RFC 5869 HKDF-SHA256 over the ring key, bound to version, key id, salt and AAD", () => {
+    const ringKey = randomBytes(32);
+    const salt = randomBytes(16);
+    const aad = Buffer.from('\u0000\u0003web\u0000\u0006cookie', 'latin1');
+    const info = Buffer.concat([Buffer.from([2, 9]), salt, aad]);
+    const expected = Buffer.from(hkdfSync('sha256', ringKey, 'tether route token v2', info, 32));
+    expect(deriveV2Key(ringKey, 9, salt, aad).equals(expected)).toBe(true);
+    // Every input changes the key.
+    const variants = [
+      deriveV2Key(randomBytes(32), 9, salt, aad),
+      deriveV2Key(ringKey, 8, salt, aad),
+      deriveV2Key(ringKey, 9, randomBytes(16), aad),
+      deriveV2Key(ringKey, 9, salt, Buffer.concat([aad, Buffer.from([0])])),
+    ];
+    for (const v of variants) expect(v.equals(expected)).toBe(false);
+  });
+
+  const MUTATION_AAD = Buffer.from('\u0000\u0003web\u0000\u0006cookie', 'latin1');
+  const MUTATION_PAYLOAD = Buffer.from('payload for mutation');
+  const v1Key = hex(vectors.ring.find((k) => k.id === vectors.sealKeyId)!.key);
+  it.each([
+    ['v2 (sealed now)', () => withRing(createTokenCrypto()).seal(MUTATION_PAYLOAD, MUTATION_AAD)],
+    ['v1 (still held by clients)', () => sealV1(vectors.sealKeyId, v1Key, randomBytes(12), MUTATION_PAYLOAD, MUTATION_AAD).toString('base64url')],
+  ])('%s: both agree on the status of 10,000 random mutations of a valid token, none of which opens', (_name, mint) => {
     const native = withRing(createTokenCrypto());
     const reference = withRing(createReferenceTokenCrypto());
-    const aad = Buffer.from('\u0000\u0003web\u0000\u0006cookie', 'latin1');
-    const payload = Buffer.from('payload for mutation');
-    const good = native.seal(payload, aad);
+    const aad = MUTATION_AAD;
+    const payload = MUTATION_PAYLOAD;
+    const good = mint();
+    expect(native.open(good, aad).status).toBe(TokenStatus.Ok);
     const random = rng(42);
     const pick = <T>(xs: ArrayLike<T>): T => xs[Math.floor(random() * xs.length)]!;
     const counts = new Map<TokenStatus, number>();
@@ -149,7 +182,7 @@ describe('native ⇄ reference', () => {
       const token = chars.join('');
       const n = native.open(token, aad);
       const r = reference.open(token, aad);
-      expect({ status: n.status, keyId: n.keyId }, token).toEqual({ status: r.status, keyId: r.keyId });
+      expect({ status: n.status, keyId: n.keyId, version: n.version }, token).toEqual({ status: r.status, keyId: r.keyId, version: r.version });
       if (token === good) {
         expect(n.payload?.equals(payload)).toBe(true);
       } else {
@@ -203,7 +236,7 @@ describe.each(impls)('$name: canonical spelling and limits', ({ make }) => {
     expect(crypto.open('A'.repeat(TOKEN_MAX_CHARS), aad).status).toBe(TokenStatus.BadVersion);
     expect(crypto.open('A'.repeat(TOKEN_MAX_CHARS + 1), aad).status).toBe(TokenStatus.Malformed);
     expect(crypto.open('A'.repeat(100_000), aad).status).toBe(TokenStatus.Malformed);
-    expect(crypto.open('', aad)).toEqual({ status: TokenStatus.Malformed, keyId: -1, payload: null });
+    expect(crypto.open('', aad)).toEqual({ status: TokenStatus.Malformed, keyId: -1, version: 0, payload: null });
   });
 
   it('seals payloads of 0..255 bytes and refuses 256', () => {
@@ -249,10 +282,10 @@ describe.each(impls)('$name: key ring', ({ make }) => {
     expect(crypto.open(fresh, Buffer.alloc(0))).toMatchObject({ status: TokenStatus.Ok, keyId: 2 });
     expect(crypto.open(old, Buffer.alloc(0))).toMatchObject({ status: TokenStatus.Ok, keyId: 1 });
     crypto.setKeyRing([{ id: 2, key: key(2) }], 2);
-    expect(crypto.open(old, Buffer.alloc(0))).toEqual({ status: TokenStatus.UnknownKey, keyId: 1, payload: null });
+    expect(crypto.open(old, Buffer.alloc(0))).toEqual({ status: TokenStatus.UnknownKey, keyId: 1, version: 2, payload: null });
     // Same id, different key: authentication fails rather than anything opening.
     crypto.setKeyRing([{ id: 1, key: key(9) }], 1);
-    expect(crypto.open(old, Buffer.alloc(0))).toEqual({ status: TokenStatus.AuthFailed, keyId: 1, payload: null });
+    expect(crypto.open(old, Buffer.alloc(0))).toEqual({ status: TokenStatus.AuthFailed, keyId: 1, version: 2, payload: null });
   });
 
   it('before any ring: seal throws, open reports an unknown key', () => {

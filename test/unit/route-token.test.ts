@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 
 import { TokenStatus, createTokenCrypto, type TokenCrypto } from '../../src/native/index.js';
 import { createReferenceTokenCrypto } from '../../src/native/reference.js';
+import { rawToken as sealV1 } from '../fixtures/token-format.mjs';
 import {
   RouteTokens,
   decodePayload,
@@ -103,7 +104,7 @@ describe.each(cryptos)('RouteTokens over $name crypto', ({ make }) => {
     const { tokens } = setup();
     const tag = randomBytes(8);
     const token = tokens.issue('web', 'cookie', 'app-7', tag, 0x09);
-    expect(tokens.read('web', 'cookie', token)).toEqual({ ok: true, backendId: 'app-7', issuedAt: T0 / 1000, bindingTag: tag, flags: 0x09, keyId: 1 });
+    expect(tokens.read('web', 'cookie', token)).toEqual({ ok: true, backendId: 'app-7', issuedAt: T0 / 1000, bindingTag: tag, flags: 0x09, keyId: 1, version: 2 });
     expect(tokens.read('api', 'cookie', token)).toEqual({ ok: false, reason: 'forged' });
     expect(tokens.read('web', 'header', token)).toEqual({ ok: false, reason: 'forged' });
     expect(tokens.read('webc', 'ookie', token)).toEqual({ ok: false, reason: 'forged' });
@@ -119,7 +120,7 @@ describe.each(cryptos)('RouteTokens over $name crypto', ({ make }) => {
     expect(tokens.read('web', 'cookie', '')).toEqual({ ok: false, reason: 'malformed' });
     expect(tokens.read('web', 'cookie', 'not a token')).toEqual({ ok: false, reason: 'malformed' });
     expect(tokens.read('web', 'cookie', `B${token.slice(1)}`)).toEqual({ ok: false, reason: 'malformed' }); // version
-    expect(tokens.read('web', 'cookie', token.slice(0, -2))).toEqual({ ok: false, reason: 'forged' });
+    expect(tokens.read('web', 'cookie', Buffer.from(token, 'base64url').subarray(0, -1).toString('base64url'))).toEqual({ ok: false, reason: 'forged' }); // tag 1 byte short
     const other = setup([k2], 2).tokens.issue('web', 'cookie', 'app-7');
     const unknown = setup([{ id: 3, key: randomBytes(32) }], 3).tokens.issue('web', 'cookie', 'app-7');
     expect(tokens.read('web', 'cookie', other)).toMatchObject({ ok: true, keyId: 2 });
@@ -167,6 +168,34 @@ describe.each(cryptos)('RouteTokens over $name crypto', ({ make }) => {
     tokens.setKeyRing([{ ...k2, retireAt: T0 + 20_000 }], 2);
     clock.now = T0 + 20_000;
     expect(() => tokens.issue('web', 'cookie', 'app-8')).toThrow(expect.objectContaining({ code: 'TETHER_ERR_SEAL_KEY_RETIRED' }));
+  });
+
+  it('opens format v1 tokens until the upgrade grace ends, re-checked on cached reads too', () => {
+    const { tokens, clock } = setup([k1], 1);
+    const v1 = (backendId: string, tag = Buffer.alloc(8), flags = 0) =>
+      sealV1(1, k1.key, randomBytes(12), encodePayload({ backendId, issuedAt: T0 / 1000, flags, bindingTag: tag }), tokenAad('web', 'cookie')).toString('base64url');
+    const tag = randomBytes(8);
+    const held = v1('app-3', tag, 0x05);
+    // Without a grace (the default) v1 does not open at all.
+    expect(tokens.read('web', 'cookie', held)).toEqual({ ok: false, reason: 'retired_format' });
+    tokens.setKeyRing([k1], 1, T0 + 5_000);
+    expect(tokens.read('web', 'cookie', held)).toEqual({ ok: true, backendId: 'app-3', issuedAt: T0 / 1000, bindingTag: tag, flags: 0x05, keyId: 1, version: 1 });
+    expect(tokens.read('api', 'cookie', held)).toEqual({ ok: false, reason: 'forged' });
+    // What it issues now is v2, for the same claims.
+    const fresh = tokens.issue('web', 'cookie', 'app-3', tag, 0x05);
+    expect(Buffer.from(fresh, 'base64url')[0]).toBe(2);
+    expect(tokens.read('web', 'cookie', fresh)).toMatchObject({ ok: true, backendId: 'app-3', version: 2 });
+    clock.now = T0 + 4_999;
+    expect(tokens.read('web', 'cookie', held)).toMatchObject({ ok: true, version: 1 }); // from the cache
+    clock.now = T0 + 5_000;
+    expect(tokens.read('web', 'cookie', held)).toEqual({ ok: false, reason: 'retired_format' });
+    expect(tokens.read('web', 'cookie', v1('app-4'))).toEqual({ ok: false, reason: 'retired_format' });
+    expect(tokens.read('web', 'cookie', fresh)).toMatchObject({ ok: true, version: 2 });
+    // A retired key beats the format: the reason names the key.
+    tokens.setKeyRing([k2, { ...k1, retireAt: T0 + 6_000 }], 2, T0 + 60_000);
+    clock.now = T0 + 6_000;
+    expect(tokens.read('web', 'cookie', held)).toEqual({ ok: false, reason: 'retired_key' });
+    expect(() => tokens.setKeyRing([k1], 1, NaN)).toThrow(/a number for v1OpensUntil/);
   });
 
   it('validates options and ring', () => {

@@ -2,7 +2,7 @@
 // from the same module; these tests pin it (slots, sizes, sums, gauges, health backoff).
 import { describe, expect, it } from 'vitest';
 import {
-  BACKEND_COUNTERS, BACKEND_STATE, C, LATENCY_BOUNDS_MS, PER_BACKEND, CounterReader, GLOBAL_COUNTERS, WorkerCounters, createSharedState, sharedBytes, workerBlockSlots,
+  BACKEND_COUNTERS, BACKEND_STATE, C, LATENCY_BOUNDS_MS, PER_BACKEND, CounterReader, GLOBAL_COUNTERS, TOKEN_KEY_IDS, WorkerCounters, createSharedState, sharedBytes, workerBlockSlots,
 } from '../../src/shared-memory/counters.js';
 
 const layout = { workerCapacity: 3, backendCapacity: 4 };
@@ -13,7 +13,8 @@ describe('shared counters', () => {
     expect(GLOBAL_COUNTERS[C.client_timeouts]).toBe('client_timeouts');
     GLOBAL_COUNTERS.forEach((name, i) => expect(C[name]).toBe(i));
     expect(PER_BACKEND).toBe(BACKEND_COUNTERS.length + LATENCY_BOUNDS_MS.length + 2);
-    expect(workerBlockSlots(layout)).toBe(GLOBAL_COUNTERS.length + PER_BACKEND * 4);
+    expect(TOKEN_KEY_IDS).toBe(256);
+    expect(workerBlockSlots(layout)).toBe(GLOBAL_COUNTERS.length + PER_BACKEND * 4 + TOKEN_KEY_IDS);
     expect(sharedBytes(layout)).toBe(8 * (workerBlockSlots(layout) * 3 + BACKEND_STATE.length * 4));
     expect(createSharedState(layout).byteLength).toBe(sharedBytes(layout));
   });
@@ -33,6 +34,23 @@ describe('shared counters', () => {
     expect(r.backendTotal(3, 'requests')).toBe(8);
     expect(r.backendTotal(2, 'requests')).toBe(0);
     expect(() => new WorkerCounters(buf, layout, 3)).toThrow(/below 3/);
+  });
+
+  it('counts tokens sealed per key id, summed over workers, beside routes and backends', () => {
+    const withRoutes = { ...layout, routeCapacity: 2 };
+    const buf = createSharedState(withRoutes);
+    const workers = [0, 1, 2].map((i) => new WorkerCounters(buf, withRoutes, i));
+    workers[0]!.incKeySealed(0);
+    workers[1]!.incKeySealed(255);
+    workers[2]!.incKeySealed(255);
+    workers[2]!.incKeySealed(256); // not a key id: ignored
+    workers[2]!.incKeySealed(-1);
+    workers[1]!.incRoute(1, 'bytes_out', 9);
+    workers[1]!.incBackend(3, 'sticky_hits');
+    const r = new CounterReader(buf, withRoutes);
+    expect([r.keySealedTotal(0), r.keySealedTotal(1), r.keySealedTotal(255)]).toEqual([1, 0, 2]);
+    expect(r.backendTotal(3, 'sticky_hits')).toBe(1);
+    expect(r.total('tokens_issued')).toBe(0);
   });
 
   it('clears a dead worker\'s gauges and keeps its counters', () => {
