@@ -37,7 +37,8 @@ const STOP_GRACE_MS = 3_000;
 const HELP = `usage: node bench/run.js [options]
 
   --scenario LIST     comma-separated, default ${allScenarios.map((s) => s.name).join(',')}
-  --peers LIST        comma-separated, default ${allPeers.map((p) => p.name).join(',')}
+  --peers LIST        comma-separated, default ${allPeers.filter((p) => !p.optIn).map((p) => p.name).join(',')}
+                      (also: ${allPeers.filter((p) => p.optIn).map((p) => p.name).join(',')}, when named)
   --duration S        seconds per measured run (default 10; --quick: 3)
   --warmup S          seconds of load on each fresh balancer before measuring (default 2; --quick: 1; 0 = none)
   --connections C     wrk connections (default 50)
@@ -83,7 +84,8 @@ function parseOptions(argv) {
     return n;
   };
   const list = (flag, known) => {
-    if (values[flag] === undefined) return known.map((k) => k.name);
+    // Opt-in entries (tether-baseline: needs TETHER_BASELINE) run only when named.
+    if (values[flag] === undefined) return known.filter((k) => !k.optIn).map((k) => k.name);
     const names = values[flag].split(',').map((s) => s.trim()).filter(Boolean);
     for (const n of names) {
       if (!known.some((k) => k.name === n)) {

@@ -8,6 +8,7 @@
 //   start({ backends: [{ name, port }], workers, connections, port, dir, repoRoot })
 //                → { handle, url, waitReady(deadlineMs), setup: { command, config? } }
 //   scenarios?   [names]: run only in those scenarios (variants made for one scenario)
+//   optIn?       true: left out of the default --peers list, runs only when named
 //   startPassthrough?({ tlsBackends: [{ name, port }], routes: [{ serverName, backend }], ca,
 //                workers, connections, port, dir, repoRoot })
 //                → { handle, host, port, waitReady(deadlineMs), setup: { command, config? } }

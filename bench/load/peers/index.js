@@ -9,9 +9,10 @@ import * as nginxHash from './nginx-hash.js';
 import * as tetherBound from './tether-bound.js';
 import * as tetherLogged from './tether-logged.js';
 import * as uwsFloor from './uws-floor.js';
+import * as tetherBaseline from './tether-baseline.js';
 
 // Variants that run only in some scenarios (their `scenarios` export) come last.
-export const peers = [tether, haproxy, nginx, httpProxy, haproxySource, nginxHash, tetherBound, tetherLogged, uwsFloor];
+export const peers = [tether, haproxy, nginx, httpProxy, haproxySource, nginxHash, tetherBound, tetherLogged, uwsFloor, tetherBaseline];
 
 /**
  * Whether `peer` runs in `scenario`: the one rule, used by the harness and recorded in
