@@ -17,6 +17,13 @@ export default tseslint.config(
     },
   },
   {
+    // The worker side talks to the orchestrator only through src/protocol/ (messages, key ring).
+    files: ['src/data-plane/**/*.ts', 'src/sticky/**/*.ts', 'src/shared-memory/**/*.ts', 'src/protocol/**/*.ts', 'src/authz/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: [{ group: ['**/orchestrator/*'], message: 'the data plane imports contracts from src/protocol/, never the orchestrator' }] }],
+    },
+  },
+  {
     files: ['**/*.js', '**/*.mjs'],
     languageOptions: { globals: { process: 'readonly', console: 'readonly', Buffer: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly', setInterval: 'readonly', clearInterval: 'readonly', URL: 'readonly', performance: 'readonly', AbortController: 'readonly', queueMicrotask: 'readonly', setImmediate: 'readonly', TextEncoder: 'readonly', TextDecoder: 'readonly' } },
     rules: { '@typescript-eslint/no-require-imports': 'off', '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_' }] },

@@ -8,7 +8,7 @@ import { AuthzService, LIMIT_WINDOW_MS, encodeAnswer, parseBody, type AuthzAnswe
 import { b64u } from '../authz/protocol.js';
 import type { Config } from '../config/schema.js';
 import { aesGcmSealInto, hmacSha256, hmacVerify } from '../native/index.js';
-import type { KeyRing } from '../orchestrator/key-ring.js';
+import type { KeyRing } from '../protocol/key-ring.js';
 import { C, type WorkerCounters } from '../shared-memory/counters.js';
 import type { SessionStore } from '../sticky/sessions.js';
 import type { Runtime } from './runtime.js';

@@ -3,7 +3,7 @@
 // the route-token codec. Built once per snapshot; the request path only reads it.
 import type { Config, PoolConfig, RouteConfig, StickyConfig } from '../config/schema.js';
 import { createBalancer, type Balancer } from './balancers/index.js';
-import type { BackendSlots } from './messages.js';
+import type { BackendSlots } from '../protocol/worker-messages.js';
 import type { WorkerCounters } from '../shared-memory/counters.js';
 import type { UpstreamConnection } from './upstream/pool.js';
 import { parseBindPolicy, TerminalCache, type BindPolicy } from '../sticky/binding.js';

@@ -7,7 +7,7 @@ import type { ClientRequest, ClientResponse } from './front-door/client.js';
 import type { Config } from '../config/schema.js';
 import { ActiveExchanges, handleRequest, type ListenerContext } from './http-listener.js';
 import { Runtime } from './runtime.js';
-import { decode, encode, type FromWorker, type GrantToPush, type ToWorker, type WorkerInit } from './messages.js';
+import { decode, encode, type FromWorker, type GrantToPush, type ToWorker, type WorkerInit } from '../protocol/worker-messages.js';
 import { sweepIdle } from './upstream/pool.js';
 import { clock } from './clock.js';
 import { C, WorkerCounters } from '../shared-memory/counters.js';
@@ -18,7 +18,7 @@ import { compileRouteSet, startPassthrough, type Passthrough, type RouteSet } fr
 import { mountAuthz } from './authz-routes.js';
 import { AccessLog } from './access-log.js';
 import { RouteTokens } from '../sticky/route-token.js';
-import type { KeyRing } from '../orchestrator/key-ring.js';
+import type { KeyRing } from '../protocol/key-ring.js';
 
 const SWEEP_MS = 100;
 const NO_FINGERPRINT = { fingerprint: false } as const;

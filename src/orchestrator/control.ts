@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import { FrameError, MAX_FRAME_BYTES, NONCE_BYTES, encodeFrame, framePool, openFrame, type BalancerMessage } from '../control/frames.js';
 import { hmacSha256, hmacVerify } from '../native/index.js';
 import type { Registry, RegistryResult } from './registry.js';
-import type { GrantToPush } from '../data-plane/messages.js';
+import type { GrantToPush } from '../protocol/worker-messages.js';
 
 /** Bad frames a connection may send before it is closed. */
 const MAX_BAD_FRAMES = 5;

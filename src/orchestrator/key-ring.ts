@@ -6,25 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { TetherError } from '../errors.js';
 import { parseKeyFile } from '../config/key-file.js';
-
-export interface RingKey {
-  id: number;
-  key: Buffer;
-  /** ms since the epoch after which the key no longer opens tokens; absent = current. */
-  retireAt?: number;
-}
-
-export interface KeyRing {
-  keys: RingKey[];
-  sealKeyId: number;
-  /** True when the ring is a random key made at start (tokens die with the process). */
-  ephemeral: boolean;
-  /**
-   * ms since the epoch until which format v1 tokens (sealed before the upgrade to v2) still
-   * open: start + key grace; 0 when none can exist (a random key made at start).
-   */
-  v1OpensUntil: number;
-}
+import type { KeyRing, RingKey } from '../protocol/key-ring.js';
 
 export function ephemeralRing(): KeyRing {
   return { keys: [{ id: 0, key: randomBytes(32) }], sealKeyId: 0, ephemeral: true, v1OpensUntil: 0 };
@@ -63,7 +45,7 @@ export function rotate(
   for (const old of previous.keys) {
     const same = next.keys.find((k) => k.id === old.id);
     if (same) {
-      if (!same.key.equals(old.key)) warnings.push(`key id ${old.id} now has different bytes: tokens sealed under the old key ${old.id} no longer open`);
+      if (Buffer.compare(same.key, old.key) !== 0) warnings.push(`key id ${old.id} now has different bytes: tokens sealed under the old key ${old.id} no longer open`);
       continue;
     }
     if (ids.has(old.id)) continue;

@@ -3,7 +3,7 @@
 import { REFUSAL_REASONS } from '../data-plane/front-door/refusals.js';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { LATENCY_BOUNDS_MS, TOKEN_KEY_IDS, type CounterReader, type GlobalCounter } from '../shared-memory/counters.js';
-import type { KeyRing } from './key-ring.js';
+import type { KeyRing } from '../protocol/key-ring.js';
 import type { TableStats } from '../shared-memory/table.js';
 import { VERSION } from '../version.js';
 

@@ -16,7 +16,7 @@ import { isIP } from 'node:net';
 import type { Logger } from 'pino';
 import type { BackendConfig, Config } from '../config/schema.js';
 import { UNAVAILABLE_CHECK, UNAVAILABLE_LOST, type CounterReader } from '../shared-memory/counters.js';
-import type { BackendSlots } from '../data-plane/messages.js';
+import type { BackendSlots } from '../protocol/worker-messages.js';
 import type { EventLog } from './events.js';
 
 export type BackendSource = 'config' | 'api' | 'agent';

@@ -1,6 +1,7 @@
 // Route tokens: what a sticky token says (payload codec), what it is bound to (pool + mode AAD),
 // and the policy around the crypto (key retirement, max age, clock skew). Format: DESIGN.md.
 import { TokenStatus, checkBytes, rangeError, typeError, type TokenCrypto } from '../native/index.js';
+import type { RingKey } from '../protocol/key-ring.js';
 
 // Payload v1, sealed inside the token (src/native, native/include/tether/token.h):
 //
@@ -100,12 +101,6 @@ export function tokenAad(pool: string, mode: string): Buffer {
   return out;
 }
 
-export interface RingKey {
-  id: number;
-  key: Uint8Array;
-  /** ms epoch; from this instant on the key no longer opens tokens. */
-  retireAt?: number;
-}
 
 export type ReadResult =
   | {

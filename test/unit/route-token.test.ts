@@ -5,13 +5,13 @@ import { describe, expect, it } from 'vitest';
 
 import { TokenStatus, createTokenCrypto, type TokenCrypto } from '../../src/native/index.js';
 import { createReferenceTokenCrypto } from '../../src/native/reference.js';
+import type { RingKey } from '../../src/protocol/key-ring.js';
 import { rawToken as sealV1 } from '../fixtures/token-format.mjs';
 import {
   RouteTokens,
   decodePayload,
   encodePayload,
   tokenAad,
-  type RingKey,
   type RouteTokenClaims,
 } from '../../src/sticky/route-token.js';
 

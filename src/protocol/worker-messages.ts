@@ -2,7 +2,7 @@
 // msgpackr-encoded. Hot per-request state never travels here; it lives in shared memory.
 import { pack, unpack } from 'msgpackr';
 import type { BackendConfig, Config } from '../config/schema.js';
-import type { KeyRing } from '../orchestrator/key-ring.js';
+import type { KeyRing } from './key-ring.js';
 import type { SharedLayout } from '../shared-memory/counters.js';
 
 export const PROTOCOL_VERSION = 1;
