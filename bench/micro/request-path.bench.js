@@ -4,7 +4,8 @@
 // CPU a request costs Tether, without syscalls or the machine's noise. Run after `npm run build`:
 //   node bench/micro/request-path.bench.js
 import { createRequire } from 'node:module';
-import { ActiveExchanges, handleRequest } from '../../dist/data-plane/http-listener.js';
+import { ActiveExchanges } from '../../dist/data-plane/http/active-exchanges.js';
+import { handleRequest } from '../../dist/data-plane/http/handler.js';
 import { Runtime } from '../../dist/data-plane/runtime.js';
 import { UpstreamConnection } from '../../dist/data-plane/upstream/pool.js';
 import { ResponseParser } from '../../dist/data-plane/upstream/codec.js';

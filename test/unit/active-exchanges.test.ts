@@ -1,7 +1,8 @@
 // The worker's set of in-flight exchanges: O(1) add/delete by index, and a sweep in which an
 // exchange may leave the set (or make another leave) while it is being swept.
 import { describe, expect, it } from 'vitest';
-import { ActiveExchanges, type Exchange } from '../../src/data-plane/http-listener.js';
+import { ActiveExchanges } from '../../src/data-plane/http/active-exchanges.js';
+import type { Exchange } from '../../src/data-plane/http/exchange.js';
 
 interface Fake {
   activeIndex: number;
