@@ -1,7 +1,8 @@
 // A worker's view of the configuration, compiled for the request path: routes as an ordered
 // list, pools with their backends, balancer, sticky settings and precomputed strings, and
 // the route-token codec. Built once per snapshot; the request path only reads it.
-import type { Config, PoolConfig, RouteConfig, StickyConfig } from '../config/schema.js';
+import type { Config, PoolConfig, RouteConfig } from '../config/schema.js';
+import { createStickyMode, type StickyMode } from '../sticky/modes/index.js';
 import { createBalancer, type Balancer } from './balancers/index.js';
 import type { BackendSlots } from '../protocol/worker-messages.js';
 import type { WorkerCounters } from '../shared-memory/counters.js';
@@ -48,21 +49,16 @@ export interface PoolRuntime {
   readonly eject5xx: number;
   /** Round robin over backends that may take new sessions and hold a control connection (authorization grants). */
   readonly grantBalancer: Balancer;
-  readonly sticky: StickyConfig;
+  /** How requests of this pool carry their session (src/sticky/modes/). */
+  readonly mode: StickyMode;
   /** Lower-cased header or cookie the consistent hash reads, or null for the client IP. */
   readonly hashHeader: string | null;
   readonly hashCookie: string | null;
-  /** Cookie mode: `; Max-Age=…; Path=/; HttpOnly; SameSite=Lax` appended to `NAME=token`. */
-  readonly cookieSuffix: string;
-  /** Header mode: the request header to read, lower-cased. */
-  readonly headerLower: string;
   /** Session ↔ terminal binding policy, and this thread's terminals under it. */
   readonly bind: BindPolicy;
   readonly terminals: TerminalCache;
   /** The policy as configured (a reload keeps `terminals` only when this is unchanged). */
   readonly bindText: string;
-  /** The application's session cookie (learn and prefix modes), else ''. */
-  readonly sessionCookie: string;
   /** Fingerprints of application session ids and of route tokens, for the shared table (null without one). */
   readonly sessionFp: Fingerprinter | null;
   readonly tokenFp: Fingerprinter | null;
@@ -166,11 +162,6 @@ function buildPool(
 ): PoolRuntime {
   const backends: BackendRuntime[] = [];
   const [hashKind, hashName] = pc.balance.hashOn.split(':') as [string, string | undefined];
-  let cookieSuffix = '';
-  if (pc.sticky.mode === 'cookie') {
-    const s = pc.sticky;
-    cookieSuffix = `; Max-Age=${s.maxAgeSec ?? tokenMaxAgeSec}; Path=${s.path}${s.httpOnly ? '; HttpOnly' : ''}${s.secure ? '; Secure' : ''}; SameSite=${s.sameSite}`;
-  }
   const bind = bindPolicy(pc.bind);
   const pool: PoolRuntime = {
     name,
@@ -181,16 +172,13 @@ function buildPool(
     isUp: (i) => counters.backendPickable(backends[i]!.slot, now()),
     isRoutable: (i) => counters.backendRoutable(backends[i]!.slot, now()),
     eject5xx: pc.passive.consecutive5xx,
-    sticky: pc.sticky,
+    mode: createStickyMode(pc.sticky, tokenMaxAgeSec),
     hashHeader: hashKind === 'header' ? hashName!.toLowerCase() : null,
     hashCookie: hashKind === 'cookie' ? hashName! : null,
-    cookieSuffix,
-    headerLower: pc.sticky.mode === 'header' ? pc.sticky.name.toLowerCase() : '',
     bind,
     // What this thread knows of its terminals holds while the policy is the same (a reload may change it).
     terminals: previous && previous.bindText === pc.bind ? previous.terminals : new TerminalCache(bind),
     bindText: pc.bind,
-    sessionCookie: pc.sticky.mode === 'learn' || pc.sticky.mode === 'prefix' ? pc.sticky.cookie : '',
     sessionFp: sessions?.fingerprinter(name, 'session') ?? null,
     tokenFp: sessions?.fingerprinter(name, 'token') ?? null,
     byRef: new Map(),

@@ -10,6 +10,7 @@
 // otherwise.
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
+import { createStickyMode } from '../sticky/modes/index.js';
 import { ENTRY_REVOKED, type SessionStore } from '../sticky/sessions.js';
 
 export interface RevokeDeps {
@@ -51,16 +52,16 @@ export function revokeSession(raw: string, deps: RevokeDeps): ApiAnswer {
     return bad(`expected ${session !== undefined ? '"session"' : '"token"'} to be a non-empty string of at most ${MAX_VALUE_CHARS} characters`);
   }
   const kind = session !== undefined ? 'session' : 'token';
-  const mode = pc.sticky.mode;
-  if (kind === 'session' && mode !== 'learn' && mode !== 'prefix') {
-    return bad(`pool ${pool} uses sticky mode ${mode}, which keeps no application sessions: revoke its route token instead ("token")`);
+  // The pool's mode says what it can revoke: application sessions it works with, tokens it issues.
+  const mode = createStickyMode(pc.sticky, deps.config.tokenMaxAgeSec);
+  if (kind === 'session' && !mode.sessionCookie) {
+    return bad(`pool ${pool} uses sticky mode ${mode.name}, which keeps no application sessions: revoke its route token instead ("token")`);
   }
-  if (kind === 'token' && mode !== 'cookie' && mode !== 'header' && mode !== 'prefix') {
-    return bad(`pool ${pool} uses sticky mode ${mode}, which issues no route tokens: revoke the application session instead ("session")`);
+  if (kind === 'token' && !mode.issuesTokens) {
+    return bad(`pool ${pool} uses sticky mode ${mode.name}, which issues no route tokens: revoke the application session instead ("session")`);
   }
   const nowSec = Math.floor(Date.now() / 1000);
-  const learnTtl = mode === 'learn' ? pc.sticky.ttlSec : 0;
-  const expiresAt = nowSec + Math.max(learnTtl, deps.config.tokenMaxAgeSec);
+  const expiresAt = nowSec + Math.max(mode.sessionTtlSec, deps.config.tokenMaxAgeSec);
   const fp = deps.sessions.fingerprinter(pool, kind);
   const existed = deps.sessions.lookup(fp, value, nowSec);
   deps.sessions.put(fp, value, 0, ENTRY_REVOKED, null, expiresAt, nowSec);

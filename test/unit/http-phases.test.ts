@@ -12,7 +12,7 @@ import { Body, NO_SESSION, type ListenerContext } from '../../src/data-plane/htt
 import { hashKeyFor, pickBackend } from '../../src/data-plane/http/pick-backend.js';
 import { readRequestHead } from '../../src/data-plane/http/request-head.js';
 import { chooseRoute, identifyClient, viaTrustedProxy } from '../../src/data-plane/http/route.js';
-import { noStickyDecision, resolveSticky } from '../../src/data-plane/http/sticky.js';
+import { resolveSticky } from '../../src/data-plane/http/sticky.js';
 import { upstreamHead } from '../../src/data-plane/http/upstream-head.js';
 import { Runtime } from '../../src/data-plane/runtime.js';
 import { createTokenCrypto } from '../../src/native/index.js';
@@ -109,8 +109,8 @@ describe('HTTP phases without a listener', () => {
     // Cookie mode (default pool): the token routes to web2; the backend keeps only the other cookie.
     const web = runtime.defaultPool;
     const head = readRequestHead(request('GET', '/', [['host', 'a'], ['cookie', `a=1; TETHER=${tokens.issue('default', 'cookie', 'web2')}`]]));
-    const sticky = noStickyDecision();
-    expect(resolveSticky(ctx, web, head, sticky)).toBe('a=1');
+    const sticky = resolveSticky(ctx, web, head);
+    expect(sticky.forwardCookie).toBe('a=1');
     expect(sticky.tokenBackend).toBe(web.byId.get('web2'));
     expect(checkBinding(ctx, recorder('127.0.0.1').res, web, head, sticky, '127.0.0.1')).toBe(NO_SESSION);
     expect(web.backends[pickBackend(ctx, web, sticky, hashKeyFor(web, '127.0.0.1', head))]!.id).toBe('web2');
@@ -118,15 +118,13 @@ describe('HTTP phases without a listener', () => {
     // Header mode: every copy of the header is Tether's and leaves the forwarded headers.
     const api = runtime.pools.get('api')!;
     const apiHead = readRequestHead(request('GET', '/', [['host', 'api.test'], ['x-route', tokens.issue('api', 'header', 'api1')], ['x-route', 'second'], ['accept', '*/*']]));
-    const apiSticky = noStickyDecision();
-    resolveSticky(ctx, api, apiHead, apiSticky);
+    const apiSticky = resolveSticky(ctx, api, apiHead);
     expect(apiHead.flat).toEqual(['host', 'api.test', 'accept', '*/*']);
     expect(api.backends[apiSticky.tokenBackend]!.id).toBe('api1');
 
     // A token for another pool is a forgery here: counted, and the request is balanced as new.
     const forged = readRequestHead(request('GET', '/', [['host', 'a'], ['cookie', `TETHER=${tokens.issue('api', 'cookie', 'web2')}`]]));
-    const none = noStickyDecision();
-    resolveSticky(ctx, web, forged, none);
+    const none = resolveSticky(ctx, web, forged);
     expect({ backend: none.tokenBackend, invalid: none.invalid, forged: reader.total('sticky_invalid_forged') }).toEqual({ backend: -1, invalid: true, forged: 1 });
     const missesBefore = reader.total('sticky_misses');
     expect(pickBackend(ctx, web, none, '')).toBeGreaterThanOrEqual(0);
@@ -140,10 +138,10 @@ describe('HTTP phases without a listener', () => {
     const issuedTo = shop.terminals.get('192.0.2.10', '');
     const token = tokens.issue('shop', 'prefix', 'shop2', issuedTo.tokenTag, issuedTo.tokenFlags);
     const head = () => readRequestHead(request('GET', '/shop', [['host', 'a'], ['cookie', `SID=${token}~app-session`]]));
-    const sticky = noStickyDecision();
     const h = head();
+    const sticky = resolveSticky(ctx, shop, h);
     // Prefix mode: the backend sees exactly the value it set.
-    expect(resolveSticky(ctx, shop, h, sticky)).toBe('SID=app-session');
+    expect(sticky.forwardCookie).toBe('SID=app-session');
     const home = recorder('192.0.2.10');
     const session = checkBinding(ctx, home.res, shop, h, sticky, '192.0.2.10');
     expect(session?.terminal).not.toBeNull();
@@ -152,8 +150,7 @@ describe('HTTP phases without a listener', () => {
 
     const away = recorder('203.0.113.5');
     const h2 = head();
-    const sticky2 = noStickyDecision();
-    resolveSticky(ctx, shop, h2, sticky2);
+    const sticky2 = resolveSticky(ctx, shop, h2);
     expect(checkBinding(ctx, away.res, shop, h2, sticky2, '203.0.113.5')).toBeNull();
     expect(away.out.status).toBe('403 Forbidden');
     expect(JSON.parse(away.out.body)).toEqual({ error: 'terminal_mismatch', message: 'this session was issued to another terminal' });

@@ -25,9 +25,9 @@ export function checkBinding(
   sticky: StickyDecision,
   clientIp: string,
 ): SessionContext | null {
-  if (pool.bind.kind === 'none' && !pool.sessionCookie && !(sticky.token && ctx.sessions !== null && ctx.sessions.table.revocations() > 0)) return NO_SESSION;
+  if (pool.bind.kind === 'none' && !pool.mode.sessionCookie && !(sticky.token && ctx.sessions !== null && ctx.sessions.table.revocations() > 0)) return NO_SESSION;
   const terminal = pool.bind.kind === 'none' ? null : pool.terminals.get(clientIp, pool.bind.kind === 'header' ? headerValue(head.flat, pool.bind.header) : '');
-  const values = pool.sessionCookie && head.cookie ? sessionValues(pool, head.cookie) : [];
+  const values = pool.mode.sessionCookie && head.cookie ? sessionValues(pool, head.cookie) : [];
   const session: SessionContext = { terminal, values };
   const refusal = checkSession(ctx, pool, sticky, session);
   if (refusal === null) return session;
@@ -65,7 +65,7 @@ function checkSession(ctx: ListenerContext, pool: PoolRuntime, sticky: StickyDec
     }
   }
   if (store === null || pool.sessionFp === null) return null;
-  const learn = pool.sticky.mode === 'learn';
+  const learn = pool.mode.routesBySession;
   // Prefix mode without binding keeps nothing in the table: only a revocation could be there.
   if (!learn && terminal === null && store.table.revocations() === 0) return null;
   const values = session.values;
@@ -91,7 +91,7 @@ function checkSession(ctx: ListenerContext, pool: PoolRuntime, sticky: StickyDec
         sticky.tokenBackend = index;
         // A session cookie without a lifetime lives ttlSec past its last use: extend it once
         // it is half spent (one table write per half-ttl per session, not per request).
-        const ttl = (pool.sticky as { ttlSec: number }).ttlSec;
+        const ttl = pool.mode.sessionTtlSec;
         if ((e.flags & ENTRY_SLIDING) !== 0 && e.expiresAt - nowSec < ttl / 2) {
           store.put(pool.sessionFp, v, e.value, e.flags, e.tag, nowSec + ttl, nowSec);
         }

@@ -531,7 +531,7 @@ export class Exchange implements UpstreamSink, Shaping {
   private logAccess(log: AccessLog): void {
     const b = this.backend;
     const t = this.sticky.tokenBackend;
-    const sticky = t >= 0 ? (b && b.index === t ? 'hit' : 'failover') : this.sticky.invalid ? 'invalid' : this.pool.sticky.mode === 'none' ? 'none' : 'miss';
+    const sticky = t >= 0 ? (b && b.index === t ? 'hit' : 'failover') : this.sticky.invalid ? 'invalid' : !this.pool.mode.sticks ? 'none' : 'miss';
     log.write({
       worker: this.ctx.workerIndex ?? 0,
       client: this.clientIp,

@@ -18,7 +18,7 @@ import { hashKeyFor } from './pick-backend.js';
 import { readRequestHead } from './request-head.js';
 import { refuseFraming } from './respond.js';
 import { chooseRoute, identifyClient, viaTrustedProxy } from './route.js';
-import { noStickyDecision, resolveSticky } from './sticky.js';
+import { resolveSticky } from './sticky.js';
 import { upstreamHead } from './upstream-head.js';
 
 /** Runs one request through the phases into an Exchange, or answers it (400/403/503) directly. Never throws. */
@@ -36,12 +36,11 @@ export function handleRequest(ctx: ListenerContext, res: ClientResponse, req: Cl
   const peerIp = res.getRemoteAddress();
   const viaProxy = viaTrustedProxy(runtime, peerIp);
   const clientIp = identifyClient(runtime, peerIp, head, viaProxy);
-  const sticky = noStickyDecision();
-  const forwardCookie = resolveSticky(ctx, pool, head, sticky);
+  const sticky = resolveSticky(ctx, pool, head);
   const session = checkBinding(ctx, res, pool, head, sticky, clientIp);
   if (session === null) return; // refused (403 sent)
   const ex = new Exchange(ctx, res, pool, head.method, head.body, sticky, session);
-  ex.head = upstreamHead(head, forwardCookie, peerIp, clientIp, viaProxy);
+  ex.head = upstreamHead(head, sticky.forwardCookie, peerIp, clientIp, viaProxy);
   ex.hashKey = hashKeyFor(pool, clientIp, head);
   if (ctx.accessLog) ex.logged(clientIp, head.target);
   ex.start();

@@ -17,7 +17,7 @@ export function pickBackend(ctx: ListenerContext, pool: PoolRuntime, sticky: Sti
   const t = sticky.tokenBackend;
   if (t >= 0) {
     if (pool.isRoutable(t)) return t;
-  } else if (pool.sticky.mode !== 'none') {
+  } else if (pool.mode.sticks) {
     ctx.counters.inc(C.sticky_misses);
   }
   return pool.balancer.pick({ hashKey }, -1);

@@ -56,7 +56,9 @@ export interface Shaping {
  * CR or LF inside a field.
  */
 export function shapeResponseHead(s: Shaping, res: ClientResponse, status: number, reason: string, headers: string[]): number {
-  const { ctx, pool, sticky, served } = s;
+  const { ctx, sticky, served } = s;
+  const mode = s.pool.mode;
+  const ownHeader = mode.ownHeader;
   res.writeStatus(statusLine(status, reason));
   const issue = sticky.tokenBackend !== served.index || sticky.refresh;
   let declaredLength = -1;
@@ -73,7 +75,7 @@ export function shapeResponseHead(s: Shaping, res: ClientResponse, status: numbe
   for (let i = 0; i < headers.length; i += 2) {
     const name = headers[i]!;
     let value = headers[i + 1]!;
-    if (NOTABLE_RESPONSE_NAME_LENGTHS[name.length] === 1 || connection || name.length === pool.headerLower.length) {
+    if (NOTABLE_RESPONSE_NAME_LENGTHS[name.length] === 1 || connection || name.length === ownHeader.length) {
       const lower = name.toLowerCase();
       if (droppedResponseHeader(lower)) {
         if (lower === 'content-length') declaredLength = Number(value);
@@ -82,21 +84,21 @@ export function shapeResponseHead(s: Shaping, res: ClientResponse, status: numbe
       // Headers the backend named in Connection are hop-by-hop too (RFC 9110 §7.6.1).
       if (connection && connectionListed(connection, lower)) continue;
       // Tether's token header is Tether's: a backend's copy would sit beside (or instead of) it.
-      if (lower === pool.headerLower) {
+      if (lower === ownHeader) {
         ctx.counters.inc(C.backend_route_cookie_dropped);
         continue;
       }
-      if (lower === 'set-cookie' && (pool.sessionCookie || pool.sticky.mode === 'cookie')) {
+      if (lower === 'set-cookie' && (mode.sessionCookie || mode.ownCookie)) {
         const parsed = parseSetCookie(value);
         // Tether's own cookie, set by the backend: two values for one name would leave the
         // client's route to whichever the browser keeps. Dropped and counted.
-        if (parsed && pool.sticky.mode === 'cookie' && parsed.name === pool.sticky.name) {
+        if (parsed && mode.ownCookie && parsed.name === mode.ownCookie) {
           ctx.counters.inc(C.backend_route_cookie_dropped);
           continue;
         }
-        if (parsed && parsed.name === pool.sessionCookie) {
+        if (parsed && mode.sessionCookie && parsed.name === mode.sessionCookie) {
           observeSessionCookie(s, parsed.value, parsed.deletes, parsed.expiresAt);
-          if (pool.sticky.mode === 'prefix' && !parsed.deletes) {
+          if (mode.prefixesSessionCookie && !parsed.deletes) {
             token ||= issueToken(s);
             if (token) value = replaceSetCookieValue(value, parsed, `${token}~${parsed.value}`);
           }
@@ -109,10 +111,10 @@ export function shapeResponseHead(s: Shaping, res: ClientResponse, status: numbe
       lines = value;
     }
   }
-  if (issue && (pool.sticky.mode === 'cookie' || pool.sticky.mode === 'header')) {
+  if (issue && mode.tokenHeader !== null) {
     const fresh = issueToken(s);
     if (fresh) {
-      const [name, value] = pool.sticky.mode === 'cookie' ? ['set-cookie', `${pool.sticky.name}=${fresh}${pool.cookieSuffix}`] : [pool.sticky.name, fresh];
+      const [name, value] = mode.tokenHeader(fresh);
       if (first) lines += `\r\n${name}: ${value}`;
       else {
         first = name;
@@ -136,7 +138,7 @@ function observeSessionCookie(s: Shaping, value: string, deletes: boolean, expir
   const pool = s.pool;
   const fp = pool.sessionFp;
   if (store === null || fp === null) return;
-  const learn = pool.sticky.mode === 'learn';
+  const learn = pool.mode.routesBySession;
   const terminal = s.session.terminal;
   if (!learn && terminal === null) return; // prefix mode without binding: the token routes, nothing to keep
   if (deletes) {
@@ -147,7 +149,7 @@ function observeSessionCookie(s: Shaping, value: string, deletes: boolean, expir
   }
   if (!value) return;
   const nowSec = Math.floor(clock.now / 1000);
-  const ttl = learn ? (pool.sticky as { ttlSec: number }).ttlSec : ctx.runtime().config.tokenMaxAgeSec;
+  const ttl = learn ? pool.mode.sessionTtlSec : ctx.runtime().config.tokenMaxAgeSec;
   let expiresAt = expiresAtMs === undefined ? nowSec + ttl : Math.floor(expiresAtMs / 1000);
   let flags = (learn ? ENTRY_LEARNED : ENTRY_BOUND) | (terminal ? tableBindFlags(pool.bind) : 0);
   if (expiresAtMs === undefined) flags |= ENTRY_SLIDING;
@@ -168,8 +170,8 @@ function issueToken(s: Shaping): string {
   try {
     const terminal = s.session.terminal;
     const token = terminal
-      ? ctx.tokens.issue(s.pool.name, s.pool.sticky.mode, backend.id, terminal.tokenTag, terminal.tokenFlags)
-      : ctx.tokens.issue(s.pool.name, s.pool.sticky.mode, backend.id);
+      ? ctx.tokens.issue(s.pool.name, s.pool.mode.name, backend.id, terminal.tokenTag, terminal.tokenFlags)
+      : ctx.tokens.issue(s.pool.name, s.pool.mode.name, backend.id);
     ctx.counters.inc(C.tokens_issued);
     ctx.counters.incKeySealed(ctx.tokens.sealKeyId);
     // A token for another backend than the one presented starts a session here; the same
