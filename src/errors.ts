@@ -14,10 +14,15 @@ export const ErrorCodes = {
   TETHER_ERR_UWS_LOAD: 'uWebSockets.js binary could not be loaded',
   TETHER_ERR_LISTEN: 'could not listen on an address',
   TETHER_ERR_WORKER: 'worker thread failed',
+  // Data-plane failures (src/data-plane/failure.ts has their source, and the status a client sees).
   TETHER_ERR_UPSTREAM_CONNECT: 'backend connection failed',
   TETHER_ERR_UPSTREAM_TIMEOUT: 'backend timed out',
   TETHER_ERR_UPSTREAM_PROTOCOL: 'backend sent an invalid response',
   TETHER_ERR_NO_BACKEND: 'no healthy backend',
+  TETHER_ERR_BAD_REQUEST: 'request refused: framing or Host that cannot be trusted',
+  TETHER_ERR_SESSION_REFUSED: 'session refused: revoked, or presented from another terminal',
+  TETHER_ERR_CLIENT_TIMEOUT: 'client stopped reading',
+  TETHER_ERR_CLIENT_ABORTED: 'client went away',
 } as const;
 
 export type ErrorCode = keyof typeof ErrorCodes;
@@ -30,6 +35,3 @@ export class TetherError extends Error {
     this.code = code;
   }
 }
-
-/** Where a data-plane failure came from, and whether retrying on another backend is safe. */
-export type FailureSource = 'upstream' | 'downstream' | 'internal';

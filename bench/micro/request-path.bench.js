@@ -119,7 +119,7 @@ for (const [label, run, ctx] of cases) {
     throw new Error(`bench harness broken: '${label}' left ${ctx.active.size} exchange(s) open, wrote ${written - before} bytes`);
   }
 }
-// BENCH_SMOKE=1: the pre-flight only (test/unit/bench-micro.test.ts keeps this file working).
+// BENCH_SMOKE=1: the pre-flight only (test/bench/bench-micro.test.ts keeps this file working).
 if (process.env.BENCH_SMOKE === '1') {
   console.log('request-path bench: pre-flight ok');
   process.exit(0);

@@ -50,7 +50,7 @@ export interface AuthzAnswer {
 }
 
 /** A server chosen for a grant, as the worker's runtime knows it now. */
-export interface ChosenServer {
+interface ChosenServer {
   pool: string;
   id: string;
   address: string;
@@ -111,7 +111,7 @@ interface Failures {
 }
 
 /** Failure counts in this thread's memory, bounded (the oldest are forgotten under a flood). */
-export class LocalFailureCounts implements FailureCounts {
+class LocalFailureCounts implements FailureCounts {
   private readonly byUser = new Map<string, Failures>();
   private readonly byIp = new Map<string, Failures>();
 

@@ -18,14 +18,14 @@ import { randomBytes } from 'node:crypto';
 
 import { TetherError } from '../errors.js';
 
-export const KEY_FILE_KEY_BYTES = 32;
+const KEY_FILE_KEY_BYTES = 32;
 
-export interface ParsedKeyFile {
+interface ParsedKeyFile {
   keys: { id: number; key: Buffer }[];
   sealKeyId: number;
 }
 
-export interface KeyFileError extends TetherError {
+interface KeyFileError extends TetherError {
   code: 'TETHER_ERR_KEY_FILE';
   /** Each problem as "<source>:<line>: <problem>" (line 0 for whole-file problems). */
   problems: string[];

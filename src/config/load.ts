@@ -330,6 +330,17 @@ export const FLAGS: readonly FlagSpec[] = [
     },
   },
   {
+    flag: 'eject-backoff', arg: '[POOL/]MS[,MAX_MS]', repeat: true,
+    help: 'Passive health: a backend that refused a connection or was ejected sits out MS, doubling per failure in a row up to MAX_MS. Default 1000,30000.',
+    apply(raw, v) {
+      const [poolName, spec] = poolPrefix(v);
+      const [first, max, ...rest] = spec.split(',');
+      if (rest.length > 0 || !first) return `expected MS or MS,MAX_MS but received ${JSON.stringify(spec)}`;
+      const passive = (pool(raw, poolName).passive ??= {}) as Json;
+      return setNumber(passive, 'backoffMs', first, 'milliseconds') ?? (max === undefined ? undefined : setNumber(passive, 'maxBackoffMs', max, 'milliseconds'));
+    },
+  },
+  {
     flag: 'admin-token-file', arg: 'PATH', env: 'TETHER_ADMIN_TOKEN_FILE',
     help: 'Bearer token (file contents) that admin API changes require. Without it they are refused.',
     apply: (raw, v) => setText(raw, 'adminTokenFile', v),

@@ -1,7 +1,7 @@
 // Key files of `<name> <64 hex digits>` lines (agent keys by pool, terminal keys by user):
 // `#` starts a comment, CRLF is fine, every bad line is reported at once with its number.
 
-export interface NamedKeysFormat {
+interface NamedKeysFormat {
   /** What the name is, for messages: 'pool', 'user id'. */
   what: string;
   name: RegExp;

@@ -105,14 +105,19 @@ export const passiveHealthSchema = z
   .object({
     /** Consecutive 5xx responses that eject a backend for an exponential backoff (0: never). */
     consecutive5xx: z.number().int().min(0).max(10_000).default(5),
+    /** The backoff after a connect failure or an ejection: this long first, doubling per failure in a row… */
+    backoffMs: z.number().int().min(10).max(600_000).default(1_000),
+    /** …up to this. */
+    maxBackoffMs: z.number().int().min(10).max(3_600_000).default(30_000),
   })
-  .strict();
+  .strict()
+  .refine((p) => p.maxBackoffMs >= p.backoffMs, { message: 'expected maxBackoffMs ≥ backoffMs', path: ['maxBackoffMs'] });
 
 export const poolSchema = z
   .object({
     backends: z.array(backendSchema).default([]),
     healthCheck: healthCheckSchema.nullable().default(null),
-    passive: passiveHealthSchema.default({ consecutive5xx: 5 }),
+    passive: passiveHealthSchema.default({ consecutive5xx: 5, backoffMs: 1_000, maxBackoffMs: 30_000 }),
     sticky: stickySchema.default({ mode: 'cookie', name: 'TETHER', httpOnly: true, secure: false, sameSite: 'Lax', path: '/' }),
     balance: balanceSchema.default({ algorithm: 'round-robin', hashOn: 'client-ip' }),
     bind: bindPolicy.default('none'),

@@ -21,7 +21,7 @@
 import { pack, unpack } from 'msgpackr';
 import { parseNamedKeys } from '../config/named-keys.js';
 
-export const FRAME_VERSION = 1;
+const FRAME_VERSION = 1;
 export const MAX_FRAME_BYTES = 4096;
 export const MAC_BYTES = 32;
 export const NONCE_BYTES = 16;
@@ -30,8 +30,8 @@ const DOMAIN = Buffer.from('tether-control', 'latin1');
 const POOL_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 export type Direction = 'A' | 'B';
-export type Sign = (key: Uint8Array, data: Uint8Array) => Uint8Array;
-export type Verify = (key: Uint8Array, data: Uint8Array, mac: Uint8Array) => boolean;
+type Sign = (key: Uint8Array, data: Uint8Array) => Uint8Array;
+type Verify = (key: Uint8Array, data: Uint8Array, mac: Uint8Array) => boolean;
 
 /** Agent → balancer. */
 export type AgentMessage =
@@ -51,7 +51,7 @@ export type BalancerMessage =
   | { type: 'grant'; ts: number; nonce: Uint8Array; f: Uint8Array; box: Uint8Array };
 
 /** Why a frame was dropped (also the `result` label of tether_control_frames_total). */
-export type FrameProblem = 'oversized' | 'malformed' | 'unknown_pool' | 'bad_mac' | 'bad_body';
+type FrameProblem = 'oversized' | 'malformed' | 'unknown_pool' | 'bad_mac' | 'bad_body';
 
 export class FrameError extends Error {
   constructor(readonly problem: FrameProblem, message: string) {

@@ -37,7 +37,7 @@ function challengeSecrets(ring: KeyRing): Buffer[] {
   return keys.map((k) => createHmac('sha256', k.key).update('tether-authz-challenge-secret-v1').digest());
 }
 
-export interface AuthzRoutes {
+interface AuthzRoutes {
   setTerminalKeys(keys: [string, Uint8Array][]): void;
   setKeyRing(ring: KeyRing): void;
   /** The handler for this request if it is POST <path>/hello or <path>/proof, else null. */

@@ -47,6 +47,9 @@ export interface PoolRuntime {
   readonly isRoutable: (index: number) => boolean;
   /** Consecutive 5xx responses that eject a backend (0: never). */
   readonly eject5xx: number;
+  /** Passive-health backoff after a connect failure or an ejection: first, doubling up to max (ms). */
+  readonly backoffMs: number;
+  readonly maxBackoffMs: number;
   /** Round robin over backends that may take new sessions and hold a control connection (authorization grants). */
   readonly grantBalancer: Balancer;
   /** How requests of this pool carry their session (src/sticky/modes/). */
@@ -172,6 +175,8 @@ function buildPool(
     isUp: (i) => counters.backendPickable(backends[i]!.slot, now()),
     isRoutable: (i) => counters.backendRoutable(backends[i]!.slot, now()),
     eject5xx: pc.passive.consecutive5xx,
+    backoffMs: pc.passive.backoffMs,
+    maxBackoffMs: pc.passive.maxBackoffMs,
     mode: createStickyMode(pc.sticky, tokenMaxAgeSec),
     hashHeader: hashKind === 'header' ? hashName!.toLowerCase() : null,
     hashCookie: hashKind === 'cookie' ? hashName! : null,

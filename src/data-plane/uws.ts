@@ -10,8 +10,8 @@ import type * as UwsTypes from '@trufflesuite/uws-js-unofficial';
  * included), which this build has. Workers depend on it: a thread that ends with uWS sockets
  * open aborts the whole process.
  */
-export type UwsApp = UwsTypes.TemplatedApp & { close(): void };
-export type Uws = Omit<typeof UwsTypes, 'App'> & { App(options?: UwsTypes.AppOptions): UwsApp };
+type UwsApp = UwsTypes.TemplatedApp & { close(): void };
+type Uws = Omit<typeof UwsTypes, 'App'> & { App(options?: UwsTypes.AppOptions): UwsApp };
 
 const require = createRequire(import.meta.url);
 

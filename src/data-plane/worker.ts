@@ -182,6 +182,7 @@ function main(): void {
       parse: (bytes, maxBytes) => parseClientHello(bytes, maxBytes, NO_FINGERPRINT),
       openListener: (host, port) => openReusePortListener(host, port),
       log,
+      workerIndex: init.workerIndex,
     }).then(
       (p) => {
         passthrough = p;

@@ -34,7 +34,7 @@ class Verdict extends Error {
 const malformed = (reason: string) => new Verdict('malformed', reason);
 
 /** RFC 8701 GREASE values: 0x0a0a, 0x1a1a, … 0xfafa. */
-export function isGrease(value: number): boolean {
+function isGrease(value: number): boolean {
   return (value & 0x0f0f) === 0x0a0a && value >> 8 === (value & 0xff);
 }
 

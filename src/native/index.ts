@@ -57,7 +57,7 @@ export const HMAC_SHA256_BYTES = 32;
 // Argument checks shared with the reference implementation, so both explain bad input alike.
 
 /** Error codes thrown by this module (stable; mirrored in native/src/addon.cc). */
-export const NativeErrorCode = {
+const NativeErrorCode = {
   InvalidArgType: 'TETHER_ERR_INVALID_ARG_TYPE',
   InvalidArgValue: 'TETHER_ERR_INVALID_ARG_VALUE',
   NoSealKey: 'TETHER_ERR_NO_SEAL_KEY',
@@ -242,10 +242,8 @@ export function hmacVerify(key: Uint8Array, data: Uint8Array, mac: Uint8Array): 
   return native().hmacVerify(key, data, mac);
 }
 
-/** AES-256-GCM key, nonce and tag sizes, and the largest plaintext or additional data aesGcmSeal takes. */
-export const AES_GCM_KEY_BYTES = 32;
-export const AES_GCM_NONCE_BYTES = 12;
-export const AES_GCM_TAG_BYTES = 16;
+/** AES-256-GCM tag size, and the largest plaintext or additional data aesGcmSeal takes. */
+const AES_GCM_TAG_BYTES = 16;
 export const AES_GCM_MAX_INPUT_BYTES = 64 * 1024;
 
 /**
@@ -331,7 +329,7 @@ export type ClientHelloResult =
 /** The usual cap on the records carrying a ClientHello (post-quantum ones are ~2 KiB). */
 export const CLIENT_HELLO_DEFAULT_MAX_BYTES = 16_384;
 /** Caps outside this range are refused: one 1-byte record, and the native workspace size. */
-export const CLIENT_HELLO_MIN_CAP_BYTES = 6;
+const CLIENT_HELLO_MIN_CAP_BYTES = 6;
 export const CLIENT_HELLO_MAX_CAP_BYTES = 65_536;
 
 export function checkClientHelloArgs(bytes: unknown, maxBytes: unknown): asserts bytes is Uint8Array {

@@ -35,7 +35,7 @@ export const NATIVE_ADDON_PATH = path.resolve(
   '../../build/Release/tether_native.node',
 );
 
-export const NATIVE_NOT_BUILT_MESSAGE =
+const NATIVE_NOT_BUILT_MESSAGE =
   "Tether's native addon is not built: run `npm run build:native` (needs g++, make, python3)";
 
 let binding: NativeBinding | undefined;

@@ -19,7 +19,7 @@ const INTERNAL_FAILURE_JSON = `${JSON.stringify(INTERNAL_FAILURE)}\n`;
  * Ends `res` with a short error, or does nothing if it can no longer be answered (already
  * answered, or the client left: uWS throws on any access to such a response).
  */
-export function answerIfOpen(res: HttpResponse, statusLine: string, contentType: string, body: string): void {
+function answerIfOpen(res: HttpResponse, statusLine: string, contentType: string, body: string): void {
   try {
     res.cork(() => {
       res.writeStatus(statusLine);

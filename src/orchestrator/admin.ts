@@ -64,7 +64,7 @@ function digest(text: string): Buffer {
 }
 
 /** Constant-time check of `Authorization: Bearer <token>`; null when allowed, else the refusal. */
-export function authorise(header: string, token: string | null): ApiAnswer | null {
+function authorise(header: string, token: string | null): ApiAnswer | null {
   if (token === null) {
     return { status: 403, body: { error: 'changes_disabled', message: 'admin API changes are disabled: start tether with --admin-token-file FILE and send Authorization: Bearer <token>' } };
   }

@@ -7,9 +7,9 @@ import type { Registry, RegistryEntry, RegistryResult } from './registry.js';
 import type { ApiAnswer } from './sessions-api.js';
 
 /** Drain deadline when the request names none. */
-export const DEFAULT_DRAIN_MS = 300_000;
+const DEFAULT_DRAIN_MS = 300_000;
 
-export interface BackendsApiDeps {
+interface BackendsApiDeps {
   registry: Registry;
   reader: CounterReader;
   events: EventLog;

@@ -33,7 +33,7 @@ interface Conn {
   remote: string;
 }
 
-export interface ControlDeps {
+interface ControlDeps {
   keys: ReadonlyMap<string, Buffer>;
   registry: Registry;
   /** Sends the current snapshot to workers; resolves once all applied it. */

@@ -1,9 +1,9 @@
 // Events kept for operators (address conflicts, backends lost, ejected, drained …): the last
 // N in memory, numbered, readable at GET /api/v1/events (?since=SEQ for what is new).
 
-export type Severity = 'info' | 'warn' | 'error';
+type Severity = 'info' | 'warn' | 'error';
 
-export interface TetherEvent {
+interface TetherEvent {
   readonly seq: number;
   /** ISO 8601 time. */
   readonly time: string;

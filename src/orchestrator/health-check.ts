@@ -20,7 +20,7 @@ export interface CheckResult {
   /** Short human reason: 'HTTP 200', 'HTTP 503 (expected 200)', 'connect refused (ECONNREFUSED)', 'timed out after 1000 ms', 'not HTTP: ...'. */
   detail: string;
 }
-export interface TargetState { up: boolean; successes: number; failures: number; lastDetail: string; lastCheckAt: number }
+interface TargetState { up: boolean; successes: number; failures: number; lastDetail: string; lastCheckAt: number }
 
 /** A status line longer than this without a CRLF is not HTTP (HAProxy's default is similar). */
 const MAX_STATUS_LINE = 8 * 1024;

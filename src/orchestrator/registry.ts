@@ -19,7 +19,7 @@ import { UNAVAILABLE_CHECK, UNAVAILABLE_LOST, type CounterReader } from '../shar
 import type { BackendSlots } from '../protocol/worker-messages.js';
 import type { EventLog } from './events.js';
 
-export type BackendSource = 'config' | 'api' | 'agent';
+type BackendSource = 'config' | 'api' | 'agent';
 
 export interface RegistryEntry {
   readonly pool: string;
@@ -41,13 +41,13 @@ export interface RegistryEntry {
   draining: { since: number; until: number } | null;
 }
 
-export type RefusalCode = 'address_conflict' | 'unknown_pool' | 'unknown_backend' | 'exists' | 'capacity' | 'invalid';
+type RefusalCode = 'address_conflict' | 'unknown_pool' | 'unknown_backend' | 'exists' | 'capacity' | 'invalid';
 
 export type RegistryResult =
   | { ok: true; state: 'added' | 'updated' | 'unchanged' | 'draining' | 'undrained' | 'removed' | 'up'; entry: RegistryEntry; version: number }
   | { ok: false; code: RefusalCode; reason: string };
 
-export interface BackendSpec {
+interface BackendSpec {
   pool: string;
   id: string;
   address: string;
@@ -56,7 +56,7 @@ export interface BackendSpec {
 }
 
 /** The shared-memory writes the registry makes (CounterReader in production). */
-export type StateWriter = Pick<CounterReader, 'setUnavailable' | 'setDrainUntil' | 'resetBackend'>;
+type StateWriter = Pick<CounterReader, 'setUnavailable' | 'setDrainUntil' | 'resetBackend'>;
 
 const ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const HOST_NAME = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
@@ -65,7 +65,7 @@ const SLOT_QUARANTINE_MS = 60_000;
 const CONFLICT_REALERT_MS = 60_000;
 
 /** Why `spec` cannot be a backend, or null. */
-export function checkSpec(spec: BackendSpec): string | null {
+function checkSpec(spec: BackendSpec): string | null {
   if (typeof spec.id !== 'string' || !ID.test(spec.id)) return `expected a backend id of 1-64 letters, digits, '.', '_' or '-' but received ${JSON.stringify(spec.id)}`;
   if (typeof spec.address !== 'string' || (isIP(spec.address) === 0 && !HOST_NAME.test(spec.address))) {
     return `expected an IP address or host name for address but received ${JSON.stringify(spec.address)}`;

@@ -4,7 +4,7 @@
 // different route: a counter series restarting from another route's count would be a lie.
 import type { SniRouteConfig } from '../config/schema.js';
 
-export interface RouteSlotPlan {
+interface RouteSlotPlan {
   /** The slot of each route, in configuration order. */
   slots: number[];
   /** Set when the routes need more slots than remain; nothing may be applied then. */
@@ -13,7 +13,7 @@ export interface RouteSlotPlan {
   apply(): void;
 }
 
-export function routeKey(route: SniRouteConfig): string {
+function routeKey(route: SniRouteConfig): string {
   return JSON.stringify([route.sni.toLowerCase(), route.alpn ?? null, route.pool]);
 }
 

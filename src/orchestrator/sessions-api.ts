@@ -13,7 +13,7 @@ import type { Config } from '../config/schema.js';
 import { createStickyMode } from '../sticky/modes/index.js';
 import { ENTRY_REVOKED, type SessionStore } from '../sticky/sessions.js';
 
-export interface RevokeDeps {
+interface RevokeDeps {
   config: Config;
   sessions: SessionStore;
   log: Logger;

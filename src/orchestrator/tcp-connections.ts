@@ -17,7 +17,7 @@ import { isIPv4, isIPv6 } from 'node:net';
 import os from 'node:os';
 import { parseIp } from '../sticky/binding.js';
 
-export interface ListenAddress {
+interface ListenAddress {
   host: string;
   port: number;
 }

@@ -170,11 +170,11 @@ const S_UNAVAILABLE = 4;
 const S_DRAIN_UNTIL = 5;
 const S_CONTROL = 6;
 
-export type BackendCounter = (typeof BACKEND_COUNTERS)[number];
+type BackendCounter = (typeof BACKEND_COUNTERS)[number];
 
 /** Per passthrough route (its index in config.passthrough.routes). */
-export const ROUTE_COUNTERS = ['connections', 'bytes_in', 'bytes_out'] as const;
-export type RouteCounter = (typeof ROUTE_COUNTERS)[number];
+const ROUTE_COUNTERS = ['connections', 'bytes_in', 'bytes_out'] as const;
+type RouteCounter = (typeof ROUTE_COUNTERS)[number];
 const R: Record<RouteCounter, number> = { connections: 0, bytes_in: 1, bytes_out: 2 };
 
 const B: Record<BackendCounter, number> = Object.fromEntries(BACKEND_COUNTERS.map((n, i) => [n, i])) as never;

@@ -12,7 +12,7 @@
 // its UTF-16LE bytes under the second half, so the two encodings never collide with each
 // other by construction. No encoding step: code units are packed straight into words. The
 // byte-oriented `halfSipHash` is the reference the tests check this against, and it is
-// checked itself against the authors' test vectors.
+// checked itself against the authors' test vectors. Both run on one HalfSipState.
 
 const C2 = 0x6c796765;
 const C3 = 0x74656462;
@@ -23,163 +23,48 @@ function le32(b: Uint8Array, i: number): number {
 }
 
 /**
- * Reference HalfSipHash-2-4 over bytes: 4 or 8 output bytes (little-endian, as the reference
- * implementation writes them), or 12 (the 8, then one more squeezed word). The test oracle
- * for `Fingerprinter`, checked itself against the authors' vectors; its round function is
- * Fingerprinter's written out again on purpose (byte-oriented, no shared state), so the
- * oracle shares no code with what it checks.
+ * HalfSipHash-2-4's state and the steps both hashes below are made of: the one implementation
+ * of its round. One instance per hash in progress; not reentrant. `wide` is true for 64-bit
+ * (and longer) output, false for 32-bit: it picks the constants the two output sizes differ in.
  */
-export function halfSipHash(key: Uint8Array, message: Uint8Array, outBytes: 4 | 8 | 12): Uint8Array {
-  if (key.length !== 8) throw new RangeError(`HalfSipHash: expected an 8-byte key but received ${key.length} bytes`);
-  const k0 = le32(key, 0);
-  const k1 = le32(key, 4);
-  let v0 = k0;
-  let v1 = k1;
-  let v2 = C2 ^ k0;
-  let v3 = C3 ^ k1;
-  if (outBytes !== 4) v1 ^= 0xee;
-  const round = () => {
-    v0 = (v0 + v1) | 0;
-    v1 = (v1 << 5) | (v1 >>> 27);
-    v1 ^= v0;
-    v0 = (v0 << 16) | (v0 >>> 16);
-    v2 = (v2 + v3) | 0;
-    v3 = (v3 << 8) | (v3 >>> 24);
-    v3 ^= v2;
-    v0 = (v0 + v3) | 0;
-    v3 = (v3 << 7) | (v3 >>> 25);
-    v3 ^= v0;
-    v2 = (v2 + v1) | 0;
-    v1 = (v1 << 13) | (v1 >>> 19);
-    v1 ^= v2;
-    v2 = (v2 << 16) | (v2 >>> 16);
-  };
-  const end = message.length - (message.length % 4);
-  for (let i = 0; i < end; i += 4) {
-    const m = le32(message, i);
-    v3 ^= m;
-    round();
-    round();
-    v0 ^= m;
-  }
-  let b = (message.length & 0xff) << 24;
-  for (let i = message.length - 1; i >= end; i--) b |= message[i]! << (8 * (i - end));
-  v3 ^= b;
-  round();
-  round();
-  v0 ^= b;
-  v2 ^= outBytes !== 4 ? 0xee : 0xff;
-  round();
-  round();
-  round();
-  round();
-  const out = new Uint8Array(outBytes);
-  const view = new DataView(out.buffer);
-  view.setInt32(0, v1 ^ v3, true);
-  for (let word = 1; word < outBytes / 4; word++) {
-    v1 ^= 0xdd;
-    round();
-    round();
-    round();
-    round();
-    view.setInt32(4 * word, v1 ^ v3, true);
-  }
-  return out;
-}
-
-/** 96-bit fingerprints of strings under one 16-byte key. One per thread; not reentrant. */
-export class Fingerprinter {
-  readonly #l0: number;
-  readonly #l1: number;
-  readonly #u0: number;
-  readonly #u1: number;
-  /** The last result: three int32 words (also returned by ofString). */
-  readonly out = new Int32Array(3);
+class HalfSipState {
   #v0 = 0;
   #v1 = 0;
   #v2 = 0;
   #v3 = 0;
 
-  constructor(key: Uint8Array) {
-    if (!(key instanceof Uint8Array) || key.length !== 16) {
-      throw new RangeError(`fingerprint key: expected 16 bytes but received ${key instanceof Uint8Array ? `${key.length} bytes` : typeof key}`);
-    }
-    this.#l0 = le32(key, 0);
-    this.#l1 = le32(key, 4);
-    this.#u0 = le32(key, 8);
-    this.#u1 = le32(key, 12);
-  }
-
-  /** The fingerprint of `s` into `out` (see the top of this file for the definition). */
-  ofString(s: string): Int32Array {
-    if (!this.#latin1(s)) this.#utf16(s);
-    const out = this.out;
-    out[0] = this.#v1 ^ this.#v3;
-    this.#v1 ^= 0xdd;
-    this.#rounds(4);
-    out[1] = this.#v1 ^ this.#v3;
-    this.#v1 ^= 0xdd;
-    this.#rounds(4);
-    out[2] = this.#v1 ^ this.#v3;
-    return out;
-  }
-
-  #init(k0: number, k1: number): void {
+  /** Starts a hash under the key words (k0, k1). */
+  init(k0: number, k1: number, wide: boolean): void {
     this.#v0 = k0;
-    this.#v1 = k1 ^ 0xee;
+    this.#v1 = wide ? k1 ^ 0xee : k1;
     this.#v2 = C2 ^ k0;
     this.#v3 = C3 ^ k1;
   }
 
-  /** Absorbs `s` as Latin-1 bytes and finalises to the first output word; false if a code unit is > 255. */
-  #latin1(s: string): boolean {
-    this.#init(this.#l0, this.#l1);
-    const n = s.length;
-    const whole = n & ~3;
-    for (let i = 0; i < whole; i += 4) {
-      const c0 = s.charCodeAt(i);
-      const c1 = s.charCodeAt(i + 1);
-      const c2 = s.charCodeAt(i + 2);
-      const c3 = s.charCodeAt(i + 3);
-      if ((c0 | c1 | c2 | c3) > 0xff) return false;
-      const m = c0 | (c1 << 8) | (c2 << 16) | (c3 << 24);
-      this.#v3 ^= m;
-      this.#rounds(2);
-      this.#v0 ^= m;
-    }
-    let b = (n & 0xff) << 24;
-    for (let i = n - 1; i >= whole; i--) {
-      const c = s.charCodeAt(i);
-      if (c > 0xff) return false;
-      b |= c << (8 * (i - whole));
-    }
-    this.#finish(b);
-    return true;
-  }
-
-  /** Absorbs `s` as UTF-16LE bytes and finalises to the first output word. */
-  #utf16(s: string): void {
-    this.#init(this.#u0, this.#u1);
-    const n = s.length;
-    const pairs = n & ~1;
-    for (let i = 0; i < pairs; i += 2) {
-      const m = s.charCodeAt(i) | (s.charCodeAt(i + 1) << 16);
-      this.#v3 ^= m;
-      this.#rounds(2);
-      this.#v0 ^= m;
-    }
-    // Byte length 2n; an odd code unit count leaves 2 bytes for the last word.
-    let b = ((2 * n) & 0xff) << 24;
-    if (pairs !== n) b |= s.charCodeAt(n - 1);
-    this.#finish(b);
-  }
-
-  #finish(b: number): void {
-    this.#v3 ^= b;
+  /** Absorbs one little-endian message word (two rounds). */
+  absorb(m: number): void {
+    this.#v3 ^= m;
     this.#rounds(2);
-    this.#v0 ^= b;
-    this.#v2 ^= 0xee;
+    this.#v0 ^= m;
+  }
+
+  /** Absorbs the last word `b` (message length in the top byte, the 0..3 tail bytes below) and finalises. */
+  finish(b: number, wide: boolean): void {
+    this.absorb(b);
+    this.#v2 ^= wide ? 0xee : 0xff;
     this.#rounds(4);
+  }
+
+  /** The current output word: the first one right after `finish`. */
+  word(): number {
+    return this.#v1 ^ this.#v3;
+  }
+
+  /** Squeezes and returns the next output word (v1 ^= 0xdd, four rounds). */
+  squeeze(): number {
+    this.#v1 ^= 0xdd;
+    this.#rounds(4);
+    return this.#v1 ^ this.#v3;
   }
 
   #rounds(n: number): void {
@@ -207,5 +92,99 @@ export class Fingerprinter {
     this.#v1 = v1;
     this.#v2 = v2;
     this.#v3 = v3;
+  }
+}
+
+/**
+ * Reference HalfSipHash-2-4 over bytes: 4 or 8 output bytes (little-endian, as the reference
+ * implementation writes them), or 12 (the 8, then one more squeezed word). The test oracle
+ * for `Fingerprinter`. It shares the round (HalfSipState) with what it checks, but that round
+ * is pinned by the authors' vectors, which this function is tested against; what the oracle
+ * checks independently is everything Fingerprinter adds: reading bytes rather than code
+ * units, the tail and length word, and which key half each encoding uses.
+ */
+export function halfSipHash(key: Uint8Array, message: Uint8Array, outBytes: 4 | 8 | 12): Uint8Array {
+  if (key.length !== 8) throw new RangeError(`HalfSipHash: expected an 8-byte key but received ${key.length} bytes`);
+  const wide = outBytes !== 4;
+  const h = new HalfSipState();
+  h.init(le32(key, 0), le32(key, 4), wide);
+  const end = message.length - (message.length % 4);
+  for (let i = 0; i < end; i += 4) h.absorb(le32(message, i));
+  let b = (message.length & 0xff) << 24;
+  for (let i = message.length - 1; i >= end; i--) b |= message[i]! << (8 * (i - end));
+  h.finish(b, wide);
+  const out = new Uint8Array(outBytes);
+  const view = new DataView(out.buffer);
+  view.setInt32(0, h.word(), true);
+  for (let word = 1; word < outBytes / 4; word++) view.setInt32(4 * word, h.squeeze(), true);
+  return out;
+}
+
+/** 96-bit fingerprints of strings under one 16-byte key. One per thread; not reentrant. */
+export class Fingerprinter {
+  readonly #l0: number;
+  readonly #l1: number;
+  readonly #u0: number;
+  readonly #u1: number;
+  /** The last result: three int32 words (also returned by ofString). */
+  readonly out = new Int32Array(3);
+  readonly #h = new HalfSipState();
+
+  constructor(key: Uint8Array) {
+    if (!(key instanceof Uint8Array) || key.length !== 16) {
+      throw new RangeError(`fingerprint key: expected 16 bytes but received ${key instanceof Uint8Array ? `${key.length} bytes` : typeof key}`);
+    }
+    this.#l0 = le32(key, 0);
+    this.#l1 = le32(key, 4);
+    this.#u0 = le32(key, 8);
+    this.#u1 = le32(key, 12);
+  }
+
+  /** The fingerprint of `s` into `out` (see the top of this file for the definition). */
+  ofString(s: string): Int32Array {
+    if (!this.#latin1(s)) this.#utf16(s);
+    const h = this.#h;
+    const out = this.out;
+    out[0] = h.word();
+    out[1] = h.squeeze();
+    out[2] = h.squeeze();
+    return out;
+  }
+
+  /** Absorbs `s` as Latin-1 bytes and finalises; false if a code unit is > 255. */
+  #latin1(s: string): boolean {
+    const h = this.#h;
+    h.init(this.#l0, this.#l1, true);
+    const n = s.length;
+    const whole = n & ~3;
+    for (let i = 0; i < whole; i += 4) {
+      const c0 = s.charCodeAt(i);
+      const c1 = s.charCodeAt(i + 1);
+      const c2 = s.charCodeAt(i + 2);
+      const c3 = s.charCodeAt(i + 3);
+      if ((c0 | c1 | c2 | c3) > 0xff) return false;
+      h.absorb(c0 | (c1 << 8) | (c2 << 16) | (c3 << 24));
+    }
+    let b = (n & 0xff) << 24;
+    for (let i = n - 1; i >= whole; i--) {
+      const c = s.charCodeAt(i);
+      if (c > 0xff) return false;
+      b |= c << (8 * (i - whole));
+    }
+    h.finish(b, true);
+    return true;
+  }
+
+  /** Absorbs `s` as UTF-16LE bytes and finalises. */
+  #utf16(s: string): void {
+    const h = this.#h;
+    h.init(this.#u0, this.#u1, true);
+    const n = s.length;
+    const pairs = n & ~1;
+    for (let i = 0; i < pairs; i += 2) h.absorb(s.charCodeAt(i) | (s.charCodeAt(i + 1) << 16));
+    // Byte length 2n; an odd code unit count leaves 2 bytes for the last word.
+    let b = ((2 * n) & 0xff) << 24;
+    if (pairs !== n) b |= s.charCodeAt(n - 1);
+    h.finish(b, true);
   }
 }

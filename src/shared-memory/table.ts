@@ -49,11 +49,11 @@
 //   what makes the table degrade instead of failing.
 
 export const TABLE_MAGIC = 0x54544231;
-export const TABLE_VERSION = 1;
+const TABLE_VERSION = 1;
 export const HEADER_WORDS = 16;
 export const SLOTS_PER_BUCKET = 8;
 export const SLOT_WORDS = 12;
-export const TAG_BYTES = 16;
+const TAG_BYTES = 16;
 export const MIN_TABLE_ENTRIES = 1024;
 export const MAX_TABLE_ENTRIES = 16_777_216;
 export const DEFAULT_TABLE_ENTRIES = 1_000_000;
@@ -86,7 +86,7 @@ const LOCK_SPINS = 100_000_000;
 /** Re-reads of a slot a writer keeps changing before the reader reports it absent. */
 const READ_RETRIES = 1_000;
 
-export interface TableLayout {
+interface TableLayout {
   capacity: number;
   buckets: number;
   slots: number;

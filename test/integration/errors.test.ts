@@ -8,6 +8,7 @@ import type { AddressInfo } from 'node:net';
 import { startTether, type TetherProcess } from '../helpers/tether.js';
 import { startBackend } from '../helpers/backends.js';
 import { request } from '../helpers/client.js';
+import { pollMetric } from '../helpers/sticky.js';
 
 const cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -92,15 +93,12 @@ function get(port: number, deadlineMs = 10_000, path = '/'): Promise<Outcome> {
   });
 }
 
-/** Polls a metric sample until it reaches `atLeast`, or returns the last value after `ms`. */
-async function metricReaches(t: TetherProcess, sample: string, atLeast: number, ms = 5_000): Promise<number> {
-  const deadline = Date.now() + ms;
-  let v = await t.metric(sample);
-  while (v < atLeast && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 50));
-    v = await t.metric(sample);
-  }
-  return v;
+/**
+ * The value of a metric sample once it has reached `atLeast` (a worker may count a failure just
+ * after the client has its answer); fails naming the sample if it has not within `ms`.
+ */
+function metricReaches(t: TetherProcess, sample: string, atLeast: number, ms = 5_000): Promise<number> {
+  return pollMetric(t, sample, (v) => v >= atLeast, ms);
 }
 
 const FIVE_XX = 'tether_responses_total{class="5xx"}';
@@ -113,7 +111,8 @@ describe('backend failures', () => {
     expect(r.status).toBe(502);
     expect(r.body).toContain('deadone');
     expect(r.body).toContain(String(port));
-    expect(await metricReaches(t, 'tether_upstream_connect_errors_total', 1)).toBeGreaterThanOrEqual(1);
+    // One request, one backend: one connect attempt (no other backend to retry on).
+    expect(await metricReaches(t, 'tether_upstream_connect_errors_total', 1)).toBe(1);
     expect(await metricReaches(t, FIVE_XX, 1)).toBe(1);
   });
 
@@ -130,7 +129,8 @@ describe('backend failures', () => {
     }
     expect(alive.received.map((r) => r.url)).toEqual(Array.from({ length: 8 }, (_, i) => `/${i}`));
     expect(await t.metric(FIVE_XX)).toBe(0);
-    expect(await metricReaches(t, 'tether_upstream_connect_errors_total', 1)).toBeGreaterThanOrEqual(1);
+    // How often the balancer tried the dead one is its business; that it did, and counted it, is ours.
+    await metricReaches(t, 'tether_upstream_connect_errors_total', 1);
   });
 
   it('answers 504 when the backend accepts but never answers (--response-timeout 500)', async () => {

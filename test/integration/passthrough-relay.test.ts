@@ -12,7 +12,7 @@ import os from 'node:os';
 import net, { type AddressInfo } from 'node:net';
 import { startTether, type TetherProcess } from '../helpers/tether.js';
 import { captureClientHello } from '../helpers/tls.js';
-import { pollMetric, pollUntil } from '../helpers/sticky.js';
+import { pollMetric } from '../helpers/sticky.js';
 import { openReusePortListener } from '../../src/native/index.js';
 
 const IDLE_MS = 400;
@@ -237,20 +237,49 @@ describe('passthrough relay', () => {
     const closed = untilClosed(s, 30_000);
     const payload = Buffer.alloc(128 * 1024 * 1024);
     for (let i = 0; i < payload.length; i += 4096) payload[i] = (i >> 12) & 0xff;
+    // The payload goes out one piece at a time, the next once the client's kernel has taken the
+    // last: `handedOver` counts what left the client. (One 128 MiB write would not show it: a
+    // write's queue only shrinks when all of it is taken.) FIN follows the last piece.
+    const PIECE = 256 * 1024;
+    let handedOver = 0;
+    const pump = (at: number): void => {
+      if (at >= payload.length) {
+        s.end();
+        return;
+      }
+      const piece = payload.subarray(at, at + PIECE);
+      s.write(piece, (err) => {
+        if (err) return;
+        handedOver += piece.length;
+        pump(at + piece.length);
+      });
+    };
     s.write(hello);
-    s.write(payload);
+    pump(0);
     await sink.paused;
     // The backend holds 1 MiB and reads no more. With backpressure, what the client can hand
     // to its kernel is bounded by socket buffers (a few MiB each hop); without it Tether would
-    // read all 128 MiB into memory and the client's queue would empty. Give it time to try.
-    await pollUntil('the client to stop draining', async () => {
-      const before = s.writableLength;
-      await new Promise((r) => setTimeout(r, 200));
-      return s.writableLength === before ? true : undefined;
-    }, 10_000);
-    expect(s.writableLength, 'bytes the client could not hand over').toBeGreaterThan(64 * 1024 * 1024);
+    // read all 128 MiB into memory. The test's Tether runs one worker, and each round trip
+    // through another relay (echo.test) takes turns of that worker's event loop, turns in which
+    // it would be reading this client if it still were: the client has stopped draining when
+    // `handedOver` stays put over five such round trips in a row.
+    const probeHello = hellos.get('echo.test')!;
+    const probe = await connect(port);
+    const probeClosed = untilClosed(probe);
+    probe.write(probeHello);
+    await readExactly(probe, probeHello.length);
+    let steady = 0;
+    for (let round = 0, last = handedOver; steady < 5; round++) {
+      if (round === 2_000) throw new Error(`the client never stopped draining: ${handedOver} bytes handed over`);
+      probe.write('.');
+      await readExactly(probe, 1);
+      steady = handedOver === last ? steady + 1 : 0;
+      last = handedOver;
+    }
+    probe.end();
+    expect((await probeClosed).closed).toBe(true);
+    expect(payload.length - handedOver, 'bytes the client could not hand over').toBeGreaterThan(64 * 1024 * 1024);
     sink.resume();
-    s.end();
     const { data, closed: wasClosed } = await closed;
     expect(wasClosed).toBe(true);
     const expected = createHash('sha256').update(hello).update(payload).digest('hex');

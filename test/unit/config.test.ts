@@ -109,6 +109,15 @@ describe('--help', () => {
 });
 
 describe('health, admin and agent flags', () => {
+  it('parses --eject-backoff per pool, keeps the defaults elsewhere, and explains bad values', () => {
+    const { config } = loadConfig(['--backend', 'web/a=127.0.0.1:1', '--backend', 'b=127.0.0.1:2', '--eject-backoff', 'web/250,8000', '--eject-backoff', '400'], {});
+    expect(config.pools.web!.passive).toEqual({ consecutive5xx: 5, backoffMs: 250, maxBackoffMs: 8_000 });
+    expect(config.pools.default!.passive).toEqual({ consecutive5xx: 5, backoffMs: 400, maxBackoffMs: 30_000 });
+    expect(() => loadConfig(['--backend', 'b=127.0.0.1:2', '--eject-backoff', '1,2,3'], {})).toThrow(/expected MS or MS,MAX_MS but received "1,2,3"/);
+    expect(() => loadConfig(['--backend', 'b=127.0.0.1:2', '--eject-backoff', '5000,100'], {})).toThrow(/maxBackoffMs: expected maxBackoffMs ≥ backoffMs/);
+    expect(() => loadConfig(['--backend', 'b=127.0.0.1:2', '--eject-backoff', 'soon'], {})).toThrow(/eject-backoff/);
+  });
+
   it('parses --health-check, --eject-5xx, --admin-token-file, --agent-keys and --pool', () => {
     const { config } = loadConfig(
       [

@@ -6,11 +6,7 @@ import { WeightedRoundRobinBalancer } from './weighted-round-robin.js';
 import { LeastConnectionsBalancer } from './least-connections.js';
 import { ConsistentHashBalancer } from './consistent-hash.js';
 
-export type { Balancer, BalancerDeps, BalancerKind, BackendSlot, PickContext } from './types.js';
-export { validateBackends, MAX_BACKENDS, MAX_WEIGHT } from './types.js';
-export { RoundRobinBalancer } from './round-robin.js';
-export { WeightedRoundRobinBalancer } from './weighted-round-robin.js';
-export { LeastConnectionsBalancer } from './least-connections.js';
+export type { Balancer, BalancerKind, BackendSlot, PickContext } from './types.js';
 export { ConsistentHashBalancer, hash32, POINTS_PER_WEIGHT, MAX_RING_POINTS } from './consistent-hash.js';
 
 export const BALANCER_KINDS: readonly BalancerKind[] = Object.freeze([

@@ -5,6 +5,7 @@
 
 import type { Balancer, BalancerDeps, BackendSlot, PickContext } from './types.js';
 import { validateBackends } from './types.js';
+import { smoothWeightedPick } from './weighted-round-robin.js';
 
 export class LeastConnectionsBalancer implements Balancer {
   readonly kind = 'least-connections' as const;
@@ -46,26 +47,10 @@ export class LeastConnectionsBalancer implements Balancer {
     }
     if (!tied) return best;
 
-    // Second pass over the tied backends only (all at index ≥ best). Counts are re-read: they
-    // live in shared memory and may have moved; if none still ties, keep the first-pass answer.
-    const current = this.current;
-    let total = 0;
-    let chosen = -1;
-    let chosenScore = 0;
-    for (let i = best; i < n; i++) {
-      const w = weights[i]!;
-      if (w === 0 || i === exclude || !deps.isUp(i)) continue;
-      if (deps.active(i) * bestWeight !== bestActive * w) continue;
-      const score = current[i]! + w;
-      current[i] = score;
-      total += w;
-      if (chosen < 0 || score > chosenScore) {
-        chosen = i;
-        chosenScore = score;
-      }
-    }
-    if (chosen < 0) return best;
-    current[chosen] = chosenScore - total;
-    return chosen;
+    // Second pass over the tied backends only (all at index ≥ best), by smooth WRR. Counts are
+    // re-read: they live in shared memory and may have moved; if none still ties, keep the
+    // first-pass answer.
+    const chosen = smoothWeightedPick(weights, this.current, deps, exclude, best, bestActive, bestWeight);
+    return chosen < 0 ? best : chosen;
   }
 }

@@ -34,9 +34,9 @@ export interface Balancer {
 }
 
 /** Largest accepted weight: keeps `active × weight` cross-products exact in a double. */
-export const MAX_WEIGHT = 1_000_000;
+const MAX_WEIGHT = 1_000_000;
 /** Largest accepted pool size: ring owners and typed arrays are sized from it. */
-export const MAX_BACKENDS = 65_535;
+const MAX_BACKENDS = 65_535;
 
 /**
  * Throws a TypeError/RangeError explaining the first bad slot. Runs once per balancer build, never per pick.

@@ -6,11 +6,11 @@ import { clock } from '../clock.js';
 import { ClientConnection, type ConnectionOwner, type FrontDoorSettings, type FrontExchange } from './connection.js';
 import type { RefusalReason } from './refusals.js';
 
-export type { FrontDoorSettings, FrontExchange, RefusalReason };
+export type { FrontDoorSettings };
 
 const BACKLOG = 511;
 
-export interface FrontDoorHooks {
+interface FrontDoorHooks {
   /** The request path: `res` and `req` are the same object; `req` is valid during the call only. */
   onRequest(res: FrontExchange, req: FrontExchange): void;
   /** A request refused before the request path saw it. */

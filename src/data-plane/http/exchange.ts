@@ -13,6 +13,8 @@ import { Body, type ListenerContext, type SessionContext, type StickyDecision } 
 import { pickAnother, pickBackend } from './pick-backend.js';
 import { shapeResponseHead, type Shaping } from './response-head.js';
 import { respondError } from './respond.js';
+import { channels } from '../diagnostics.js';
+import { Failure } from '../failure.js';
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 /** Past this much request body buffered before the upstream is ready, stop reading the client. */
@@ -62,11 +64,13 @@ export class Exchange implements UpstreamSink, Shaping {
   private streamedBytes = 0;
   private endAfterStream = false;
   private headOnly: boolean;
-  // Access log (set only with --access-log).
+  // Access log and diagnostics (set only with --access-log or a channel subscriber).
   clientIp = '';
   path = '';
   /** Request in (access log only: 0 without it); request sent and response head (the latency histogram). */
   private startedAt = 0;
+  /** What ended the request, if a failure did (diagnostics). */
+  private failure: Failure | null = null;
   private sentAt = 0;
   private headAt = 0;
   private bytesOut = 0;
@@ -92,7 +96,7 @@ export class Exchange implements UpstreamSink, Shaping {
     const index = pickBackend(this.ctx, pool, this.sticky, this.hashKey);
     if (index < 0) {
       this.ctx.counters.inc(C.no_backend);
-      this.finishWithError(503, `no healthy backend in pool '${pool.name}'`);
+      this.fail(new Failure('TETHER_ERR_NO_BACKEND', `no healthy backend in pool '${pool.name}'`));
       return;
     }
     this.ctx.active.add(this);
@@ -224,7 +228,7 @@ export class Exchange implements UpstreamSink, Shaping {
     const slot = this.backend!.slot;
     counters.countBackendStatus(slot, status);
     if (this.sentAt !== 0) counters.observeUpstream(slot, headAt - this.sentAt);
-    if (counters.markBackendResponse(slot, status, this.pool.eject5xx, clock.now, 1_000, 30_000)) this.ejected5xx();
+    if (counters.markBackendResponse(slot, status, this.pool.eject5xx, clock.now, this.pool.backoffMs, this.pool.maxBackoffMs)) this.ejected5xx();
     const declaredLength = shapeResponseHead(this, res, status, reason, headers);
     if (info.framing === 'none') {
       this.out = Out.None;
@@ -387,23 +391,27 @@ export class Exchange implements UpstreamSink, Shaping {
     if (!connected) {
       ctx.counters.inc(C.upstream_connect_errors);
       ctx.counters.incBackend(backend.slot, 'connect_errors');
-      ctx.counters.markBackendFailure(backend.slot, clock.now, 1_000, 30_000);
-      this.retryOrFail(backend, `backend ${backend.id} (${backend.host}:${backend.port}) refused or dropped the connection: ${error.message}`);
+      ctx.counters.markBackendFailure(backend.slot, clock.now, this.pool.backoffMs, this.pool.maxBackoffMs);
+      this.retryOrFail(backend, new Failure('TETHER_ERR_UPSTREAM_CONNECT', `backend ${backend.id} (${backend.host}:${backend.port}) refused or dropped the connection: ${error.message}`, true, { cause: error }));
       return;
     }
     // A reused keep-alive socket the backend had closed: safe to replay only if idempotent and
     // no response byte came back and the whole request is still ours to resend.
-    if (conn.uses > 1 && !conn.gotBytes && !this.headSent && IDEMPOTENT.has(this.method) && this.body === Body.None) {
+    const replayable = conn.uses > 1 && !conn.gotBytes && !this.headSent && IDEMPOTENT.has(this.method) && this.body === Body.None;
+    const failure = new Failure('TETHER_ERR_UPSTREAM_PROTOCOL', `backend ${backend.id} failed mid-response: ${error.message}`, replayable, { cause: error });
+    this.publishUpstreamFailure(backend, failure);
+    if (replayable) {
       ctx.counters.inc(C.upstream_retries);
       this.connectTo(backend);
       return;
     }
     ctx.counters.inc(C.upstream_protocol_errors);
-    this.finishWithError(502, `backend ${backend.id} failed mid-response: ${error.message}`);
+    this.fail(failure);
   }
 
   /** Connect failed: nothing reached the backend, so any method may go to another one. */
-  private retryOrFail(failed: BackendRuntime, why: string): void {
+  private retryOrFail(failed: BackendRuntime, failure: Failure): void {
+    this.publishUpstreamFailure(failed, failure);
     const pool = this.pool;
     const failedIndex = failed.index;
     if (this.attempts < MAX_ATTEMPTS && !this.resDone) {
@@ -416,7 +424,20 @@ export class Exchange implements UpstreamSink, Shaping {
     }
     // This request did reach for backends and every attempt failed: that is a 502 naming the
     // failure. (503 is for a request that found no backend up to try at all.)
-    this.finishWithError(502, why);
+    this.fail(failure);
+  }
+
+  private publishUpstreamFailure(backend: BackendRuntime, failure: Failure): void {
+    if (!channels.upstreamFailure.hasSubscribers) return;
+    channels.upstreamFailure.publish({
+      worker: this.ctx.workerIndex ?? 0,
+      protocol: 'http',
+      pool: this.pool.name,
+      backend: backend.id,
+      address: `${backend.host}:${backend.port}`,
+      failure,
+      attempt: this.attempts,
+    });
   }
 
   /** Called by the worker's sweeper when `deadline` has passed. */
@@ -429,23 +450,28 @@ export class Exchange implements UpstreamSink, Shaping {
         this.conn?.destroy();
         this.conn = null;
         if (backend) {
-          this.ctx.counters.markBackendFailure(backend.slot, clock.now, 1_000, 30_000);
-          this.retryOrFail(backend, `${where} did not accept the connection in time`);
-        } else this.finishWithError(504, 'timed out');
+          this.ctx.counters.markBackendFailure(backend.slot, clock.now, this.pool.backoffMs, this.pool.maxBackoffMs);
+          this.retryOrFail(backend, new Failure('TETHER_ERR_UPSTREAM_CONNECT', `${where} did not accept the connection in time`, true));
+        } else this.fail(new Failure('TETHER_ERR_UPSTREAM_TIMEOUT', 'timed out'));
         return;
       }
-      case Phase.Waiting:
+      case Phase.Waiting: {
         this.ctx.counters.inc(C.upstream_timeouts);
-        this.finishWithError(504, `${where} did not answer in time`);
+        const failure = new Failure('TETHER_ERR_UPSTREAM_TIMEOUT', `${where} did not answer in time`);
+        if (backend) this.publishUpstreamFailure(backend, failure);
+        this.fail(failure);
         return;
+      }
       case Phase.Streaming:
         // Paused upstream means we were waiting for the client to read, not for the backend.
         if (this.upstreamPaused || this.upstreamEnded) {
           this.ctx.counters.inc(C.client_timeouts);
-          this.finishWithError(504, 'client stopped reading');
+          this.fail(new Failure('TETHER_ERR_CLIENT_TIMEOUT', 'client stopped reading'));
         } else {
           this.ctx.counters.inc(C.upstream_timeouts);
-          this.finishWithError(504, `${where} stalled mid-response`);
+          const failure = new Failure('TETHER_ERR_UPSTREAM_TIMEOUT', `${where} stalled mid-response`);
+          if (backend) this.publishUpstreamFailure(backend, failure);
+          this.fail(failure);
         }
         return;
       case Phase.Done:
@@ -471,7 +497,9 @@ export class Exchange implements UpstreamSink, Shaping {
     } else this.ctx.counters.inc(C.sticky_failovers);
   }
 
-  private finishWithError(status: number, why: string): void {
+  /** Ends the request with `failure`: its status and `tether: <message>` while no response byte went out, else a cut connection. */
+  private fail(failure: Failure): void {
+    this.failure = failure;
     this.countSticky(null);
     this.conn?.destroy();
     this.conn = null;
@@ -481,9 +509,9 @@ export class Exchange implements UpstreamSink, Shaping {
         this.resDone = true;
         this.res.close();
       } else {
-        this.status = status;
+        this.status = failure.status;
         this.resDone = true;
-        respondError(this.ctx, this.res, status, why, false);
+        respondError(this.ctx, this.res, failure.status, failure.message, false);
         this.complete();
         return;
       }
@@ -503,6 +531,7 @@ export class Exchange implements UpstreamSink, Shaping {
   private onClientAborted(): void {
     if (this.resDone) return;
     this.resDone = true;
+    this.failure = new Failure('TETHER_ERR_CLIENT_ABORTED', 'the client went away before its response ended');
     this.ctx.counters.inc(C.client_aborts);
     this.conn?.destroy();
     this.conn = null;
@@ -517,21 +546,52 @@ export class Exchange implements UpstreamSink, Shaping {
       this.ctx.counters.incBackend(this.backend.slot, 'requests');
       this.ctx.counters.incBackend(this.backend.slot, 'active', -1);
     }
-    // An exchange begun before the log was turned on (a reload) has nothing to log.
-    if (this.ctx.accessLog && this.startedAt > 0) this.logAccess(this.ctx.accessLog);
+    // An exchange begun before the log (or a subscriber) was there has nothing to report.
+    if (this.startedAt === 0) return;
+    if (this.ctx.accessLog) this.logAccess(this.ctx.accessLog);
+    if (channels.requestEnd.hasSubscribers) this.publishEnd();
+    if (channels.stickyDecision.hasSubscribers) {
+      const t = this.sticky.tokenBackend;
+      channels.stickyDecision.publish({ worker: this.ctx.workerIndex ?? 0, pool: this.pool.name, outcome: this.stickyOutcome(), sessionBackend: t >= 0 ? this.pool.backends[t]?.id ?? '' : '' });
+    }
   }
 
-  /** --access-log: remember who asked for what, and start the clock. */
-  logged(clientIp: string, target: string): void {
+  /**
+   * --access-log or a diagnostics subscriber: remember who asked for what, and start the clock;
+   * publishes the request's start.
+   */
+  observe(clientIp: string, target: string): void {
     this.clientIp = clientIp;
     this.path = target;
     this.startedAt = performance.now();
+    if (channels.requestStart.hasSubscribers) {
+      channels.requestStart.publish({ worker: this.ctx.workerIndex ?? 0, method: this.method, target, pool: this.pool.name, client: clientIp });
+    }
+  }
+
+  private stickyOutcome(): 'hit' | 'failover' | 'miss' | 'invalid' | 'none' {
+    const b = this.backend;
+    const t = this.sticky.tokenBackend;
+    return t >= 0 ? (b && b.index === t ? 'hit' : 'failover') : this.sticky.invalid ? 'invalid' : !this.pool.mode.sticks ? 'none' : 'miss';
+  }
+
+  private publishEnd(): void {
+    channels.requestEnd.publish({
+      worker: this.ctx.workerIndex ?? 0,
+      method: this.method,
+      target: this.path,
+      pool: this.pool.name,
+      client: this.clientIp,
+      status: this.status,
+      backend: this.backend?.id ?? '',
+      failure: this.failure,
+      durationMs: performance.now() - this.startedAt,
+    });
   }
 
   private logAccess(log: AccessLog): void {
     const b = this.backend;
-    const t = this.sticky.tokenBackend;
-    const sticky = t >= 0 ? (b && b.index === t ? 'hit' : 'failover') : this.sticky.invalid ? 'invalid' : !this.pool.mode.sticks ? 'none' : 'miss';
+    const sticky = this.stickyOutcome();
     log.write({
       worker: this.ctx.workerIndex ?? 0,
       client: this.clientIp,

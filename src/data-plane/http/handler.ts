@@ -20,6 +20,9 @@ import { refuseFraming } from './respond.js';
 import { chooseRoute, identifyClient, viaTrustedProxy } from './route.js';
 import { resolveSticky } from './sticky.js';
 import { upstreamHead } from './upstream-head.js';
+import { channels } from '../diagnostics.js';
+import { Failure } from '../failure.js';
+import type { RequestHead } from './request-head.js';
 
 /** Runs one request through the phases into an Exchange, or answers it (400/403/503) directly. Never throws. */
 export function handleRequest(ctx: ListenerContext, res: ClientResponse, req: ClientRequest): void {
@@ -28,7 +31,9 @@ export function handleRequest(ctx: ListenerContext, res: ClientResponse, req: Cl
   const head = readRequestHead(req);
   if (head.bad) {
     ctx.counters.inc(C.bad_requests);
-    refuseFraming(ctx, res, head.bad);
+    const failure = new Failure('TETHER_ERR_BAD_REQUEST', head.bad);
+    if (channels.requestEnd.hasSubscribers) publishAnswered(ctx, head, '', res.getRemoteAddress(), failure);
+    refuseFraming(ctx, res, failure);
     return;
   }
   const runtime = ctx.runtime();
@@ -38,10 +43,31 @@ export function handleRequest(ctx: ListenerContext, res: ClientResponse, req: Cl
   const clientIp = identifyClient(runtime, peerIp, head, viaProxy);
   const sticky = resolveSticky(ctx, pool, head);
   const session = checkBinding(ctx, res, pool, head, sticky, clientIp);
-  if (session === null) return; // refused (403 sent)
+  if (session === null) {
+    // Refused (403 sent).
+    if (channels.requestEnd.hasSubscribers) publishAnswered(ctx, head, pool.name, clientIp, new Failure('TETHER_ERR_SESSION_REFUSED', 'session refused'));
+    return;
+  }
   const ex = new Exchange(ctx, res, pool, head.method, head.body, sticky, session);
   ex.head = upstreamHead(head, sticky.forwardCookie, peerIp, clientIp, viaProxy);
   ex.hashKey = hashKeyFor(pool, clientIp, head);
-  if (ctx.accessLog) ex.logged(clientIp, head.target);
+  if (ctx.accessLog || channels.requestEnd.hasSubscribers || channels.requestStart.hasSubscribers || channels.stickyDecision.hasSubscribers) {
+    ex.observe(clientIp, head.target);
+  }
   ex.start();
+}
+
+/** A request Tether answered itself before any exchange (400, 403): its end, for diagnostics subscribers. */
+function publishAnswered(ctx: ListenerContext, head: RequestHead, pool: string, client: string, failure: Failure): void {
+  channels.requestEnd.publish({
+    worker: ctx.workerIndex ?? 0,
+    method: head.method,
+    target: head.target,
+    pool,
+    client,
+    status: failure.status,
+    backend: '',
+    failure,
+    durationMs: 0,
+  });
 }

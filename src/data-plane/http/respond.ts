@@ -3,6 +3,7 @@
 import { C } from '../../shared-memory/counters.js';
 import type { ClientResponse } from '../front-door/client.js';
 import type { ListenerContext } from './context.js';
+import type { Failure } from '../failure.js';
 
 /** Reason phrases for the status lines the HTTP path writes (RFC 9110). */
 export const STATUS_TEXT: Record<number, string> = {
@@ -18,11 +19,11 @@ export const STATUS_TEXT: Record<number, string> = {
  * requests synchronously); the front door dispatches one request at a time, so it is only a
  * tick later now. #19 leaves one of the two checks.
  */
-export function refuseFraming(ctx: ListenerContext, res: ClientResponse, why: string): void {
+export function refuseFraming(ctx: ListenerContext, res: ClientResponse, failure: Failure): void {
   let aborted = false;
   res.onAborted(() => (aborted = true));
   setImmediate(() => {
-    if (!aborted) respondError(ctx, res, 400, why, true);
+    if (!aborted) respondError(ctx, res, failure.status, failure.message, true);
   });
 }
 

@@ -19,10 +19,11 @@ import type { BackendRuntime, Runtime } from '../runtime.js';
 import { C, type WorkerCounters } from '../../shared-memory/counters.js';
 import { compileSniRoutes, type SniRouter } from './router.js';
 import { proxyV2Header } from './proxy-protocol.js';
+import { channels } from '../diagnostics.js';
+import { Failure } from '../failure.js';
 import * as tcp from './raw-tcp.js';
 import type { TcpHandle } from './raw-tcp.js';
-
-export type ClientHelloStatus = 'incomplete' | 'ok' | 'not_tls' | 'too_large' | 'malformed';
+import type { ClientHelloStatus } from '../../native/index.js';
 
 export interface ClientHelloInfo {
   status: ClientHelloStatus;
@@ -60,6 +61,8 @@ export interface PassthroughContext {
   /** Opens this worker's SO_REUSEPORT socket on the address (native). */
   openListener: (host: string, port: number) => number;
   log: (level: 'warn' | 'error', msg: string, fields?: Record<string, unknown>) => void;
+  /** This worker's index (diagnostics messages). */
+  workerIndex?: number;
 }
 
 export interface Passthrough {
@@ -344,7 +347,7 @@ export function startPassthrough(ctx: PassthroughContext): Promise<Passthrough> 
       }
       lookup(backend.host, (err, address, resolvedFamily) => {
         if (this.phase !== Phase.Connecting || this.backend !== backend) return; // closed or timed out meanwhile
-        if (err !== null || (resolvedFamily !== 4 && resolvedFamily !== 6)) this.connectFailed(backend);
+        if (err !== null || (resolvedFamily !== 4 && resolvedFamily !== 6)) this.connectFailed(backend, `cannot resolve ${backend.host}: ${err?.message ?? 'no address'}`);
         else this.dial(backend, address, resolvedFamily);
       });
     }
@@ -353,8 +356,8 @@ export function startPassthrough(ctx: PassthroughContext): Promise<Passthrough> 
       let handle: TcpHandle;
       try {
         handle = tcp.connect(address, family, backend.port, (status) => this.onConnect(handle, backend, status));
-      } catch {
-        this.connectFailed(backend);
+      } catch (err) {
+        this.connectFailed(backend, `connect failed: ${(err as Error).message}`);
         return;
       }
       this.upstream = handle;
@@ -372,7 +375,7 @@ export function startPassthrough(ctx: PassthroughContext): Promise<Passthrough> 
       if (status !== 0) {
         this.upstream = null;
         handle.close();
-        this.connectFailed(backend);
+        this.connectFailed(backend, `connect failed (libuv status ${status})`);
         return;
       }
       handle.setNoDelay(true);
@@ -403,8 +406,19 @@ export function startPassthrough(ctx: PassthroughContext): Promise<Passthrough> 
       else if (!this.clientHeld) this.resumeClient();
     }
 
-    connectFailed(backend: BackendRuntime): void {
-      counters.markBackendFailure(backend.slot, Date.now(), 1_000, 30_000);
+    connectFailed(backend: BackendRuntime, why: string): void {
+      counters.markBackendFailure(backend.slot, Date.now(), backend.pool.backoffMs, backend.pool.maxBackoffMs);
+      if (channels.upstreamFailure.hasSubscribers) {
+        channels.upstreamFailure.publish({
+          worker: ctx.workerIndex ?? 0,
+          protocol: 'passthrough',
+          pool: backend.pool.name,
+          backend: backend.id,
+          address: `${backend.host}:${backend.port}`,
+          failure: new Failure('TETHER_ERR_UPSTREAM_CONNECT', `backend ${backend.id} (${backend.host}:${backend.port}): ${why}`, true),
+          attempt: this.tried.length,
+        });
+      }
       counters.incBackend(backend.slot, 'connect_errors');
       this.attempt(backend.index);
     }
@@ -499,7 +513,7 @@ export function startPassthrough(ctx: PassthroughContext): Promise<Passthrough> 
           const handle = this.upstream;
           this.upstream = null;
           handle?.close();
-          this.connectFailed(backend);
+          this.connectFailed(backend, 'did not accept the connection in time');
           return;
         }
         case Phase.Relay:

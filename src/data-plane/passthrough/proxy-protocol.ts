@@ -8,7 +8,7 @@ const CMD_LOCAL = 0x20; // version 2, LOCAL: no address follows
 const TCP4 = 0x11;
 const TCP6 = 0x21;
 
-export interface Endpoints {
+interface Endpoints {
   sourceAddress: string | undefined;
   sourcePort: number | undefined;
   destAddress: string | undefined;

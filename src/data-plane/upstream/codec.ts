@@ -17,7 +17,7 @@
 //   chunk-ext     = ";" token [ "=" ( token / quoted-string ) ]           ; checked, ignored
 //
 // Strictness: llhttp's strict default (what Node's http client applies), tightened where a proxy
-// must not guess. Where we differ from llhttp 9 (test/unit/codec-differential.test.ts asserts each):
+// must not guess. Where we differ from llhttp 9 (test/integration/codec-differential.test.ts asserts each):
 // - CRLF everywhere: a bare LF, or a CR not followed by LF, is an error (as llhttp).
 // - obs-fold, whitespace before ":", empty or non-token names, CTLs or DEL in values: HPE_INVALID_HEADER (as llhttp).
 // - Only "HTTP/1.0" and "HTTP/1.1", status 100–999, no CTLs in the reason, no empty line before the
@@ -63,7 +63,7 @@ export class UpstreamParseError extends Error {
   }
 }
 
-export type Framing = 'none' | 'length' | 'chunked' | 'close';
+type Framing = 'none' | 'length' | 'chunked' | 'close';
 
 export interface HeadInfo {
   /** The connection may carry another request after onEnd. */

@@ -1,6 +1,8 @@
 // The control-channel SDK (src/control/sdk.ts) and `tether agent` (src/control/agent.ts) against
 // a small fake balancer: a WebSocketServer on loopback that verifies frames with frames.ts and
 // answers ack/refused. Tests wait for events (agent events, server messages), never for time.
+// The agent's flags, durations and interface snapshots, which need no balancer, are
+// test/unit/control-agent.test.ts.
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
@@ -8,10 +10,10 @@ import type { NetworkInterfaceInfo } from 'node:os';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { Duplex } from 'node:stream';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, onTestFinished, vi } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
 
-import { interfaceSnapshot, parseAgentFlags, parseDuration, runAgent } from '../../src/control/agent.js';
+import { runAgent } from '../../src/control/agent.js';
 import { encodeFrame, openFrame } from '../../src/control/frames.js';
 import { ControlClient, ControlError, startAgent, type Agent, type AgentEvent, type AgentOptions } from '../../src/control/sdk.js';
 import { referenceHmacSha256, referenceHmacVerify } from '../../src/native/reference.js';
@@ -247,13 +249,17 @@ describe('startAgent', () => {
   });
 
   it('reconnects and re-announces after the balancer drops the connection', async () => {
+    // The jitter's random draw pinned at 0.5: the first delay after an acked announce is the
+    // base one, minMs = 5, jittered down by a quarter: round(5/2 + 0.5 * 5/2) = round(3.75) = 4.
+    // (A backoff that did not restart at minMs after the ack would give round(7.5) = 8 or more.)
+    const random = vi.spyOn(Math, 'random').mockReturnValue(0.5);
+    onTestFinished(() => random.mockRestore());
     const fake = await balancer();
-    const { agent, events } = agentFor(fake);
+    const { agent, events } = agentFor(fake, { reconnect: { minMs: 5, maxMs: 20 } });
     await agent.ready;
     fake.dropAll();
     const disconnected = await events.waitFor('disconnected', ofType('disconnected'));
-    expect(disconnected.retryInMs).toBeGreaterThanOrEqual(0);
-    expect(disconnected.retryInMs).toBeLessThanOrEqual(20);
+    expect(disconnected.retryInMs).toBe(4);
     await fake.received.waitFor('an announce on a second connection', msgOf('announce', 2));
     await events.waitFor('a second announced', ofType('announced'), events.items.indexOf(disconnected));
     expect(fake.connections.items).toHaveLength(2);
@@ -560,75 +566,11 @@ describe('tether agent', () => {
   const iface = (address: string, family: 'IPv4' | 'IPv6' = 'IPv4', internal = false): NetworkInterfaceInfo =>
     ({ address, family, internal, netmask: family === 'IPv4' ? '255.255.255.0' : 'ffff:ffff:ffff:ffff::', mac: '00:00:00:00:00:00', cidr: `${address}/${family === 'IPv4' ? 24 : 64}`, ...(family === 'IPv6' ? { scopeid: 0 } : {}) }) as NetworkInterfaceInfo;
 
-  it('snapshots interfaces independently of order, ignoring loopback and MAC addresses', () => {
-    const a = { lo: [iface('127.0.0.1', 'IPv4', true)], eth0: [iface('10.0.0.5'), iface('fe80::1', 'IPv6')], wlan0: [iface('192.168.1.9')] };
-    const b = { wlan0: [iface('192.168.1.9')], eth0: [iface('fe80::1', 'IPv6'), { ...iface('10.0.0.5'), mac: '11:22:33:44:55:66' }] };
-    expect(interfaceSnapshot(a)).toBe(interfaceSnapshot(b));
-    expect(interfaceSnapshot(a)).toBe('eth0 IPv4 10.0.0.5/24\neth0 IPv6 fe80::1/64\nwlan0 IPv4 192.168.1.9/24');
-    expect(interfaceSnapshot({ ...a, eth0: [iface('10.0.0.6')] })).not.toBe(interfaceSnapshot(a));
-    expect(interfaceSnapshot({ lo: a.lo })).toBe('');
-    expect(interfaceSnapshot({ eth0: [{ ...iface('10.0.0.5'), cidr: null }] })).toBe('eth0 IPv4 10.0.0.5/255.255.255.0');
-  });
-
-  it('parses durations', () => {
-    expect(parseDuration('5s')).toBe(5000);
-    expect(parseDuration('1.5s')).toBe(1500);
-    expect(parseDuration('250ms')).toBe(250);
-    expect(parseDuration('750')).toBe(750);
-    for (const bad of ['', 's', '5 m', '-5s', '1.5', '5m', '0x10']) expect(parseDuration(bad), bad).toBeNull();
-  });
-
-  it('parses flags and names the bad one', () => {
-    const required = ['--control', 'ws://lb:9090/control', '--pool', 'web', '--id', 'app1', '--port', '8000', '--key-file', 'agent.key'];
-    expect(parseAgentFlags([...required, '--heartbeat', '2s', '--weight', '3', '--address', '10.0.0.5'])).toMatchObject({
-      help: false,
-      keyFile: 'agent.key',
-      options: { url: 'ws://lb:9090/control', pool: 'web', id: 'app1', port: 8000, heartbeatMs: 2000, weight: 3, address: '10.0.0.5' },
-    });
-    expect(parseAgentFlags(['--help'])).toEqual({ help: true });
-    const bad: [string[], RegExp][] = [
-      [required.slice(2), /--control is required/],
-      [required.slice(0, 8), /--key-file is required/],
-      [[...required, '--port', 'eighty'], /--port: expected an integer 1-65535 but received 'eighty'/],
-      [[...required, '--port', '70000'], /--port: expected an integer 1-65535/],
-      [[...required, '--heartbeat', '5m'], /--heartbeat: expected a duration/],
-      [[...required, '--heartbeat', '1ms'], /--heartbeat: expected a duration/],
-      [[...required, '--weight=-1'], /--weight: expected an integer 0-1000/],
-      [[...required, '--weight', '1001'], /--weight: expected an integer 0-1000/],
-      [[...required, '--address', 'host.example'], /--address: expected an IPv4 or IPv6 address/],
-      [[...required, '--control', 'http://lb/control'], /--control: expected a ws:\/\/ or wss:\/\/ URL/],
-      [[...required, '--pool', 'a b'], /--pool: expected a pool name/],
-      [[...required, '--frobnicate'], /'--frobnicate'/],
-      [[...required, 'stray'], /'stray'/],
-    ];
-    for (const [argv, message] of bad) expect(() => parseAgentFlags(argv), argv.join(' ')).toThrow(message);
-  });
-
   function tempDir(): string {
     const dir = mkdtempSync(path.join(tmpdir(), 'tether-agent-'));
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
     return dir;
   }
-
-  it('exits 2 naming the flag for bad flags and key files', async () => {
-    const dir = tempDir();
-    const otherPool = path.join(dir, 'other.keys');
-    writeFileSync(otherPool, `api ${KEY.toString('hex')}\n`);
-    const badFile = path.join(dir, 'bad.keys');
-    writeFileSync(badFile, 'web nothex\n');
-    const base = ['--control', 'ws://127.0.0.1:1/control', '--pool', 'web', '--id', 'app1', '--port', '8000'];
-    const cases: [string[], RegExp][] = [
-      [['--pool', 'web'], /^tether agent: --control is required/],
-      [[...base, '--key-file', path.join(dir, 'missing.keys')], /--key-file: cannot read .*missing\.keys/],
-      [[...base, '--key-file', otherPool], /--key-file: .*other\.keys has no key for pool 'web'/],
-      [[...base, '--key-file', badFile], /--key-file: agent key file .*bad\.keys is invalid:\n {2}.*bad\.keys:1:/],
-    ];
-    for (const [argv, message] of cases) {
-      let err = '';
-      expect(await runAgent(argv, { stderr: (t) => (err += t) }), argv.join(' ')).toBe(2);
-      expect(err).toMatch(message);
-    }
-  });
 
   it('announces, re-announces when the interfaces change, and leaves on stop', async () => {
     const fake = await balancer();

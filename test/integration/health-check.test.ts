@@ -1,9 +1,8 @@
 // Active health checks (src/orchestrator/health-check.ts) against real loopback servers: the
 // request on the wire, every failure detail, the deadline, rise/fall counted check by check,
 // target replacement, and close(). Waits are on checker callbacks and socket events, never sleeps.
-import { describe, expect, it, onTestFinished } from 'vitest';
+import { describe, expect, it, onTestFinished, vi } from 'vitest';
 import net, { type AddressInfo } from 'node:net';
-import { performance } from 'node:perf_hooks';
 import { checkOnce, HealthChecker, type CheckResult, type CheckTarget, type HealthCheckConfig } from '../../src/orchestrator/health-check.js';
 
 type HttpCheck = Extract<HealthCheckConfig, { type: 'http' }>;
@@ -142,15 +141,23 @@ describe('checkOnce: HTTP', () => {
     await srv.closedConnection(1); // the checker hung up instead of reading the body
   }, 5000);
 
-  it('times out a server that accepts but never answers, at the deadline, and hangs up', async () => {
-    const srv = await serve({});
-    const started = performance.now();
-    const result = await checkOnce({ host: '127.0.0.1', port: srv.port, check: httpCheck({ timeoutMs: 200 }) });
-    const elapsed = performance.now() - started;
+  it('times out a server that accepts but never answers, at the deadline and not before, and hangs up', async () => {
+    let requestIn!: () => void;
+    const requested = new Promise<void>((resolve) => (requestIn = resolve));
+    const srv = await serve({ onRequest: () => requestIn() });
+    // The deadline runs on a fake clock that moves only when told: the sockets stay real, and
+    // the verdict is observed at the exact step of that clock rather than in wall-clock bounds.
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    onTestFinished(() => void vi.useRealTimers());
+    let result: CheckResult | undefined;
+    const pending = checkOnce({ host: '127.0.0.1', port: srv.port, check: httpCheck({ timeoutMs: 200 }) }).then((r) => (result = r));
+    await requested; // the request is on the wire, and no time has passed on the deadline's clock
+    expect(srv.requests).toHaveLength(1); // the deadline covers the response, not just the connect
+    await vi.advanceTimersByTimeAsync(199);
+    expect(result).toBeUndefined();
+    await vi.advanceTimersByTimeAsync(1);
     expect(result).toEqual({ ok: false, detail: 'timed out after 200 ms' });
-    expect(elapsed).toBeGreaterThanOrEqual(195);
-    expect(elapsed).toBeLessThan(2000);
-    expect(srv.requests).toHaveLength(1); // the request was sent: the deadline covered the response too
+    await pending;
     await srv.closedConnection(1);
   });
 
@@ -316,15 +323,21 @@ describe('HealthChecker', () => {
 
   it('setTargets rejects a bad target or a repeated key without changing anything', async () => {
     const srv = await statusServer(() => 200);
-    const w = watchedChecker();
+    const w = watchedChecker({ now: () => 42_000 });
     const good: CheckTarget = { key: 'a', host: '127.0.0.1', port: srv.port, check: httpCheck() };
     w.checker.setTargets([good]);
+    // One check done (the next is an interval away): 'a' has state a reset or a new entry would lose.
+    await w.until(() => w.results.length === 1);
+    const checkedOnce = { up: true, successes: 1, failures: 0, lastDetail: 'HTTP 200', lastCheckAt: 42_000 };
+    expect(w.checker.state('a')).toEqual(checkedOnce);
     expect(() => w.checker.setTargets([{ ...good, key: 'b', check: httpCheck({ fall: 0 }) }])).toThrow(/expected an integer >= 1 for fall but received 0/);
     expect(() => w.checker.setTargets([{ ...good, key: 'b', check: httpCheck({ expect: { min: 400, max: 200 } }) }])).toThrow(/for expect/);
     expect(() => w.checker.setTargets([good, { ...good }])).toThrow(/"a" appears twice/);
-    expect(w.checker.state('a')).toBeDefined();
+    expect(w.checker.state('a')).toEqual(checkedOnce);
     expect(w.checker.state('b')).toBeUndefined();
-    await w.until(() => w.results.length > 0); // 'a' still runs
+    await w.until(() => w.results.length === 2); // 'a' still runs, on the schedule it had
+    expect(w.checker.state('a')).toEqual({ ...checkedOnce, successes: 2 });
+    expect(srv.requests).toHaveLength(2);
   });
 
   it('checks a new target within its first interval', async () => {
