@@ -8,6 +8,7 @@ import { ENTRY_KIND_MASK, ENTRY_LEARNED, ENTRY_REVOKED, ENTRY_SLIDING } from '..
 import { clock } from '../clock.js';
 import type { ClientResponse } from '../front-door/client.js';
 import type { PoolRuntime } from '../runtime.js';
+import { statusLine } from '../status.js';
 import { Body, NO_SESSION, type ListenerContext, type SessionContext, type StickyDecision } from './context.js';
 import { headerValue, type RequestHead } from './request-head.js';
 import { sessionValues } from './sticky.js';
@@ -153,21 +154,11 @@ function refuseSession(ctx: ListenerContext, res: ClientResponse, pool: PoolRunt
     message: refusal.reason === 'revoked' ? 'this session has been revoked' : 'this session was issued to another terminal',
   });
   c.inc(C.responses_4xx);
-  const send = () =>
-    res.cork(() => {
-      res.writeStatus('403 Forbidden');
-      res.writeHeader('content-type', 'application/json');
-      res.writeHeader('cache-control', 'no-store');
-      // A request body we will not read: close after answering, like any refused upload.
-      res.end(`${bodyText}\n`, hasBody);
-    });
-  if (!hasBody) {
-    send();
-    return;
-  }
-  let aborted = false;
-  res.onAborted(() => (aborted = true));
-  setImmediate(() => {
-    if (!aborted) send();
+  res.cork(() => {
+    res.writeStatus(statusLine(403));
+    res.writeHeader('content-type', 'application/json');
+    res.writeHeader('cache-control', 'no-store');
+    // A request body we will not read: close after answering, like any refused upload.
+    res.end(`${bodyText}\n`, hasBody);
   });
 }

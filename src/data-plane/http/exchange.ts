@@ -3,29 +3,28 @@
 // backpressure both ways, retries where nothing reached the backend, and a deadline on every
 // wait (the worker sweeps them). The response head itself is shaped by ./response-head.ts.
 import { C } from '../../shared-memory/counters.js';
+import type { Socket } from 'node:net';
 import { clock } from '../clock.js';
-import type { AccessLog } from '../access-log.js';
 import type { ClientResponse } from '../front-door/client.js';
 import type { BackendRuntime, PoolRuntime } from '../runtime.js';
-import { chunkHeader, LAST_CHUNK, type ResponseHandlers } from '../upstream/codec.js';
+import type { ResponseHandlers } from '../upstream/codec.js';
 import { acquire, release, type UpstreamConnection, type UpstreamSink } from '../upstream/pool.js';
 import { Body, type ListenerContext, type SessionContext, type StickyDecision } from './context.js';
 import { pickAnother, pickBackend } from './pick-backend.js';
 import { shapeResponseHead, type Shaping } from './response-head.js';
 import { respondError } from './respond.js';
-import { channels } from '../diagnostics.js';
+import { RequestBody, type BodyOwner } from './request-body.js';
+import { reportEnd, reportStart, reportUpstreamFailure, type ExchangeRecord } from './exchange-report.js';
 import { Failure } from '../failure.js';
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
-/** Past this much request body buffered before the upstream is ready, stop reading the client. */
-const MAX_QUEUED_BODY = 256 * 1024;
 const MAX_ATTEMPTS = 3;
 
 const enum Phase { Connecting, Waiting, Streaming, Done }
 const enum Out { None, Length, Stream }
 
 /** One request's life from backend choice to the last response byte. */
-export class Exchange implements UpstreamSink, Shaping {
+export class Exchange implements UpstreamSink, Shaping, ExchangeRecord, BodyOwner {
   head = '';
   hashKey = '';
   deadline = 0;
@@ -37,57 +36,69 @@ export class Exchange implements UpstreamSink, Shaping {
   get served(): BackendRuntime {
     return this.backend!;
   }
+  /** The backend chosen last, if any (ExchangeRecord). */
+  get chosen(): BackendRuntime | null {
+    return this.backend;
+  }
   private conn: UpstreamConnection | null = null;
-  private attempts = 0;
+  attempts = 0;
   /** Client gone (onAborted) or response finished: `res` must not be touched. */
   private resDone = false;
   private headSent = false;
   private stickyCounted = false;
-  private status = 0;
-  // Request body.
-  private queue: Buffer[] = [];
-  private queued = 0;
-  private bodyEnded: boolean;
-  private bodyStarted = false;
-  private clientPaused = false;
+  status = 0;
+  /** The request body's way upstream; null for a request without one (most). */
+  private readonly requestBody: RequestBody | null;
   // Response body.
   private out = Out.None;
+  /** The response's Content-Length (Out.Length), or a HEAD response's declared length (-1: none). */
   private total = 0;
-  private pending: Buffer[] = [];
-  private pendingOffset = 0;
-  /** Body bytes of a length-framed response the client side has taken (the write offset while nothing is pending). */
-  private sent = 0;
   private upstreamPaused = false;
   private upstreamEnded = false;
-  /** Chunked/close-delimited body parsed under cork, written once the cork scope ends (flushStream). */
-  private streamed: Buffer[] = [];
-  private streamedBytes = 0;
-  private endAfterStream = false;
   private headOnly: boolean;
-  // Access log and diagnostics (set only with --access-log or a channel subscriber).
+  // Access log and diagnostics (./exchange-report.ts; set only with --access-log or a subscriber).
   clientIp = '';
   path = '';
-  /** Request in (access log only: 0 without it); request sent and response head (the latency histogram). */
-  private startedAt = 0;
-  /** What ended the request, if a failure did (diagnostics). */
-  private failure: Failure | null = null;
-  private sentAt = 0;
-  private headAt = 0;
-  private bytesOut = 0;
+  /** Request in (0 unless observed); request sent and response head (the latency histogram). */
+  startedAt = 0;
+  sentAt = 0;
+  headAt = 0;
+  /** Response body bytes the client side has taken. */
+  bytesOut = 0;
+  /** What ended the request, if a failure did. */
+  failure: Failure | null = null;
 
   constructor(
     readonly ctx: ListenerContext,
     private readonly res: ClientResponse,
     readonly pool: PoolRuntime,
-    private readonly method: string,
-    private readonly body: Body,
+    readonly method: string,
+    body: Body,
     readonly sticky: StickyDecision,
     readonly session: SessionContext,
   ) {
-    this.bodyEnded = body === Body.None;
     this.headOnly = method === 'HEAD';
     res.onAborted(() => this.onClientAborted());
-    if (body !== Body.None) res.onData((chunk, isLast) => this.onClientData(chunk, isLast));
+    this.requestBody = body === Body.None ? null : new RequestBody(this, res, body === Body.Chunked);
+  }
+
+  // BodyOwner, for ./request-body.ts.
+  get finished(): boolean {
+    return this.phase === Phase.Done;
+  }
+  get clientGone(): boolean {
+    return this.resDone;
+  }
+  get upstreamSocket(): Socket | null {
+    return this.conn?.socket ?? null;
+  }
+  bodyProgress(last: boolean): void {
+    const t = this.ctx.runtime().config.timeouts;
+    if (this.phase === Phase.Waiting) this.deadline = clock.now + (last ? t.responseMs : t.idleMs);
+  }
+  /** The whole request has gone (or is going) upstream. */
+  private get requestEnded(): boolean {
+    return this.requestBody === null || this.requestBody.ended;
   }
 
   /** Picks the backend (phase 5) and connects; 503 when none is up to try. */
@@ -128,81 +139,18 @@ export class Exchange implements UpstreamSink, Shaping {
     const cfg = this.ctx.runtime().config;
     conn.uses++;
     this.ctx.counters.markBackendSuccess(this.backend!.slot);
-    const socket = conn.socket;
-    let ok: boolean;
-    if (this.body === Body.None) {
-      // The common case: one write, no stream cork bookkeeping.
-      ok = socket.write(this.head, 'latin1');
-    } else {
-      socket.cork();
-      ok = socket.write(this.head, 'latin1');
-      for (const chunk of this.queue) ok = this.writeBody(chunk) && ok;
-      this.queue = [];
-      this.queued = 0;
-      if (this.bodyEnded && this.body === Body.Chunked) ok = socket.write(LAST_CHUNK, 'latin1') && ok;
-      socket.uncork();
-    }
-    this.bodyStarted = true;
+    // The common case, no body: one write.
+    const body = this.requestBody;
+    const ok = body === null ? conn.socket.write(this.head, 'latin1') : body.sendWithHead(conn.socket, this.head);
     this.sentAt = performance.now();
     this.phase = Phase.Waiting;
-    this.deadline = clock.now + (this.bodyEnded ? cfg.timeouts.responseMs : cfg.timeouts.idleMs);
-    if (this.clientPaused && ok) this.resumeClient();
-  }
-
-  private writeBody(chunk: Buffer): boolean {
-    const socket = this.conn!.socket;
-    if (this.body === Body.Chunked) {
-      socket.write(chunkHeader(chunk.length), 'latin1');
-      socket.write(chunk);
-      return socket.write('\r\n', 'latin1');
-    }
-    return socket.write(chunk);
-  }
-
-  private onClientData(view: Uint8Array, isLast: boolean): void {
-    clock.now = Date.now();
-    // Answered already (an error, or the backend replied early): the rest of the body has
-    // nowhere to go, and must not pile up here.
-    if (this.phase === Phase.Done) return;
-    // The view is only valid during this call: copy it.
-    const chunk = view.byteLength > 0 ? Buffer.from(view) : null;
-    if (isLast) this.bodyEnded = true;
-    const cfg = this.ctx.runtime().config;
-    if (this.bodyStarted) {
-      // Upstream already finished or failed (an early response): the rest is not needed.
-      if (!this.conn) return;
-      const socket = this.conn.socket;
-      let ok = true;
-      if (chunk) ok = this.writeBody(chunk);
-      if (isLast && this.body === Body.Chunked) ok = socket.write(LAST_CHUNK, 'latin1');
-      if (!ok) this.pauseClient();
-      if (this.phase === Phase.Waiting) this.deadline = clock.now + (isLast ? cfg.timeouts.responseMs : cfg.timeouts.idleMs);
-      return;
-    }
-    if (chunk) {
-      this.queue.push(chunk);
-      this.queued += chunk.length;
-      if (this.queued > MAX_QUEUED_BODY) this.pauseClient();
-    }
-  }
-
-  private pauseClient(): void {
-    if (!this.clientPaused && !this.resDone) {
-      this.clientPaused = true;
-      this.res.pause();
-    }
-  }
-
-  private resumeClient(): void {
-    if (this.clientPaused && !this.resDone) {
-      this.clientPaused = false;
-      this.res.resume();
-    }
+    this.deadline = clock.now + (this.requestEnded ? cfg.timeouts.responseMs : cfg.timeouts.idleMs);
+    if (ok) body?.resumeClient();
   }
 
   onUpstreamDrain(): void {
-    if (this.phase === Phase.Waiting && !this.bodyEnded) this.deadline = clock.now + this.ctx.runtime().config.timeouts.idleMs;
-    this.resumeClient();
+    if (this.phase === Phase.Waiting && !this.requestEnded) this.deadline = clock.now + this.ctx.runtime().config.timeouts.idleMs;
+    this.requestBody?.resumeClient();
   }
 
   cork(fn: () => void): void {
@@ -241,107 +189,35 @@ export class Exchange implements UpstreamSink, Shaping {
     }
   }
 
+  /** A response body chunk (a view of the upstream read buffer: the front door copies what it keeps). */
   onBody(chunk: Buffer): void {
     if (this.resDone) return;
-    const cfg = this.ctx.runtime().config;
-    this.deadline = clock.now + cfg.timeouts.idleMs;
+    this.deadline = clock.now + this.ctx.runtime().config.timeouts.idleMs;
     const res = this.res;
-    // `chunk` is a view of the upstream read buffer: whatever is kept past this call is copied.
+    this.bytesOut += chunk.length;
     if (this.out === Out.Length) {
-      if (this.pending.length > 0) {
-        this.pending.push(Buffer.from(chunk));
-        return;
-      }
       const [ok, done] = res.tryEnd(chunk, this.total);
-      if (done) {
-        this.sent = this.total;
-        this.clientFinished();
-      } else if (!ok) {
-        this.pending.push(Buffer.from(chunk));
-        // Every earlier chunk went out whole (else this one would have queued behind it), so
-        // the body offset where this chunk starts is what we have sent: no getWriteOffset call.
-        this.pendingOffset = this.sent;
-        this.pauseUpstream();
-        res.onWritable((off) => this.onWritable(off));
-      } else {
-        this.sent += chunk.length;
-      }
+      if (done) this.clientFinished();
+      else if (!ok) this.waitForClient();
     } else if (this.out === Out.Stream) {
-      // Not written here, under cork: uWS 20.30's corked write() dropped a chunk's data when
-      // flushing its cork buffer hit backpressure, so the bytes are written by flushStream once
-      // the cork scope has ended. The front door has no such bug; #19 can write them here.
-      // Still inside the same read callback when flushStream runs, so a view suffices.
-      this.streamed.push(chunk);
-      this.streamedBytes += chunk.length;
+      if (!res.write(chunk)) this.waitForClient();
     }
   }
 
-  /** Writes the chunked/close-delimited body parsed in the last corked scope. */
-  flushStream(): void {
-    if (this.streamed.length === 0 && !this.endAfterStream) return;
-    if (this.resDone) {
-      this.streamed = [];
-      return;
-    }
-    const res = this.res;
-    const chunks = this.streamed;
-    this.streamed = [];
-    let ok = true;
-    const writeAll = () => {
-      for (const chunk of chunks) {
-        ok = res.write(chunk) && ok;
-        this.bytesOut += chunk.length;
-      }
-      if (this.endAfterStream) res.end();
-    };
-    // A small batch goes out corked, in one write; a larger one chunk by chunk (a limit from
-    // uWS's 16 KiB cork buffer, kept while the front door replaced it: one copy per write either way).
-    if (this.streamedBytes + 16 * chunks.length + 64 < 12 * 1024) res.cork(writeAll);
-    else writeAll();
-    this.streamedBytes = 0;
-    if (this.endAfterStream) {
-      this.endAfterStream = false;
-      this.clientFinished();
-    } else if (!ok) {
-      this.pauseUpstream();
-      res.onWritable(() => {
-        this.deadline = (clock.now = Date.now()) + this.ctx.runtime().config.timeouts.idleMs;
-        this.resumeUpstream();
-        return true;
-      });
-    }
+  /** The client is behind: stop reading the backend until it has taken what is queued. */
+  private waitForClient(): void {
+    if (this.upstreamPaused || !this.conn) return;
+    this.upstreamPaused = true;
+    this.conn.socket.pause();
+    this.res.onWritable(this.onClientWritable);
   }
 
-  /** The client side drained: resend what tryEnd did not take of each pending chunk (none, on the front door, which takes whole chunks). */
-  private onWritable(offset: number): boolean {
-    clock.now = Date.now();
-    const res = this.res;
-    while (this.pending.length > 0) {
-      const chunk = this.pending[0]!;
-      const [ok, done] = res.tryEnd(chunk.subarray(offset - this.pendingOffset), this.total);
-      if (done) {
-        this.pending = [];
-        this.sent = this.total;
-        this.clientFinished();
-        return true;
-      }
-      this.deadline = clock.now + this.ctx.runtime().config.timeouts.idleMs;
-      if (!ok) return false;
-      this.pending.shift();
-      offset = res.getWriteOffset();
-      this.pendingOffset = offset;
-      this.sent = offset;
-    }
+  /** Bound once: the client drained its queue, read the backend again. */
+  private readonly onClientWritable = (): boolean => {
+    this.deadline = (clock.now = Date.now()) + this.ctx.runtime().config.timeouts.idleMs;
     this.resumeUpstream();
     return true;
-  }
-
-  private pauseUpstream(): void {
-    if (!this.upstreamPaused && this.conn) {
-      this.upstreamPaused = true;
-      this.conn.socket.pause();
-    }
-  }
+  };
 
   private resumeUpstream(): void {
     if (this.upstreamPaused) {
@@ -355,7 +231,7 @@ export class Exchange implements UpstreamSink, Shaping {
     const conn = this.conn;
     // Reusable only if the backend also got our whole request.
     if (conn) {
-      if (!this.bodyEnded) conn.reusable = false;
+      if (!this.requestEnded) conn.reusable = false;
       this.conn = null;
       if (this.upstreamPaused) {
         this.upstreamPaused = false;
@@ -369,18 +245,15 @@ export class Exchange implements UpstreamSink, Shaping {
     }
     const res = this.res;
     if (this.out === Out.None) {
-      // HEAD's length as a header (uWS's endWithoutBody(n) wedged keep-alive; the front door's
-      // takes no length at all).
+      // A HEAD response repeats the length the backend declared.
       if (this.total >= 0) res.writeHeader('content-length', String(this.total));
       res.endWithoutBody();
       this.clientFinished();
-    } else if (this.out === Out.Stream) {
-      this.endAfterStream = true; // flushStream ends the response after the last bytes
-    } else if (this.total === 0) {
+    } else if (this.out === Out.Stream || this.total === 0) {
       res.end();
       this.clientFinished();
     }
-    // Out.Length with bytes still pending: onWritable finishes the client side.
+    // Out.Length: the body's last byte finished the client side (tryEnd's done).
   }
 
   onUpstreamFailure(conn: UpstreamConnection, error: Error, connected: boolean): void {
@@ -397,9 +270,9 @@ export class Exchange implements UpstreamSink, Shaping {
     }
     // A reused keep-alive socket the backend had closed: safe to replay only if idempotent and
     // no response byte came back and the whole request is still ours to resend.
-    const replayable = conn.uses > 1 && !conn.gotBytes && !this.headSent && IDEMPOTENT.has(this.method) && this.body === Body.None;
+    const replayable = conn.uses > 1 && !conn.gotBytes && !this.headSent && IDEMPOTENT.has(this.method) && this.requestBody === null;
     const failure = new Failure('TETHER_ERR_UPSTREAM_PROTOCOL', `backend ${backend.id} failed mid-response: ${error.message}`, replayable, { cause: error });
-    this.publishUpstreamFailure(backend, failure);
+    reportUpstreamFailure(this, backend, failure);
     if (replayable) {
       ctx.counters.inc(C.upstream_retries);
       this.connectTo(backend);
@@ -411,7 +284,7 @@ export class Exchange implements UpstreamSink, Shaping {
 
   /** Connect failed: nothing reached the backend, so any method may go to another one. */
   private retryOrFail(failed: BackendRuntime, failure: Failure): void {
-    this.publishUpstreamFailure(failed, failure);
+    reportUpstreamFailure(this, failed, failure);
     const pool = this.pool;
     const failedIndex = failed.index;
     if (this.attempts < MAX_ATTEMPTS && !this.resDone) {
@@ -425,19 +298,6 @@ export class Exchange implements UpstreamSink, Shaping {
     // This request did reach for backends and every attempt failed: that is a 502 naming the
     // failure. (503 is for a request that found no backend up to try at all.)
     this.fail(failure);
-  }
-
-  private publishUpstreamFailure(backend: BackendRuntime, failure: Failure): void {
-    if (!channels.upstreamFailure.hasSubscribers) return;
-    channels.upstreamFailure.publish({
-      worker: this.ctx.workerIndex ?? 0,
-      protocol: 'http',
-      pool: this.pool.name,
-      backend: backend.id,
-      address: `${backend.host}:${backend.port}`,
-      failure,
-      attempt: this.attempts,
-    });
   }
 
   /** Called by the worker's sweeper when `deadline` has passed. */
@@ -458,7 +318,7 @@ export class Exchange implements UpstreamSink, Shaping {
       case Phase.Waiting: {
         this.ctx.counters.inc(C.upstream_timeouts);
         const failure = new Failure('TETHER_ERR_UPSTREAM_TIMEOUT', `${where} did not answer in time`);
-        if (backend) this.publishUpstreamFailure(backend, failure);
+        if (backend) reportUpstreamFailure(this, backend, failure);
         this.fail(failure);
         return;
       }
@@ -470,7 +330,7 @@ export class Exchange implements UpstreamSink, Shaping {
         } else {
           this.ctx.counters.inc(C.upstream_timeouts);
           const failure = new Failure('TETHER_ERR_UPSTREAM_TIMEOUT', `${where} stalled mid-response`);
-          if (backend) this.publishUpstreamFailure(backend, failure);
+          if (backend) reportUpstreamFailure(this, backend, failure);
           this.fail(failure);
         }
         return;
@@ -504,16 +364,13 @@ export class Exchange implements UpstreamSink, Shaping {
     this.conn?.destroy();
     this.conn = null;
     if (!this.resDone) {
-      if (this.headSent) {
-        // Too late for an error page: cut the connection so the client sees a truncated response.
-        this.resDone = true;
-        this.res.close();
-      } else {
+      this.resDone = true;
+      // Once a response byte went out it is too late for an error page: cut the connection so
+      // the client sees the response truncated.
+      if (this.headSent) this.res.close();
+      else {
         this.status = failure.status;
-        this.resDone = true;
         respondError(this.ctx, this.res, failure.status, failure.message, false);
-        this.complete();
-        return;
       }
     }
     this.complete();
@@ -547,63 +404,14 @@ export class Exchange implements UpstreamSink, Shaping {
       this.ctx.counters.incBackend(this.backend.slot, 'active', -1);
     }
     // An exchange begun before the log (or a subscriber) was there has nothing to report.
-    if (this.startedAt === 0) return;
-    if (this.ctx.accessLog) this.logAccess(this.ctx.accessLog);
-    if (channels.requestEnd.hasSubscribers) this.publishEnd();
-    if (channels.stickyDecision.hasSubscribers) {
-      const t = this.sticky.tokenBackend;
-      channels.stickyDecision.publish({ worker: this.ctx.workerIndex ?? 0, pool: this.pool.name, outcome: this.stickyOutcome(), sessionBackend: t >= 0 ? this.pool.backends[t]?.id ?? '' : '' });
-    }
+    if (this.startedAt !== 0) reportEnd(this);
   }
 
-  /**
-   * --access-log or a diagnostics subscriber: remember who asked for what, and start the clock;
-   * publishes the request's start.
-   */
+  /** --access-log or a diagnostics subscriber: remember who asked for what, start the clock, report the start. */
   observe(clientIp: string, target: string): void {
     this.clientIp = clientIp;
     this.path = target;
     this.startedAt = performance.now();
-    if (channels.requestStart.hasSubscribers) {
-      channels.requestStart.publish({ worker: this.ctx.workerIndex ?? 0, method: this.method, target, pool: this.pool.name, client: clientIp });
-    }
-  }
-
-  private stickyOutcome(): 'hit' | 'failover' | 'miss' | 'invalid' | 'none' {
-    const b = this.backend;
-    const t = this.sticky.tokenBackend;
-    return t >= 0 ? (b && b.index === t ? 'hit' : 'failover') : this.sticky.invalid ? 'invalid' : !this.pool.mode.sticks ? 'none' : 'miss';
-  }
-
-  private publishEnd(): void {
-    channels.requestEnd.publish({
-      worker: this.ctx.workerIndex ?? 0,
-      method: this.method,
-      target: this.path,
-      pool: this.pool.name,
-      client: this.clientIp,
-      status: this.status,
-      backend: this.backend?.id ?? '',
-      failure: this.failure,
-      durationMs: performance.now() - this.startedAt,
-    });
-  }
-
-  private logAccess(log: AccessLog): void {
-    const b = this.backend;
-    const sticky = this.stickyOutcome();
-    log.write({
-      worker: this.ctx.workerIndex ?? 0,
-      client: this.clientIp,
-      method: this.method,
-      path: this.path,
-      status: this.status,
-      bytes: this.out === Out.Length ? this.sent : this.bytesOut,
-      upstream: b?.id ?? '',
-      upstreamAddr: b ? `${b.host}:${b.port}` : '',
-      upstreamMs: this.headAt > 0 && this.sentAt > 0 ? this.headAt - this.sentAt : -1,
-      totalMs: performance.now() - this.startedAt,
-      sticky,
-    });
+    reportStart(this);
   }
 }

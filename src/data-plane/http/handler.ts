@@ -16,7 +16,7 @@ import type { ListenerContext } from './context.js';
 import { Exchange } from './exchange.js';
 import { hashKeyFor } from './pick-backend.js';
 import { readRequestHead } from './request-head.js';
-import { refuseFraming } from './respond.js';
+import { respondError } from './respond.js';
 import { chooseRoute, identifyClient, viaTrustedProxy } from './route.js';
 import { resolveSticky } from './sticky.js';
 import { upstreamHead } from './upstream-head.js';
@@ -33,7 +33,9 @@ export function handleRequest(ctx: ListenerContext, res: ClientResponse, req: Cl
     ctx.counters.inc(C.bad_requests);
     const failure = new Failure('TETHER_ERR_BAD_REQUEST', head.bad);
     if (channels.requestEnd.hasSubscribers) publishAnswered(ctx, head, '', res.getRemoteAddress(), failure);
-    refuseFraming(ctx, res, failure);
+    // The front door refuses such framing before dispatch; this is the check for any listener
+    // that presents requests through ClientRequest.
+    respondError(ctx, res, failure.status, failure.message, true);
     return;
   }
   const runtime = ctx.runtime();

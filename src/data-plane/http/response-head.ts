@@ -11,15 +11,7 @@ import type { ClientResponse } from '../front-door/client.js';
 import type { BackendRuntime, PoolRuntime } from '../runtime.js';
 import type { ListenerContext, SessionContext, StickyDecision } from './context.js';
 import { connectionListed } from './request-head.js';
-import { STATUS_TEXT } from './respond.js';
-
-/** `200 OK` and friends, built once. */
-const STATUS_LINE: Record<number, string> = Object.fromEntries(Object.entries(STATUS_TEXT).map(([code, text]) => [code, `${code} ${text}`]));
-
-/** The backend's status line as the client gets it: its own reason phrase, or the standard one. */
-function statusLine(status: number, reason: string): string {
-  return reason === STATUS_TEXT[status] ? STATUS_LINE[status]! : `${status} ${reason || STATUS_TEXT[status] || ''}`;
-}
+import { relayedStatusLine } from '../status.js';
 
 /** Response headers the front door writes itself or that are hop-by-hop; `lower` is the lower-cased name. */
 function droppedResponseHeader(lower: string): boolean {
@@ -59,7 +51,7 @@ export function shapeResponseHead(s: Shaping, res: ClientResponse, status: numbe
   const { ctx, sticky, served } = s;
   const mode = s.pool.mode;
   const ownHeader = mode.ownHeader;
-  res.writeStatus(statusLine(status, reason));
+  res.writeStatus(relayedStatusLine(status, reason));
   const issue = sticky.tokenBackend !== served.index || sticky.refresh;
   let declaredLength = -1;
   let token = '';

@@ -14,8 +14,6 @@ export interface UpstreamSink extends ResponseHandlers {
   /** The connection failed. `connected` says whether it was ever established. */
   onUpstreamFailure(conn: UpstreamConnection, error: Error, connected: boolean): void;
   onUpstreamDrain(): void;
-  /** After each corked parse: write what had to wait for the cork scope to end. */
-  flushStream(): void;
 }
 
 /**
@@ -75,7 +73,6 @@ export class UpstreamConnection implements ResponseHandlers {
     this.chunk = chunk;
     sink.cork(this.parseChunk);
     this.chunk = null;
-    sink.flushStream();
     return true;
   }
 
@@ -102,7 +99,6 @@ export class UpstreamConnection implements ResponseHandlers {
       // EOF completes a close-delimited body; anything else is a premature end.
       try {
         sink.cork(() => this.parser.finish());
-        sink.flushStream();
         if (!this.parser.busy) return;
       } catch (err) {
         if (!(err instanceof UpstreamParseError)) throw err;
