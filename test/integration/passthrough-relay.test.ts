@@ -288,7 +288,7 @@ describe('passthrough relay', () => {
 
   it('keeps the bytes of every connection apart when a small read meets a full socket, six at a time', async () => {
     // Tether reads every connection into one buffer shared by its worker and copies small reads
-    // out of it before writing them on (listener.ts). Here the backend drips 12 KiB chunks, one
+    // out of it before writing them on (connection.ts). Here the backend drips 12 KiB chunks, one
     // per millisecond, so each is read alone (a small read), and the client reads nothing until
     // the backend's socket is full: by then the write of a small read to the client was queued,
     // and the other five connections kept being read into the same buffer. Every client must

@@ -9,7 +9,7 @@
 // byte in the runs where that happened; with the threshold set at start to 64 MiB or more, ~400
 // faults/s in every run, and at 32 MiB one run in three still faulted.
 // Since then the passthrough reads into buffers of its own (src/data-plane/passthrough/
-// listener.ts), and bulk relaying no longer depends on this: with the threshold left at glibc's
+// connection.ts), and bulk relaying no longer depends on this: with the threshold left at glibc's
 // default, 4 of 4 such runs stayed at ~800 faults/s. What it still covers is what the process
 // allocates and frees in bursts elsewhere (copies of mid-size reads, the HTTP path).
 #ifndef TETHER_MALLOC_TUNING_H_
