@@ -44,7 +44,7 @@ export async function run(argv: readonly string[]): Promise<number> {
   }
   const config: Config = withDemo(loaded.config, demo);
   // Once, before any worker thread allocates: it holds for every thread's heap. A reload that
-  // changes it is refused (supervisor.ts), as one that changes the table size is.
+  // changes it is refused (reload.ts), as one that changes the table size is.
   const trimBytes = config.limits.mallocTrimThresholdBytes;
   const mallocTrimThreshold = trimBytes === 0 ? 'default' : setMallocTrimThreshold(trimBytes) ? trimBytes : 'unsupported';
   if (mallocTrimThreshold === 'unsupported') log.warn({ mallocTrimThreshold: trimBytes }, 'this C library has no M_TRIM_THRESHOLD (not glibc): --malloc-trim-threshold has no effect');
