@@ -63,7 +63,7 @@ function intValue(value: string, what: string): number | string {
 }
 
 /** `http:/path[,expect=…][,host=…][,interval=…][,timeout=…][,rise=…][,fall=…]`, `tcp[,…]` or `off`. */
-export function parseHealthCheck(spec: string): Json | null | string {
+function parseHealthCheck(spec: string): Json | null | string {
   if (spec === 'off') return null;
   const [head, ...opts] = spec.split(',');
   const out: Json = {};
@@ -424,7 +424,7 @@ function splitOnce(s: string, sep: string): [string, string | undefined] {
   return i < 0 ? [s, undefined] : [s.slice(0, i), s.slice(i + 1)];
 }
 
-export interface ParsedArgs {
+interface ParsedArgs {
   values: Map<string, string[]>;
   help: boolean;
   version: boolean;
@@ -432,7 +432,7 @@ export interface ParsedArgs {
 }
 
 /** Splits argv into flag values; unknown flags and missing values are errors, all collected. */
-export function parseArgv(argv: readonly string[]): ParsedArgs {
+function parseArgv(argv: readonly string[]): ParsedArgs {
   const out: ParsedArgs = { values: new Map(), help: false, version: false, errors: [] };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;

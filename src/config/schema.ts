@@ -17,7 +17,7 @@ export const name = (what: string) =>
 const port = z.number().int().min(0).max(65535);
 const hostPort = z.object({ host: z.string().min(1), port }).strict();
 
-export const backendSchema = z
+const backendSchema = z
   .object({
     id: name('backend id'),
     address: z.string().min(1),
@@ -26,7 +26,7 @@ export const backendSchema = z
   })
   .strict();
 
-export const stickySchema = z.discriminatedUnion('mode', [
+const stickySchema = z.discriminatedUnion('mode', [
   z
     .object({
       mode: z.literal('cookie'),
@@ -58,7 +58,7 @@ const bindPolicy = z.string().superRefine((v, ctx) => {
   if (typeof p === 'string') ctx.addIssue({ code: 'custom', message: p });
 });
 
-export const balanceSchema = z
+const balanceSchema = z
   .object({
     algorithm: z.enum(['round-robin', 'weighted', 'least-connections', 'consistent-hash']).default('round-robin'),
     /** consistent-hash key: the client's IP, a request header, or a cookie. */
@@ -82,7 +82,7 @@ const checkCommon = {
 };
 
 /** Active health check of every backend of a pool, run by the orchestrator. */
-export const healthCheckSchema = z.discriminatedUnion('type', [
+const healthCheckSchema = z.discriminatedUnion('type', [
   z
     .object({
       type: z.literal('http'),
@@ -101,7 +101,7 @@ export const healthCheckSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('tcp'), ...checkCommon }).strict(),
 ]);
 
-export const passiveHealthSchema = z
+const passiveHealthSchema = z
   .object({
     /** Consecutive 5xx responses that eject a backend for an exponential backoff (0: never). */
     consecutive5xx: z.number().int().min(0).max(10_000).default(5),
@@ -124,7 +124,7 @@ export const poolSchema = z
   })
   .strict();
 
-export const routeSchema = z
+const routeSchema = z
   .object({
     /** Host header to match, exact and case-insensitive; omitted = any host. */
     host: z.string().min(1).optional(),
@@ -139,7 +139,7 @@ const SNI_PATTERN = /^(\*|(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]
 
 export const MAX_PASSTHROUGH_ROUTES = 256;
 
-export const sniRouteSchema = z
+const sniRouteSchema = z
   .object({
     sni: z
       .string()
@@ -153,7 +153,7 @@ export const sniRouteSchema = z
   })
   .strict();
 
-export const passthroughSchema = z
+const passthroughSchema = z
   .object({
     listen: z.array(hostPort).default([]),
     routes: z.array(sniRouteSchema).max(MAX_PASSTHROUGH_ROUTES).default([]),

@@ -14,7 +14,7 @@ import { MAX_HEARTBEAT_MS, MAX_WEIGHT, MIN_HEARTBEAT_MS, startAgent, type AgentE
 const LEAVE_DEADLINE_MS = 2_000;
 const INTERFACE_POLL_MS = 1_000;
 
-export const AGENT_HELP = `usage: tether agent --control URL --pool NAME --id ID --port N --key-file FILE [options]
+const AGENT_HELP = `usage: tether agent --control URL --pool NAME --id ID --port N --key-file FILE [options]
 
 Announces this host's backend to a Tether balancer and keeps it announced.
 
@@ -32,7 +32,7 @@ Announces this host's backend to a Tether balancer and keeps it announced.
 SIGTERM or SIGINT: leave the pool (waiting at most ${LEAVE_DEADLINE_MS / 1000} s for the balancer), then exit 0.`;
 
 /** Seams for tests; the command itself uses the defaults. */
-export interface AgentCommandIo {
+interface AgentCommandIo {
   /** Where the JSON log lines go; default stdout. */
   log?: DestinationStream;
   stderr?: (text: string) => void;
@@ -129,7 +129,7 @@ export function parseAgentFlags(argv: readonly string[]): { help: true } | { hel
 }
 
 /** The key for `pool` from an agent key file: its pool's line, else the '*' (bare key) line. */
-export function agentKeyFor(text: string, source: string, pool: string): Buffer {
+function agentKeyFor(text: string, source: string, pool: string): Buffer {
   let keys;
   try {
     keys = parseAgentKeys(text, source);

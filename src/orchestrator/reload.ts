@@ -29,7 +29,7 @@ export interface ConfigInForce {
 const FIXED_ON_RELOAD = ['listen', 'admin', 'workers', 'tableSize', 'control', 'authz', 'adminTokenFile', 'keyFile', 'demo', 'pidFile'] as const;
 
 /** One problem for each setting that differs between `current` and `next` but only a restart can apply. */
-export function fixedSettingProblems(current: Config, next: Config): string[] {
+function fixedSettingProblems(current: Config, next: Config): string[] {
   const problems: string[] = [];
   for (const key of FIXED_ON_RELOAD) {
     if (JSON.stringify(current[key]) !== JSON.stringify(next[key])) problems.push(`${key}: cannot change while running (restart to apply it)`);

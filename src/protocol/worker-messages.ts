@@ -5,7 +5,7 @@ import type { BackendConfig, Config } from '../config/schema.js';
 import type { KeyRing } from './key-ring.js';
 import type { SharedLayout } from '../shared-memory/counters.js';
 
-export const PROTOCOL_VERSION = 1;
+const PROTOCOL_VERSION = 1;
 
 /** Where each backend's counters and health live in shared memory (by pool, then id). */
 export type BackendSlots = Record<string, Record<string, number>>;
@@ -37,7 +37,7 @@ export interface GrantToPush {
 }
 
 /** A registry snapshot: every pool's backends (in order) and their shared-memory slots. */
-export interface BackendsSnapshot {
+interface BackendsSnapshot {
   version: number;
   /** The whole configuration (pools with these lists): present when sent to workers. */
   config?: Config;

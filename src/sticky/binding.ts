@@ -22,7 +22,7 @@
 import { isIPv4, isIPv6 } from 'node:net';
 import { halfSipHash } from '../shared-memory/fingerprint.js';
 
-export type BindKind = 'none' | 'ip' | 'subnet' | 'header';
+type BindKind = 'none' | 'ip' | 'subnet' | 'header';
 
 export interface BindPolicy {
   kind: BindKind;
@@ -33,7 +33,6 @@ export interface BindPolicy {
   header: string;
 }
 
-export const BIND_NONE: BindPolicy = Object.freeze({ kind: 'none', v4Bits: 32, v6Bits: 128, header: '' });
 const KIND_CODE: Record<BindKind, number> = { none: 0, ip: 1, subnet: 2, header: 3 };
 const CODE_KIND: BindKind[] = ['none', 'ip', 'subnet', 'header'];
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;

@@ -152,7 +152,7 @@ function trimSeparators(s: string): string {
   return a === 0 && b === s.length ? s : s.slice(a, b);
 }
 
-export interface CookieAttributes {
+interface CookieAttributes {
   path?: string;
   domain?: string;
   /** Seconds, integer. ≤ 0 tells the browser to delete the cookie now. */
@@ -264,7 +264,7 @@ export function serializeSetCookie(name: string, value: string, attrs: CookieAtt
   return out;
 }
 
-export interface ParsedSetCookie {
+interface ParsedSetCookie {
   name: string;
   /** Raw value (quotes kept), spaces/tabs trimmed: header.slice(valueStart, valueEnd). */
   value: string;

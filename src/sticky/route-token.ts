@@ -14,8 +14,8 @@ import type { RingKey } from '../protocol/key-ring.js';
 // Decoding is strict: exact total length, idLen 1..64, well-formed UTF-8 (a BOM is kept, not
 // stripped), so one backend ID has exactly one payload.
 
-export const BINDING_TAG_BYTES = 8;
-export const MAX_BACKEND_ID_BYTES = 64;
+const BINDING_TAG_BYTES = 8;
+const MAX_BACKEND_ID_BYTES = 64;
 const FIXED_BYTES = 1 + 4 + BINDING_TAG_BYTES + 1;
 const ID_LENGTH_OFFSET = FIXED_BYTES - 1;
 const UNBOUND = Buffer.alloc(BINDING_TAG_BYTES);
@@ -102,7 +102,7 @@ export function tokenAad(pool: string, mode: string): Buffer {
 }
 
 
-export type ReadResult =
+type ReadResult =
   | {
       ok: true;
       backendId: string;
@@ -137,7 +137,7 @@ const MAX_CACHED_AADS = 4096;
 /** Opened tokens kept per thread (~200 B each); past this the cache starts over. */
 const MAX_CACHED_TOKENS = 65_536;
 
-export interface RouteTokensOptions {
+interface RouteTokensOptions {
   /** Tokens older than this are 'expired'. */
   maxAgeSec: number;
   /** Tokens issued up to this far in the future still read (other nodes' clocks). Default 60. */

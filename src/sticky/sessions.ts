@@ -22,12 +22,12 @@ export const ENTRY_LEARNED = 1;
 export const ENTRY_BOUND = 2;
 export const ENTRY_REVOKED = 3;
 /** A one-time value already used (an authorization challenge whose proof was accepted). */
-export const ENTRY_USED = 4;
+const ENTRY_USED = 4;
 export const ENTRY_SLIDING = 0x10;
 export const ENTRY_KIND_MASK = 0x0f;
 
 /** What a fingerprint is of: an application session id, or a route token string. */
-export type SessionKeyKind = 'session' | 'token' | 'authz' | 'authz-failures';
+type SessionKeyKind = 'session' | 'token' | 'authz' | 'authz-failures';
 
 /** A backend's 32-bit reference in table entries: FNV-1a of its ID (stable across reloads and nodes). */
 export function backendRef(id: string): number {

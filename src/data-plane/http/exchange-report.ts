@@ -27,10 +27,10 @@ export interface ExchangeRecord {
   readonly bytesOut: number;
 }
 
-export type StickyOutcomeName = 'hit' | 'failover' | 'miss' | 'invalid' | 'none';
+type StickyOutcomeName = 'hit' | 'failover' | 'miss' | 'invalid' | 'none';
 
 /** The session's fate: its backend served it (hit), another did (failover), none was named (miss), the token was unusable (invalid), the pool does not stick (none). */
-export function stickyOutcome(r: ExchangeRecord): StickyOutcomeName {
+function stickyOutcome(r: ExchangeRecord): StickyOutcomeName {
   const t = r.sticky.tokenBackend;
   if (t >= 0) return r.chosen !== null && r.chosen.index === t ? 'hit' : 'failover';
   return r.sticky.invalid ? 'invalid' : r.pool.mode.sticks ? 'miss' : 'none';

@@ -13,7 +13,7 @@ import type { RequestHead } from './request-head.js';
  * The sticky decision of one request, and the reader its pool's mode hands a presented token
  * to: a valid token fills the decision, an invalid one is counted and marks it `invalid`.
  */
-export class StickyOutcome implements StickyDecision, TokenReader {
+class StickyOutcome implements StickyDecision, TokenReader {
   tokenBackend = -1;
   refresh = false;
   token = '';
