@@ -183,7 +183,8 @@ describe('registry reload plan', () => {
     });
     const plan = registry.planReload(next);
     expect(plan.problems).toEqual([]);
-    expect(registry.get('web', 'app1')).toBeDefined(); // nothing yet
+    // Nothing changes until applied.
+    expect(registry.entries().map((e) => `${e.pool}/${e.id}@${e.address}:${e.port}:${e.source}`).sort()).toEqual(['api/added@10.0.0.8:80:api', 'web/agent1@10.0.0.7:80:agent', 'web/app1@10.0.0.1:80:config']);
     const v = registry.version;
     plan.apply();
     expect(registry.version).toBeGreaterThan(v);
