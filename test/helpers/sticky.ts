@@ -8,17 +8,7 @@ import { randomBytes } from 'node:crypto';
 import type { TestBackend } from './backends.js';
 import type { TetherProcess } from './tether.js';
 
-/** mulberry32: deterministic, so a failing case reproduces from its seed. */
-export function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { prng } from './prng.js';
 
 /** An integer in [0, n). */
 export function below(rand: () => number, n: number): number {

@@ -6,6 +6,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ResponseParser, UpstreamParseError, type ParseErrorCode } from '../../src/data-plane/upstream/codec.js';
+import { prng } from '../helpers/prng.js';
 
 interface Outcome {
   infos: [number, string[]][];
@@ -115,16 +116,6 @@ function oursParse(raw: Buffer, method: string, cuts: number[] = []): Outcome {
 
 // ---- generator ---------------------------------------------------------------------------------
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type SegmentKind = 'status' | 'name' | 'value' | 'crlf' | 'cl' | 'chunk-size' | 'chunk-crlf' | 'other';
 interface Segment {

@@ -16,6 +16,13 @@ import {
 } from '../../src/native/index.js';
 import { referenceParseClientHello } from '../../src/native/client-hello-reference.js';
 import { NATIVE_ADDON_PATH } from '../../src/native/loader.js';
+import { prng } from '../helpers/prng.js';
+
+/** Integers in [0, n), replayable from the seed. */
+function rng(seed: number): (n: number) => number {
+  const r = prng(seed);
+  return (n) => Math.floor(r() * n);
+}
 
 type Parse = (bytes: Uint8Array, maxBytes?: number) => ClientHelloResult;
 const impls: { name: string; parse: Parse }[] = [
@@ -39,17 +46,6 @@ function both(bytes: Uint8Array, maxBytes = CLIENT_HELLO_DEFAULT_MAX_BYTES): Cli
   return native;
 }
 
-/** Deterministic PRNG (mulberry32) so a failure reproduces. */
-function rng(seed: number): (n: number) => number {
-  let s = seed >>> 0;
-  return (n) => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return Math.floor((((t ^ (t >>> 14)) >>> 0) / 2 ** 32) * n);
-  };
-}
 
 // ---------------------------------------------------------------------------------------------
 // Building ClientHellos by hand (wire format in native/include/tether/client_hello.h).

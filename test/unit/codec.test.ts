@@ -12,6 +12,7 @@ import {
   type ParseErrorCode,
   type ResponseParserOptions,
 } from '../../src/data-plane/upstream/codec.js';
+import { prng } from '../helpers/prng.js';
 
 type Event =
   | ['info', number, string[]]
@@ -63,17 +64,6 @@ function run(c: Case, pieces: Buffer[]): Event[] {
   return events;
 }
 
-/** Deterministic PRNG (mulberry32) so a failure replays. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function splitAt(buf: Buffer, cuts: number[]): Buffer[] {
   const pieces: Buffer[] = [];

@@ -18,6 +18,7 @@ import {
 import { NATIVE_ADDON_PATH } from '../../src/native/loader.js';
 import { ReferenceTokenCrypto, createReferenceTokenCrypto, decodeBase64UrlStrict, deriveV2Key } from '../../src/native/reference.js';
 import { rawToken as sealV1 } from '../fixtures/token-format.mjs';
+import { prng } from '../helpers/prng.js';
 
 interface Vectors {
   ring: { id: number; key: string }[];
@@ -45,17 +46,6 @@ function withRing<T extends TokenCrypto>(crypto: T, ring = vectorRing, sealKeyId
 
 const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
 
-/** Deterministic PRNG so a failing mutation reproduces. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 describe.each(impls)('$name: known-answer vectors', ({ make }) => {
   it('seals every vector to the expected token', () => {
@@ -87,7 +77,7 @@ describe('native ⇄ reference', () => {
   it('each opens what the other sealed, for random keys, payloads and AADs', () => {
     const ids = [3, 0, 200, 255];
     const ring = ids.map((id) => ({ id, key: randomBytes(32) }));
-    const random = rng(1);
+    const random = prng(1);
     for (const sealId of ids) {
       const native = withRing(createTokenCrypto(), ring, sealId);
       const reference = withRing(createReferenceTokenCrypto(), ring, sealId);
@@ -162,7 +152,7 @@ describe('native ⇄ reference', () => {
     const payload = MUTATION_PAYLOAD;
     const good = mint();
     expect(native.open(good, aad).status).toBe(TokenStatus.Ok);
-    const random = rng(42);
+    const random = prng(42);
     const pick = <T>(xs: ArrayLike<T>): T => xs[Math.floor(random() * xs.length)]!;
     const counts = new Map<TokenStatus, number>();
     for (let i = 0; i < 10_000; i++) {
