@@ -42,6 +42,7 @@ function request(cookie) {
     getCaseSensitiveMethod: () => 'GET', getQuery: () => '', getUrl: () => '/',
     forEach(cb) { cb('host', '127.0.0.1:8080'); cb('user-agent', 'wrk'); if (cookie) cb('cookie', cookie); },
     getHeader: () => '',
+    getTls: () => null,
   };
 }
 

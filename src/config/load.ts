@@ -27,6 +27,28 @@ function pool(raw: Json, poolName: string): Json {
   return (pools[poolName] ??= {}) as Json;
 }
 
+function tls(raw: Json): Json {
+  return (raw.tls ??= {}) as Json;
+}
+
+/** `HOST:PORT`, `http://HOST:PORT[,redirect=https]` or `https://HOST:PORT`. */
+function parseListener(value: string): Json | string {
+  const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//.exec(value);
+  if (scheme && scheme[1] !== 'http' && scheme[1] !== 'https') return `unsupported scheme '${scheme[1]}://' in '${value}' (expected http:// or https://)`;
+  const m = /^(?:(https?):\/\/)?([^,]*)((?:,[^,]*)*)$/.exec(value);
+  if (!m) return `expected [http://|https://]HOST:PORT but received '${value}'`;
+  const hp = parseHostPort(m[2]!.replace(/\/$/, ''));
+  if (typeof hp === 'string') return hp;
+  const out: Json = { host: hp.host, port: hp.port, protocol: m[1] ?? 'http' };
+  for (const opt of (m[3] ?? '').split(',').filter(Boolean)) {
+    if (opt === 'redirect=https') {
+      if (out.protocol === 'https') return `redirect=https is for a plain http:// listener; '${value}' is already HTTPS`;
+      out.redirect = 'https';
+    } else return `unknown listener option '${opt}' in '${value}' (known: redirect=https)`;
+  }
+  return out;
+}
+
 function passthrough(raw: Json): Json {
   return (raw.passthrough ??= {}) as Json;
 }
@@ -102,17 +124,50 @@ function setNumber(target: Json, key: string, value: string, what: string): stri
 
 export const FLAGS: readonly FlagSpec[] = [
   {
-    flag: 'listen', arg: 'HOST:PORT|off', repeat: true, env: 'TETHER_LISTEN',
-    help: 'HTTP listener; repeat for several. Default 127.0.0.1:8080. off: no HTTP listener (TLS passthrough only).',
+    flag: 'listen', arg: '[http://|https://]HOST:PORT[,redirect=https]|off', repeat: true, env: 'TETHER_LISTEN',
+    help: 'Client listener; repeat for several. https:// terminates TLS (needs --cert); redirect=https answers a plain one with 308 to HTTPS. Default 127.0.0.1:8080. off: no HTTP listener (TLS passthrough only).',
     apply(raw, v) {
       if (v === 'off') {
         raw.listen = [];
         return undefined;
       }
-      const hp = parseHostPort(v);
-      if (typeof hp === 'string') return hp;
-      ((raw.listen ??= []) as unknown[]).push(hp);
+      const l = parseListener(v);
+      if (typeof l === 'string') return l;
+      ((raw.listen ??= []) as unknown[]).push(l);
       return undefined;
+    },
+  },
+  {
+    flag: 'cert', arg: 'PATH', repeat: true, env: 'TETHER_CERT',
+    help: 'HTTPS certificate: a PEM file with the chain and its private key, or a directory of them. The first is the default; SNI picks among the rest by their names.',
+    apply(raw, v) {
+      ((tls(raw).certs ??= []) as unknown[]).push(v);
+      return undefined;
+    },
+  },
+  {
+    flag: 'strict-sni',
+    help: 'HTTPS: refuse a handshake whose SNI names no certificate (or that sends none) instead of serving the first certificate.',
+    apply(raw) {
+      tls(raw).strictSni = true;
+      return undefined;
+    },
+  },
+  {
+    flag: 'tls-handshake-timeout', arg: 'MS', env: 'TETHER_TLS_HANDSHAKE_TIMEOUT',
+    help: 'HTTPS: a client must complete its TLS handshake this long after connecting. Default 10000.',
+    apply: (raw, v) => setNumber(tls(raw), 'handshakeTimeoutMs', v, 'milliseconds'),
+  },
+  {
+    flag: 'hsts', arg: '[POOL/]SECONDS|off', repeat: true,
+    help: 'HTTPS: add Strict-Transport-Security: max-age=SECONDS to the responses of the pool. Default off.',
+    apply(raw, v) {
+      const [poolName, spec] = poolPrefix(v);
+      if (spec === 'off') {
+        pool(raw, poolName).hstsSec = null;
+        return undefined;
+      }
+      return setNumber(pool(raw, poolName), 'hstsSec', spec, 'seconds');
     },
   },
   {
@@ -574,6 +629,12 @@ function crossCheck(raw: Json): string[] {
     errors.push('authz: grants are pushed to servers over the control channel: give --agent-keys too');
   }
   if (typeof authz.pool === 'string' && !(authz.pool in pools)) errors.push(`authz.pool: no pool '${authz.pool}'`);
+  const listeners = Array.isArray(raw.listen) ? raw.listen.filter(isPlainObject) : [];
+  const https = listeners.some((l) => l.protocol === 'https');
+  const certs = isPlainObject(raw.tls) && Array.isArray(raw.tls.certs) ? raw.tls.certs : [];
+  if (https && certs.length === 0) errors.push('listen: an https:// listener needs a certificate: give --cert PATH (a PEM file with the chain and its key, or a directory of them)');
+  if (!https && certs.length > 0) errors.push('tls.certs: certificates given but no https:// listener (--listen https://HOST:PORT)');
+  if (!https && listeners.some((l) => l.redirect === 'https')) errors.push('listen: redirect=https needs an https:// listener to redirect to');
   // With agents, a pool may start empty and fill as its backends announce themselves.
   const agents = isPlainObject(raw.control) && typeof raw.control.agentKeysFile === 'string';
   for (const [poolName, p] of Object.entries(pools)) {

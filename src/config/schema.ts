@@ -17,6 +17,21 @@ export const name = (what: string) =>
 const port = z.number().int().min(0).max(65535);
 const hostPort = z.object({ host: z.string().min(1), port }).strict();
 
+/**
+ * A client-facing HTTP listener: plain HTTP, or HTTPS terminated here (`tls.certs`). A plain one
+ * may answer every request with a 308 to HTTPS instead of serving it.
+ */
+const listenerSchema = z
+  .object({
+    host: z.string().min(1),
+    port,
+    protocol: z.enum(['http', 'https']).default('http'),
+    /** 'https': answer 308 to the same host and path on HTTPS (plain listeners only). */
+    redirect: z.enum(['https']).nullable().default(null),
+  })
+  .strict()
+  .refine((l) => !(l.protocol === 'https' && l.redirect !== null), { message: 'redirect=https is for a plain http:// listener; this one is already HTTPS' });
+
 const backendSchema = z
   .object({
     id: name('backend id'),
@@ -121,6 +136,8 @@ export const poolSchema = z
     sticky: stickySchema.default({ mode: 'cookie', name: 'TETHER', httpOnly: true, secure: false, sameSite: 'Lax', path: '/' }),
     balance: balanceSchema.default({ algorithm: 'round-robin', hashOn: 'client-ip' }),
     bind: bindPolicy.default('none'),
+    /** On HTTPS listeners: Strict-Transport-Security max-age in seconds; null sends none. */
+    hstsSec: z.number().int().min(0).max(63_072_000).nullable().default(null),
   })
   .strict();
 
@@ -168,8 +185,21 @@ const passthroughSchema = z
 
 export const configSchema = z
   .object({
-    /** HTTP listeners; empty only for a TLS-passthrough-only balancer (load.ts checks). */
-    listen: z.array(hostPort).default([{ host: '127.0.0.1', port: 8080 }]),
+    /** HTTP and HTTPS listeners; empty only for a TLS-passthrough-only balancer (load.ts checks). */
+    listen: z.array(listenerSchema).default([{ host: '127.0.0.1', port: 8080, protocol: 'http', redirect: null }]),
+    /** HTTPS termination: the certificates (PEM files or directories of them) and the handshake's terms. */
+    tls: z
+      .object({
+        certs: z.array(z.string().min(1)).default([]),
+        /** Refuse a handshake whose SNI names no certificate (and one without SNI), instead of serving the first. */
+        strictSni: z.boolean().default(false),
+        /** A client must finish its TLS handshake this long after connecting. */
+        handshakeTimeoutMs: z.number().int().min(100).max(600_000).default(10_000),
+        /** TLS 1.2 cipher list (OpenSSL syntax); null: the modern default (README "HTTPS"). TLS 1.3 suites are OpenSSL's. */
+        ciphers: z.string().min(1).nullable().default(null),
+      })
+      .strict()
+      .default({ certs: [], strictSni: false, handshakeTimeoutMs: 10_000, ciphers: null }),
     /** Admin listener (/healthz, /readyz, /metrics); null disables it. */
     admin: hostPort.nullable().default({ host: '127.0.0.1', port: 9090 }),
     workers: z.number().int().min(1).max(256).default(availableParallelism()),

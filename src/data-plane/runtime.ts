@@ -67,6 +67,8 @@ export interface PoolRuntime {
   readonly tokenFp: Fingerprinter | null;
   /** Backend reference (table entries) → index. */
   readonly byRef: ReadonlyMap<number, number>;
+  /** Strict-Transport-Security value for responses over HTTPS (`max-age=N`), or null. */
+  readonly hsts: string | null;
 }
 
 interface CompiledRoute {
@@ -187,6 +189,7 @@ function buildPool(
     sessionFp: sessions?.fingerprinter(name, 'session') ?? null,
     tokenFp: sessions?.fingerprinter(name, 'token') ?? null,
     byRef: new Map(),
+    hsts: pc.hstsSec === null ? null : `max-age=${pc.hstsSec}`,
   };
   const refs = pool.byRef as Map<number, number>;
   for (const b of pc.backends) {

@@ -2,8 +2,14 @@
 // the kernel spreads connections over workers), its own native addon instance and upstream
 // pools, a sweeper that enforces every deadline, and a message port to the orchestrator.
 import { parentPort, workerData } from 'node:worker_threads';
+import type { TLSSocket } from 'node:tls';
 import { FrontDoor, type FrontDoorSettings } from './front-door/front-door.js';
 import type { ClientRequest, ClientResponse } from './front-door/client.js';
+import type { FrontExchange } from './front-door/connection.js';
+import { TlsListener } from './front-door/tls-listener.js';
+import { loadCertificates } from '../tls/certificates.js';
+import { hostnameOf } from './http/request-head.js';
+import { statusLine } from './status.js';
 import type { Config } from '../config/schema.js';
 import { ActiveExchanges } from './http/active-exchanges.js';
 import type { ListenerContext } from './http/context.js';
@@ -41,6 +47,42 @@ function send(msg: FromWorker): void {
 
 function log(level: 'warn' | 'error', msg: string, fields?: Record<string, unknown>): void {
   send({ v: 1, type: 'log', level, msg, fields });
+}
+
+/** The worker's HTTPS side, when any listener is https:// (its certificates were checked at start-up). */
+function openTlsListener(init: WorkerInit, counters: WorkerCounters, onSecure: (socket: TLSSocket) => void): TlsListener | null {
+  const t = init.config.tls;
+  if (!init.config.listen.some((l) => l.protocol === 'https')) return null;
+  return new TlsListener({
+    // Warnings (an expired certificate, a readable key) were logged once, by the main thread.
+    certificates: loadCertificates(t.certs, { strictSni: t.strictSni, ciphers: t.ciphers ?? undefined }),
+    parse: (bytes, maxBytes) => parseClientHello(bytes, maxBytes, NO_FINGERPRINT),
+    ticketKeys: Buffer.from(init.ticketKeys),
+    handshakeTimeoutMs: t.handshakeTimeoutMs,
+    onSecure,
+    onHandshake: (outcome) => counters.inc(C[`tls_handshakes_${outcome}`]),
+  });
+}
+
+/**
+ * A redirect=https listener's answer: 308 to the same host and target on HTTPS. A request body
+ * is not read: the connection closes after the answer.
+ */
+function redirectToHttps(res: ClientResponse, req: ClientRequest, port: number): void {
+  const host = hostnameOf(req.getHeader('host'));
+  if (!/^(?:[a-z0-9-]+(?:\.[a-z0-9-]+)*|\[[0-9a-f:.]+\])$/.test(host)) {
+    res.cork(() => res.writeStatus(statusLine(400)).writeHeader('content-type', 'text/plain; charset=utf-8').end('tether: no usable Host to redirect to HTTPS\n', true));
+    return;
+  }
+  const query = req.getQuery();
+  const location = `https://${host}${port === 443 ? '' : `:${port}`}${req.getUrl()}${query ? `?${query}` : ''}`;
+  const hasBody = req.getHeader('content-length') !== '' && req.getHeader('content-length') !== '0' || req.getHeader('transfer-encoding') !== '';
+  res.cork(() => {
+    res.writeStatus(statusLine(308));
+    res.writeHeader('location', location);
+    res.writeHeader('content-type', 'text/plain; charset=utf-8');
+    res.end(`tether: this site is served over HTTPS: ${location}\n`, hasBody);
+  });
 }
 
 function main(): void {
@@ -124,6 +166,7 @@ function main(): void {
       })
     : null;
 
+  let tlsListener: TlsListener | null = null;
   frontDoor = new FrontDoor(frontDoorSettings(init.config), {
     onRequest: (res, req) => serve(res, req),
     // Counted, not logged: a client sending garbage must not become a log line per request
@@ -135,7 +178,13 @@ function main(): void {
     },
     onAcceptError: (err) => log('warn', `accept failed: ${err.message}`),
   });
-  const serve = (res: ClientResponse, req: ClientRequest) => {
+  const serve = (res: ClientResponse, req: FrontExchange) => {
+    if (req.redirectHttpsPort !== null) {
+      redirectToHttps(res, req, req.redirectHttpsPort);
+      counters.inc(C.https_redirects);
+      counters.inc(C.responses_3xx);
+      return;
+    }
     if (faultInjection && req.getHeader('x-tether-fault') === 'crash-worker') {
       res.onAborted(() => {});
       setImmediate(() => {
@@ -200,7 +249,14 @@ function main(): void {
   const ports: number[] = [];
   // TLS passthrough only (--listen off): no HTTP listener to open.
   try {
-    for (const addr of init.config.listen) ports.push(frontDoor.listen(openReusePortListener(addr.host, addr.port)));
+    tlsListener = openTlsListener(init, counters, (socket) => frontDoor?.adoptTls(socket));
+    // redirect=https sends a client to the first HTTPS listener's port.
+    const httpsPort = init.config.listen.find((l) => l.protocol === 'https')?.port ?? 443;
+    for (const addr of init.config.listen) {
+      const fd = openReusePortListener(addr.host, addr.port);
+      const tls = addr.protocol === 'https' ? tlsListener : null;
+      ports.push(frontDoor.listen(fd, tls, { redirectHttpsPort: addr.redirect === 'https' ? httpsPort : null }));
+    }
   } catch (err) {
     frontDoor.closeAll();
     log('error', `HTTP listener failed: ${(err as Error).message}`, { code: (err as { code?: string }).code });
@@ -222,6 +278,18 @@ function main(): void {
         setAccessLog(msg.dest);
         send({ v: 1, type: 'access-log-applied', workerIndex: init.workerIndex, generation: msg.generation });
         return;
+      case 'certificates': {
+        let ok = true;
+        try {
+          tlsListener?.setCertificates(loadCertificates(msg.tls.certs, { strictSni: msg.tls.strictSni, ciphers: msg.tls.ciphers ?? undefined }));
+        } catch (err) {
+          // Checked by the main thread a moment ago: a file changed again in between.
+          ok = false;
+          log('error', `certificates not reloaded; this worker keeps serving the ones it had: ${(err as Error).message}`);
+        }
+        send({ v: 1, type: 'certificates-applied', workerIndex: init.workerIndex, generation: msg.generation, ok });
+        return;
+      }
       case 'terminal-keys':
         authz?.setTerminalKeys(msg.keys);
         return;

@@ -13,7 +13,7 @@ import { TetherError } from '../errors.js';
 export async function resolveListenPorts(config: Config): Promise<Config> {
   return {
     ...config,
-    listen: await Promise.all(config.listen.map(async (l) => ({ host: l.host, port: await exclusivePort(l.host, l.port) }))),
+    listen: await Promise.all(config.listen.map(async (l) => ({ ...l, port: await exclusivePort(l.host, l.port) }))),
     // The passthrough sockets are SO_REUSEPORT too (opened by the addon): same rule.
     passthrough: {
       ...config.passthrough,

@@ -29,6 +29,7 @@ export interface MetricSources {
 }
 
 type StatusClass = '1xx' | '2xx' | '3xx' | '4xx' | '5xx';
+const TLS_OUTCOMES = ['ok', 'timeout', 'plain_http', 'unknown_name', 'failed'] as const;
 const STATUS_CLASSES: readonly StatusClass[] = ['1xx', '2xx', '3xx', '4xx', '5xx'];
 
 /** One series at scrape time: its label values, in the order of the row's `labels`, and its value. */
@@ -101,6 +102,8 @@ function metricTable(src: MetricSources): readonly MetricRow[] {
       help: 'Sticky routing outcomes: hit (token routed), miss (no token), failover (token backend down), invalid_* (token ignored), backend_unknown',
     },
     { name: 'tether_front_door_refusals_total', type: 'counter', labels: ['reason'], series: byCounter(REFUSAL_REASONS.map((reason) => [reason, `refused_${reason}`] as const)), help: 'Requests refused by the HTTP front door before routing (400/405/408/431/505, or closed for an HTTP/2 preface), by reason' },
+    { name: 'tether_tls_handshakes_total', type: 'counter', labels: ['outcome'], series: byCounter(TLS_OUTCOMES.map((o) => [o, `tls_handshakes_${o}`] as const)), help: 'TLS handshakes on the HTTPS listeners: ok; timeout (--tls-handshake-timeout), plain_http (an HTTP request on the TLS port, closed at once), unknown_name (--strict-sni), failed (no common version or cipher, a bad record, the client went away)' },
+    { name: 'tether_https_redirects_total', type: 'counter', series: total('https_redirects'), help: 'Requests answered 308 to HTTPS by a redirect=https listener' },
     { name: 'tether_learn_total', type: 'counter', labels: ['outcome'], series: byCounter([['hit', 'learn_hits'], ['miss', 'learn_misses']]), help: 'Learn-mode lookups of the first session cookie: hit (routed to the learned backend) or miss (not in the table)' },
     { name: 'tether_session_refusals_total', type: 'counter', labels: ['reason'], series: byCounter([['terminal_mismatch', 'binding_refused_terminal'], ['revoked', 'binding_refused_revoked']]), help: 'Requests refused with 403: a session presented from another terminal (terminal_mismatch) or revoked' },
     { name: 'tether_session_table_entries', type: 'gauge', series: value(() => src.table().occupied), help: 'Occupied slots of the shared session table (live and not yet reclaimed expired entries)' },

@@ -37,6 +37,8 @@ function fixedSettingProblems(current: Config, next: Config): string[] {
   if (JSON.stringify(current.passthrough.listen) !== JSON.stringify(next.passthrough.listen)) problems.push('passthrough.listen: cannot change while running (restart to apply it)');
   // Set once for every thread's heap, before any worker allocated (run.ts).
   if (current.limits.mallocTrimThresholdBytes !== next.limits.mallocTrimThresholdBytes) problems.push('limits.mallocTrimThresholdBytes: cannot change while running (restart to apply it)');
+  // node:tls takes the handshake deadline when its server is made.
+  if (current.tls.handshakeTimeoutMs !== next.tls.handshakeTimeoutMs) problems.push('tls.handshakeTimeoutMs: cannot change while running (restart to apply it)');
   return problems;
 }
 
@@ -54,6 +56,10 @@ export interface ReloadDeps {
   reopenAccessLog(dest: string | null): Promise<void>;
   /** Re-reads the key files named by the configuration in force; throws on a bad route-token key file. */
   reloadKeys(): void;
+  /** Checks the HTTPS certificates `next` names (throws with every problem); warnings go to the log. */
+  checkCertificates(next: Config): void;
+  /** Every worker re-reads the certificates of the configuration in force, for its next handshakes, and confirms. */
+  reloadCertificates(): Promise<void>;
 }
 
 /**
@@ -99,6 +105,14 @@ export class Reloader {
         problems.push(`accessLog: ${(err as Error).message}`);
       }
     }
+    // The certificates are read again whenever the configuration is (rotation: same paths, new files).
+    if (next.tls.certs.length > 0) {
+      try {
+        this.d.checkCertificates(next);
+      } catch (err) {
+        problems.push(`tls.certs: ${(err as Error).message}`);
+      }
+    }
     const routePlan = this.d.routeSlots.plan(next.passthrough.routes);
     if (routePlan.problem) problems.push(routePlan.problem);
     const plan = registry.planReload(next);
@@ -115,6 +129,8 @@ export class Reloader {
     inForce.listenConfig = { ...next, listen: inForce.listenConfig.listen, passthrough: { ...next.passthrough, listen: inForce.listenConfig.passthrough.listen } };
     log.level = next.logLevel;
     await this.d.publish();
+    // New handshakes get the new certificates; open connections keep theirs.
+    if (next.tls.certs.length > 0) await this.d.reloadCertificates();
     // A reload reopens the access log too (a new path, on or off, or a rotated file).
     await this.d.reopenAccessLog(inForce.config.accessLog ?? null);
     try {

@@ -15,6 +15,7 @@ import type { WorkerInit } from '../protocol/worker-messages.js';
 import { CounterReader, createSharedState, type SharedLayout } from '../shared-memory/counters.js';
 import { SharedTable } from '../shared-memory/table.js';
 import { SessionStore } from '../sticky/sessions.js';
+import { loadCertificates } from '../tls/certificates.js';
 import { AdminServices } from './admin-services.js';
 import { EventLog } from './events.js';
 import { KeysInForce, loadKeyRing } from './keys-in-force.js';
@@ -87,6 +88,11 @@ export async function startTether(startConfig: Config, log: Logger, reread: () =
   const terminalKeys = config.authz.terminalKeysFile ? readTerminalKeys(config.authz.terminalKeysFile) : null;
   if (terminalKeys) log.info({ terminalKeys: terminalKeys.size, path: config.authz.path }, 'authorization handshake on');
   const { table, sessionKey, sessions, sweeper } = openSessionTable(config.tableSize);
+  // HTTPS: the certificates are checked here, once, so that a bad one stops start-up with its
+  // file named (the workers load the same files); the session-ticket keys are made here so that
+  // every worker shares them.
+  if (config.tls.certs.length > 0) loadTlsCertificates(config, log);
+  const ticketKeys = new Uint8Array(randomBytes(48));
 
   const keys = new KeysInForce({ ring: keyRing, terminalKeys, agentKeys, log, broadcast: (msg) => pool.broadcast(msg) });
   const pool = new WorkerPool({
@@ -105,6 +111,7 @@ export async function startTether(startConfig: Config, log: Logger, reread: () =
       table: table.buffer,
       sessionKey,
       authz: keys.workerAuthz(),
+      ticketKeys,
     }),
     // Only after every worker listens can one seal a grant: by then `services` exists.
     onGrants: (grants) => services.deliverGrants(grants),
@@ -134,6 +141,8 @@ export async function startTether(startConfig: Config, log: Logger, reread: () =
     publish,
     reopenAccessLog: (dest) => pool.reopenAccessLog(dest),
     reloadKeys: () => keys.reload(inForce.config),
+    checkCertificates: (next) => void loadTlsCertificates(next, log),
+    reloadCertificates: () => pool.reloadCertificates(inForce.config.tls),
   });
   const services = new AdminServices({ inForce, log, registry, reader, events, sessions, table, pool, keys, adminToken, agentKeys, publish, reload: (by) => reloader.reload(by) });
 
@@ -188,6 +197,11 @@ function openSessionTable(tableSize: number): { table: SharedTable; sessionKey: 
   }, 1_000);
   sweeper.unref();
   return { table, sessionKey, sessions, sweeper };
+}
+
+/** The HTTPS certificates `config` names, checked (throws naming each file and problem); warnings logged. */
+function loadTlsCertificates(config: Config, log: Logger): void {
+  loadCertificates(config.tls.certs, { strictSni: config.tls.strictSni, ciphers: config.tls.ciphers ?? undefined, warn: (msg, fields) => log.warn({ event: 'certificate_warning', ...fields }, msg) });
 }
 
 /** `config` with each pool's backends as the registry lists them now: what a worker routes by. */

@@ -5,6 +5,7 @@
 import { Worker } from 'node:worker_threads';
 import type { Logger } from 'pino';
 import { TetherError } from '../errors.js';
+import type { Config } from '../config/schema.js';
 import type { CounterReader } from '../shared-memory/counters.js';
 import { decode, encode, type FromWorker, type GrantToPush, type ToWorker, type WorkerInit } from '../protocol/worker-messages.js';
 
@@ -28,6 +29,8 @@ interface WorkerSlot {
   appliedVersion: number;
   /** The last access-log reopen this worker has carried out. */
   logGeneration: number;
+  /** Certificate reloads this worker has carried out. */
+  certGeneration: number;
   /** Has listened at least once: only such a slot is restarted when its worker exits. */
   served: boolean;
   consecutiveFailures: number;
@@ -60,10 +63,11 @@ export class WorkerPool {
   private readonly confirmWaiters: (() => void)[] = [];
   /** Access-log reopens asked of the workers (each confirms the generation it carried out). */
   private logGeneration = 0;
+  private certGeneration = 0;
   #stopping = false;
 
   constructor(private readonly d: WorkerPoolDeps) {
-    this.slots = Array.from({ length: d.size }, (_, index) => ({ index, worker: null, listening: false, appliedVersion: 0, logGeneration: 0, served: false, consecutiveFailures: 0 }));
+    this.slots = Array.from({ length: d.size }, (_, index) => ({ index, worker: null, listening: false, appliedVersion: 0, logGeneration: 0, certGeneration: 0, served: false, consecutiveFailures: 0 }));
   }
 
   /** Set by stop() or stopNow(): no worker is restarted from then on. */
@@ -97,6 +101,13 @@ export class WorkerPool {
   }
 
   /** Every worker reopens the access log at `dest` (null: stops logging); resolves when all have. */
+  /** Every worker reads the HTTPS certificates again (for its next handshakes) and confirms. */
+  reloadCertificates(tls: Config['tls']): Promise<void> {
+    const generation = ++this.certGeneration;
+    this.broadcast({ v: 1, type: 'certificates', tls, generation });
+    return this.confirmed((w) => w.certGeneration >= generation, 'certificate reload');
+  }
+
   reopenAccessLog(dest: string | null): Promise<void> {
     const generation = ++this.logGeneration;
     this.broadcast({ v: 1, type: 'access-log', dest, generation });
@@ -143,6 +154,8 @@ export class WorkerPool {
       slot.appliedVersion = init.backendsVersion;
       // It opens the access log where the configuration says now.
       slot.logGeneration = this.logGeneration;
+      // It reads the certificates the configuration names now.
+      slot.certGeneration = this.certGeneration;
       const worker = new Worker(WORKER_URL, { workerData: init, name: `tether-worker-${slot.index}` });
       slot.worker = worker;
       slot.listening = false;
@@ -183,6 +196,10 @@ export class WorkerPool {
             return;
           case 'backends-applied':
             slot.appliedVersion = Math.max(slot.appliedVersion, msg.version);
+            for (const w of this.confirmWaiters.splice(0)) w();
+            return;
+          case 'certificates-applied':
+            slot.certGeneration = Math.max(slot.certGeneration, msg.generation);
             for (const w of this.confirmWaiters.splice(0)) w();
             return;
           case 'access-log-applied':

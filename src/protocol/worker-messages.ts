@@ -26,6 +26,8 @@ export interface WorkerInit {
   sessionKey: Uint8Array;
   /** Authorization handshake keys (null: off): terminal keys by user, agent (server) keys by pool ('*': any). */
   authz: { terminalKeys: [string, Uint8Array][]; serverKeys: [string, Uint8Array][] } | null;
+  /** 48 bytes every worker encrypts TLS session tickets with, so a session resumes on any worker. */
+  ticketKeys: Uint8Array;
 }
 
 /** A sealed authorization grant for the orchestrator to push to pool/id over its control connection. */
@@ -53,6 +55,8 @@ export type ToWorker =
   | { v: 1; type: 'terminal-keys'; keys: [string, Uint8Array][] }
   /** Reopen the access log at dest (rotation, or a reload's new path); null: stop logging. */
   | { v: 1; type: 'access-log'; dest: string | null; generation: number }
+  /** Read the HTTPS certificates again (a reload checked them): they serve the next handshakes. */
+  | { v: 1; type: 'certificates'; tls: Config['tls']; generation: number }
   | { v: 1; type: 'shutdown'; drainMs: number };
 
 export type FromWorker =
@@ -61,6 +65,8 @@ export type FromWorker =
   | { v: 1; type: 'drained'; workerIndex: number }
   | { v: 1; type: 'backends-applied'; workerIndex: number; version: number }
   | { v: 1; type: 'access-log-applied'; workerIndex: number; generation: number }
+  /** A certificate reload carried out (or, `ok` false, failed: the worker keeps the ones it had). */
+  | { v: 1; type: 'certificates-applied'; workerIndex: number; generation: number; ok: boolean }
   /** Authorization grants sealed this event-loop turn, in order: one message for all of them. */
   | { v: 1; type: 'grants'; grants: GrantToPush[] }
   | { v: 1; type: 'log'; level: 'info' | 'warn' | 'error'; msg: string; fields?: Record<string, unknown> };

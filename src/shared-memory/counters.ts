@@ -107,6 +107,13 @@ export const C = {
   // Route token format v1 (from before the upgrade to v2): refused after the grace, and opened.
   sticky_invalid_old_format: 77,
   tokens_v1_presented: 78,
+  // HTTPS listeners: TLS handshakes by outcome (tether_tls_handshakes_total{outcome}), and 308s to HTTPS.
+  tls_handshakes_ok: 79,
+  tls_handshakes_timeout: 80,
+  tls_handshakes_plain_http: 81,
+  tls_handshakes_unknown_name: 82,
+  tls_handshakes_failed: 83,
+  https_redirects: 84,
 } as const;
 
 export type GlobalCounter = keyof typeof C;

@@ -46,6 +46,8 @@ export interface TetherProcess {
   proc: ChildProcess;
   pid: number;
   port: number;
+  /** Every HTTP/HTTPS listener's port, in --listen order (the first is the helper's own 127.0.0.1:0). */
+  ports: number[];
   /** TLS passthrough ports, in --passthrough order (empty without). */
   passthroughPorts: number[];
   adminPort: number;
@@ -111,6 +113,7 @@ export async function startTether(args: readonly string[], opts: { workers?: num
     proc,
     pid: proc.pid!,
     port,
+    ports: listening.httpPorts as number[],
     passthroughPorts: (listening.passthroughPorts as number[] | undefined) ?? [],
     adminPort,
     lines,

@@ -132,7 +132,7 @@ describe('listeners', () => {
     expect(config.passthrough.listen).toEqual([{ host: '127.0.0.1', port: 8443 }]);
     expect(() => loadConfig(['--listen', 'off', '--backend', 'a=10.0.0.5:80'], {})).toThrow(/nothing to listen on: --listen off needs a passthrough listener/);
     // off, then an address: the address.
-    expect(loadConfig(['--listen', 'off', '--listen', '127.0.0.1:81', '--backend', 'a=10.0.0.5:80'], {}).config.listen).toEqual([{ host: '127.0.0.1', port: 81 }]);
+    expect(loadConfig(['--listen', 'off', '--listen', '127.0.0.1:81', '--backend', 'a=10.0.0.5:80'], {}).config.listen).toEqual([{ host: '127.0.0.1', port: 81, protocol: 'http', redirect: null }]);
   });
 });
 

@@ -69,7 +69,7 @@ describe('loadConfig', () => {
     expect(message).toMatch(/pools\.web\.backends\.0\.port: Too small/);
     expect(message).toMatch(/backend id 'w1' appears twice/);
     const json = file('c.json', '{"listen": [{"host": "127.0.0.1", "port": 8081}], "pools": {"default": {"backends": [{"id": "a", "address": "127.0.0.1", "port": 1}]}}}');
-    expect(loadConfig(['--config', json], {}).config.listen).toEqual([{ host: '127.0.0.1', port: 8081 }]);
+    expect(loadConfig(['--config', json], {}).config.listen).toEqual([{ host: '127.0.0.1', port: 8081, protocol: 'http', redirect: null }]);
     expect(() => loadConfig(['--config', join(dir, 'absent.yaml')], {})).toThrow(/cannot read config file/);
     expect(() => loadConfig(['--config', file('broken.yaml', 'pools: [unclosed')], {})).toThrow(/cannot parse config file/);
   });
@@ -79,7 +79,7 @@ describe('loadConfig', () => {
     const fromEnv = loadConfig(['--backend', 'a=127.0.0.1:1'], env).config;
     expect(fromEnv.workers).toBe(5);
     expect(fromEnv.admin).toBeNull();
-    expect(fromEnv.listen).toEqual([{ host: '127.0.0.1', port: 7000 }]);
+    expect(fromEnv.listen).toEqual([{ host: '127.0.0.1', port: 7000, protocol: 'http', redirect: null }]);
     expect(loadConfig(['--backend', 'a=127.0.0.1:1', '--workers', '2'], env).config.workers).toBe(2);
   });
 
@@ -168,5 +168,38 @@ describe('authorization flags', () => {
     expect(() => loadConfig(['--backend', 'a=127.0.0.1:1', '--terminal-keys', '/k/terminals'], {})).toThrow(/give --agent-keys too/);
     expect(() => loadConfig(['--pool', 'app', '--agent-keys', '/k', '--terminal-keys', '/t', '--authz-pool', 'nope'], {})).toThrow(/authz\.pool: no pool 'nope'/);
     expect(() => loadConfig(['--pool', 'app', '--agent-keys', '/k', '--authz-path', 'no-slash'], {})).toThrow(/authz\.path/);
+  });
+});
+
+describe('HTTPS flags', () => {
+  const base = ['--backend', 'a=127.0.0.1:1'];
+  it('parses http:// and https:// listeners, redirect=https, certificates, strict SNI, the handshake deadline and HSTS', () => {
+    const c = loadConfig(['--listen', 'https://0.0.0.0:443', '--listen', 'http://[::1]:80,redirect=https', '--listen', '127.0.0.1:8080', '--cert', '/etc/a.pem', '--cert', '/etc/certs/', '--strict-sni', '--tls-handshake-timeout', '2500', '--hsts', '31536000', ...base], {}).config;
+    expect(c.listen).toEqual([
+      { host: '0.0.0.0', port: 443, protocol: 'https', redirect: null },
+      { host: '::1', port: 80, protocol: 'http', redirect: 'https' },
+      { host: '127.0.0.1', port: 8080, protocol: 'http', redirect: null },
+    ]);
+    expect(c.tls).toEqual({ certs: ['/etc/a.pem', '/etc/certs/'], strictSni: true, handshakeTimeoutMs: 2500, ciphers: null });
+    expect(c.pools['default']!.hstsSec).toBe(31536000);
+    expect(loadConfig(['--listen', 'https://127.0.0.1:443', '--cert', '/x.pem', '--hsts', 'default/off', ...base], {}).config.pools['default']!.hstsSec).toBeNull();
+  });
+
+  it('refuses what cannot work, saying why', () => {
+    const fails = (argv: string[]) => {
+      try {
+        loadConfig([...argv, ...base], {});
+      } catch (err) {
+        return (err as Error).message;
+      }
+      throw new Error(`accepted: ${argv.join(' ')}`);
+    };
+    expect(fails(['--listen', 'https://127.0.0.1:443'])).toMatch(/an https:\/\/ listener needs a certificate: give --cert PATH/);
+    expect(fails(['--cert', '/x.pem'])).toMatch(/certificates given but no https:\/\/ listener/);
+    expect(fails(['--listen', 'http://127.0.0.1:80,redirect=https'])).toMatch(/redirect=https needs an https:\/\/ listener/);
+    expect(fails(['--listen', 'https://127.0.0.1:443,redirect=https', '--cert', '/x.pem'])).toMatch(/redirect=https is for a plain http:\/\/ listener/);
+    expect(fails(['--listen', 'http://127.0.0.1:80,gzip=on'])).toMatch(/unknown listener option 'gzip=on'/);
+    expect(fails(['--listen', 'ftp://127.0.0.1:21'])).toMatch(/unsupported scheme 'ftp:\/\/'/);
+    expect(fails(['--listen', 'https://127.0.0.1:443', '--cert', '/x.pem', '--tls-handshake-timeout', 'soon'])).toMatch(/expected milliseconds/);
   });
 });

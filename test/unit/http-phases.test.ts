@@ -52,7 +52,7 @@ function world() {
 }
 
 /** A request as any listener would present it: method, target and headers, nothing else. */
-function request(method: string, target: string, headers: [string, string][]): ClientRequest {
+function request(method: string, target: string, headers: [string, string][], tls: ReturnType<ClientRequest['getTls']> = null): ClientRequest {
   const [path, query = ''] = target.split('?') as [string, string?];
   return {
     getCaseSensitiveMethod: () => method,
@@ -61,6 +61,7 @@ function request(method: string, target: string, headers: [string, string][]): C
     getQuery: () => query,
     getHeader: (name) => headers.find(([n]) => n === name)?.[1] ?? '',
     forEach: (cb) => headers.forEach(([n, v]) => cb(n, v)),
+    getTls: () => tls,
   };
 }
 
@@ -102,6 +103,13 @@ describe('HTTP phases without a listener', () => {
     const upstream = upstreamHead(head, '', '192.0.2.1', '192.0.2.1', false);
     expect(upstream).toContain('x-forwarded-for: 192.0.2.1\r\n');
     expect(upstream).not.toContain('198.51.100.7');
+    expect(upstream).toContain('x-forwarded-proto: http\r\n');
+    // The same phases behind an HTTPS listener: the request says so, and the backend is told.
+    const secure = readRequestHead(request('GET', '/', [['host', 'a']], { protocol: 'TLSv1.3', cipher: 'TLS_AES_128_GCM_SHA256', servername: 'a' }));
+    expect(secure.tls).toEqual({ protocol: 'TLSv1.3', cipher: 'TLS_AES_128_GCM_SHA256', servername: 'a' });
+    const secureUpstream = upstreamHead(secure, '', '192.0.2.1', '192.0.2.1', false);
+    expect(secureUpstream).toContain('x-forwarded-proto: https\r\n');
+    expect(secureUpstream).toContain('forwarded: for=192.0.2.1;host=a;proto=https\r\n');
   });
 
   it('3 resolve stickiness: each mode reads its token and hides it from the backend; 5 picks its backend', () => {

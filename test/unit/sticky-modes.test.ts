@@ -26,10 +26,16 @@ describe('sticky modes', () => {
     // An empty value is not a token, but it is still Tether's cookie: not forwarded.
     expect(m.readRequest({ cookie: 'RT=; a=1', flat: [] }, r)).toBe('a=1');
     expect(r.seen).toEqual(['tok']);
-    expect(m.tokenHeader!('tok2')).toEqual(['set-cookie', 'RT=tok2; Max-Age=3600; Path=/; HttpOnly; Secure; SameSite=Lax']);
+    expect(m.tokenHeader!('tok2', false)).toEqual(['set-cookie', 'RT=tok2; Max-Age=3600; Path=/; HttpOnly; Secure; SameSite=Lax']);
     expect({ name: m.name, sticks: m.sticks, issuesTokens: m.issuesTokens, ownCookie: m.ownCookie, ownHeader: m.ownHeader, sessionCookie: m.sessionCookie }).toEqual({
       name: 'cookie', sticks: true, issuesTokens: true, ownCookie: 'RT', ownHeader: '', sessionCookie: '',
     });
+  });
+
+  it('cookie: over HTTPS the route cookie is Secure even when the configuration does not ask for it', () => {
+    const m = modeOf({ mode: 'cookie', name: 'RT' });
+    expect(m.tokenHeader!('t', false)).toEqual(['set-cookie', 'RT=t; Max-Age=3600; Path=/; HttpOnly; SameSite=Lax']);
+    expect(m.tokenHeader!('t', true)).toEqual(['set-cookie', 'RT=t; Max-Age=3600; Path=/; HttpOnly; Secure; SameSite=Lax']);
   });
 
   it('header: the first copy is the token, every copy is removed, the response carries the new one', () => {
@@ -39,7 +45,8 @@ describe('sticky modes', () => {
     expect(m.readRequest({ cookie: 'c=1', flat }, r)).toBe('c=1');
     expect(flat).toEqual(['accept', '*/*']);
     expect(r.seen).toEqual(['t1']);
-    expect(m.tokenHeader!('t3')).toEqual(['X-Route', 't3']);
+    expect(m.tokenHeader!('t3', false)).toEqual(['X-Route', 't3']);
+    expect(m.tokenHeader!('t3', true)).toEqual(['X-Route', 't3']);
     expect([m.ownHeader, m.ownCookie, m.issuesTokens]).toEqual(['x-route', '', true]);
   });
 

@@ -1,6 +1,9 @@
 // What the request path sees of a client request and its response: the small surface the
 // handlers use (the shape uWebSockets.js's HttpRequest/HttpResponse gave them, which kept the
 // request path unchanged when the front door became our own), served by ./connection.ts.
+import type { TlsFacts } from './transport.js';
+
+export type { TlsFacts };
 
 export interface ClientRequest {
   /** The method as sent (`GET`, `PATCH`, …). */
@@ -15,6 +18,8 @@ export interface ClientRequest {
   getHeader(name: string): string;
   /** Every header, names lower-cased, in the order received (a synthesised Host included). */
   forEach(cb: (name: string, value: string) => void): void;
+  /** The TLS the request came over (an HTTPS listener); null for plain HTTP. */
+  getTls(): TlsFacts | null;
 }
 
 export interface ClientResponse {

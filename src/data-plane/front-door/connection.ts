@@ -8,13 +8,13 @@
 // path asked for a pause — is copied into the connection's own `pending` buffer. Writes are
 // copied too (the request path hands over views of buffers it reuses, and a write the kernel
 // does not take at once keeps pointing at its bytes): one owned Buffer per flush.
-import * as tcp from '../passthrough/raw-tcp.js';
 import { clock } from '../clock.js';
 import { statusLine } from '../status.js';
 import { ChunkedDecoder } from './chunked.js';
 import type { ClientRequest, ClientResponse } from './client.js';
 import { RequestHeadParser } from './request-head.js';
 import type { RefusalReason } from './refusals.js';
+import type { ClientTransport, TlsFacts, TransportSink } from './transport.js';
 
 export interface FrontDoorSettings {
   maxHeadBytes: number;
@@ -23,6 +23,12 @@ export interface FrontDoorSettings {
   headTimeoutMs: number;
   /** An idle keep-alive connection is closed after this long. */
   keepAliveTimeoutMs: number;
+}
+
+/** What a listener decides for every request it takes. */
+export interface ListenerTerms {
+  /** A plain listener with redirect=https: every request is answered 308 to HTTPS on this port. */
+  readonly redirectHttpsPort: number | null;
 }
 
 export interface ConnectionOwner {
@@ -52,8 +58,6 @@ const enum BodyKind {
   Chunked,
 }
 
-/** Per worker: every client read lands here first. */
-const SHARED = Buffer.allocUnsafe(64 * 1024);
 /** Queued response bytes past this are backpressure: the request path waits for onWritable. */
 const HIGH_WATER = 64 * 1024;
 /** After our FIN, how long (and how many bytes) we keep reading before closing: see closeAfterWrites. */
@@ -61,8 +65,6 @@ const LINGER_MS = 2_000;
 const LINGER_MAX_BYTES = 256 * 1024;
 /** How long an idle connection stays open once shutdown begins (see drain()). */
 const DRAIN_GRACE_MS = 100;
-/** onread must stay a function (node asserts it); a closed connection's reads go nowhere. */
-const IGNORE_READ = (): undefined => undefined;
 const CONTINUE = Buffer.from('HTTP/1.1 100 Continue\r\n\r\n', 'latin1');
 
 let dateSecond = 0;
@@ -79,7 +81,7 @@ function httpDate(): string {
 }
 
 
-export class ClientConnection {
+export class ClientConnection implements TransportSink {
   readonly remote: string;
   /** When the current wait (head, or idle keep-alive) runs out; 0 while a request is in flight. */
   deadline = 0;
@@ -106,46 +108,47 @@ export class ClientConnection {
   private readonly onDone: (status: number) => void;
 
   constructor(
-    private readonly handle: tcp.TcpHandle,
+    private readonly transport: ClientTransport,
     private readonly owner: ConnectionOwner,
+    readonly terms: ListenerTerms,
   ) {
-    this.remote = tcp.peerAddress(handle).address;
+    this.remote = transport.remoteAddress;
     const s = owner.settings;
     this.parser = new RequestHeadParser({ maxHeadBytes: s.maxHeadBytes, maxHeaders: s.maxHeaders });
     this.deadline = clock.now + s.headTimeoutMs;
     this.onDone = (status) => this.onWriteDone(status);
-    handle.onread = () => this.onRead();
-    tcp.useBuffer(handle, SHARED);
-    handle.readStart();
+    transport.start(this);
   }
 
   /** Local address, for an HTTP/1.0 request without Host. */
   localHost(): string {
-    const a = tcp.localAddress(this.handle);
-    return a.address.includes(':') ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
+    return this.transport.localHost();
   }
 
-  private onRead(): void {
-    const bytes = tcp.readInto(SHARED);
-    if (bytes === null) {
-      const status = tcp.readStatus();
-      if (status === tcp.READ_NOTHING) return;
-      if (status === tcp.READ_EOF) this.onEnd();
-      else this.destroy();
-      return;
-    }
+  /** The TLS the connection arrived over; null on plain HTTP. */
+  get tls(): TlsFacts | null {
+    return this.transport.tls;
+  }
+
+  /** TransportSink: `bytes[0, n)` read (valid during this call only). */
+  onBytes(bytes: Buffer, n: number): void {
     clock.now = Date.now();
     if (this.state === In.Closed) {
-      this.lingered += bytes.length;
+      this.lingered += n;
       if (this.lingered > LINGER_MAX_BYTES) this.release();
       return;
     }
     if (this.pendingLen > 0 || this.state === In.Wait || (this.paused && this.state === In.Body)) {
-      this.append(bytes, 0, bytes.length);
+      this.append(bytes, 0, n);
       this.drainPending();
       return;
     }
-    this.run(SHARED, 0, bytes.length, false);
+    this.run(bytes, 0, n, false);
+  }
+
+  /** TransportSink: the read failed, or the transport went away. */
+  onError(): void {
+    this.destroy();
   }
 
   /** Processes buf[start, end); what is left is kept in `pending` (copied unless it already is there). */
@@ -183,8 +186,8 @@ export class ClientConnection {
     const want = !this.paused && this.pendingLen <= cap;
     if (want !== this.reading && this.state !== In.Closed) {
       this.reading = want;
-      if (want) this.handle.readStart();
-      else this.handle.readStop();
+      if (want) this.transport.readStart();
+      else this.transport.readStop();
     }
   }
 
@@ -480,7 +483,7 @@ export class ClientConnection {
     else {
       let total = 0;
       for (const d of data) total += d.length;
-      if (total === 0) return this.handle.writeQueueSize < HIGH_WATER;
+      if (total === 0) return this.transport.queuedBytes < HIGH_WATER;
       buf = Buffer.allocUnsafe(total);
       let at = 0;
       for (const d of data) {
@@ -491,13 +494,13 @@ export class ClientConnection {
         }
       }
     }
-    const r = tcp.write(this.handle, buf, this.onDone);
+    const r = this.transport.write(buf, this.onDone);
     if (r < 0) {
       this.destroy();
       return false;
     }
     if (r === 1) this.queuedWrites++;
-    return this.handle.writeQueueSize < HIGH_WATER;
+    return this.transport.queuedBytes < HIGH_WATER;
   }
 
   private onWriteDone(status: number): void {
@@ -528,7 +531,7 @@ export class ClientConnection {
     // 431) in the client's receive buffer before it is read. This is nginx's lingering close.
     if (!this.reading) {
       this.reading = true;
-      this.handle.readStart();
+      this.transport.readStart();
     }
     // A client that never reads the last bytes must not hold the connection forever.
     this.deadline = clock.now + this.owner.settings.headTimeoutMs;
@@ -538,7 +541,7 @@ export class ClientConnection {
 
   private finishClose(): void {
     // FIN after anything still queued; then the client's FIN (or the linger deadline) closes.
-    const err = tcp.shutdown(this.handle, (status) => {
+    const err = this.transport.shutdown((status) => {
       if (status < 0 || this.peerEnded) this.release();
       else this.deadline = clock.now + LINGER_MS;
     });
@@ -563,8 +566,7 @@ export class ClientConnection {
     const ex = this.current;
     this.current = null;
     ex?.abort();
-    this.handle.onread = IGNORE_READ;
-    this.handle.close();
+    this.transport.close();
     this.owner.forget(this);
   }
 
@@ -573,7 +575,8 @@ export class ClientConnection {
     this.closeNow();
   }
 
-  private onEnd(): void {
+  /** TransportSink: the client sent FIN. */
+  onEnd(): void {
     if (this.state === In.Closed) {
       // Lingering (or still flushing): the client is done sending.
       this.peerEnded = true;
@@ -583,7 +586,7 @@ export class ClientConnection {
     if (this.state === In.Wait && this.current !== null) {
       // Half-closed after sending its request: answer it, then close.
       this.peerEnded = true;
-      this.handle.readStop();
+      this.transport.readStop();
       return;
     }
     this.closeNow();
@@ -600,7 +603,7 @@ export class ClientConnection {
 
   /** Below the high-water mark of queued response bytes. */
   get writable(): boolean {
-    return this.state !== In.Closed && this.handle.writeQueueSize < HIGH_WATER;
+    return this.state !== In.Closed && this.transport.queuedBytes < HIGH_WATER;
   }
 }
 
@@ -656,6 +659,15 @@ export class FrontExchange implements ClientRequest, ClientResponse {
     const names = p.names;
     const values = p.values;
     for (let i = 0; i < names.length; i++) cb(names[i]!, values[i]!);
+  }
+
+  getTls(): TlsFacts | null {
+    return this.conn.tls;
+  }
+
+  /** The listener answers every request with a 308 to HTTPS on this port (null: it serves them). */
+  get redirectHttpsPort(): number | null {
+    return this.conn.terms.redirectHttpsPort;
   }
 
   // --- ClientResponse --------------------------------------------------------------------

@@ -27,6 +27,8 @@ const enum Out { None, Length, Stream }
 export class Exchange implements UpstreamSink, Shaping, ExchangeRecord, BodyOwner {
   head = '';
   hashKey = '';
+  /** Over HTTPS (Shaping). */
+  secure = false;
   deadline = 0;
   /** Position in ActiveExchanges, -1 when not in flight. */
   activeIndex = -1;

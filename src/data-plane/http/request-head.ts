@@ -1,6 +1,6 @@
 // Phase 1, read the request head: copy what the request path needs out of the client's
 // request object (valid only during the dispatch call), and refuse framing we will not guess at.
-import type { ClientRequest } from '../front-door/client.js';
+import type { ClientRequest, TlsFacts } from '../front-door/client.js';
 import { isToken } from '../upstream/codec.js';
 import { Body } from './context.js';
 
@@ -29,6 +29,8 @@ export interface RequestHead {
   xfHost: string;
   forwarded: string;
   connection: string;
+  /** The TLS it came over (an HTTPS listener); null on plain HTTP. */
+  tls: TlsFacts | null;
   /** Why the request is refused (400), '' when it is not. */
   bad: string;
 }
@@ -51,6 +53,7 @@ const H: RequestHead & { hostCount: number; contentLength: string; transferEncod
   xfHost: '',
   forwarded: '',
   connection: '',
+  tls: null,
   bad: '',
 };
 
@@ -96,6 +99,7 @@ export function readRequestHead(req: ClientRequest): RequestHead {
   H.xfHost = '';
   H.forwarded = '';
   H.connection = '';
+  H.tls = req.getTls();
   H.bad = '';
   H.body = Body.None;
   H.length = 0;

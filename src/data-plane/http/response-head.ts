@@ -28,7 +28,7 @@ function droppedResponseHeader(lower: string): boolean {
  * set-cookie): any other name is passed through without lower-casing it first.
  */
 const NOTABLE_RESPONSE_NAME_LENGTHS = new Uint8Array(32);
-for (const n of ['date', 'trailer', 'upgrade', 'connection', 'keep-alive', 'content-length', 'proxy-connection', 'transfer-encoding', 'set-cookie']) {
+for (const n of ['date', 'trailer', 'upgrade', 'connection', 'keep-alive', 'content-length', 'proxy-connection', 'transfer-encoding', 'set-cookie', 'strict-transport-security']) {
   NOTABLE_RESPONSE_NAME_LENGTHS[n.length] = 1;
 }
 /** The request whose response is being shaped: what the sticky side of the head needs. */
@@ -39,6 +39,8 @@ export interface Shaping {
   session: SessionContext;
   /** The backend that answered. */
   served: BackendRuntime;
+  /** The request came over HTTPS: the route cookie is Secure, and the pool's HSTS applies. */
+  secure: boolean;
 }
 
 /**
@@ -75,6 +77,8 @@ export function shapeResponseHead(s: Shaping, res: ClientResponse, status: numbe
       }
       // Headers the backend named in Connection are hop-by-hop too (RFC 9110 §7.6.1).
       if (connection && connectionListed(connection, lower)) continue;
+      // Tether's HSTS, where the pool sets one, replaces the backend's.
+      if (lower === 'strict-transport-security' && s.secure && s.pool.hsts !== null) continue;
       // Tether's token header is Tether's: a backend's copy would sit beside (or instead of) it.
       if (lower === ownHeader) {
         ctx.counters.inc(C.backend_route_cookie_dropped);
@@ -106,12 +110,19 @@ export function shapeResponseHead(s: Shaping, res: ClientResponse, status: numbe
   if (issue && mode.tokenHeader !== null) {
     const fresh = issueToken(s);
     if (fresh) {
-      const [name, value] = mode.tokenHeader(fresh);
+      const [name, value] = mode.tokenHeader(fresh, s.secure);
       if (first) lines += `\r\n${name}: ${value}`;
       else {
         first = name;
         lines = value;
       }
+    }
+  }
+  if (s.secure && s.pool.hsts !== null) {
+    if (first) lines += `\r\nstrict-transport-security: ${s.pool.hsts}`;
+    else {
+      first = 'strict-transport-security';
+      lines = s.pool.hsts;
     }
   }
   // The front door writes header strings as latin1: a value's bytes 0x80-0xFF go out as they came.

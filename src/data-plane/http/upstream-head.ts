@@ -31,12 +31,15 @@ export function upstreamHead(head: RequestHead, forwardCookie: string, peerIp: s
     out += `${name}: ${flat[i + 1]}\r\n`;
   }
   if (forwardCookie) out += `cookie: ${forwardCookie}\r\n`;
+  // The scheme of this hop: https on an HTTPS listener (the trusted proxy's own X-Forwarded-Proto
+  // wins for the client's hop, as it saw it).
+  const proto = head.tls === null ? 'http' : 'https';
   if (viaProxy) {
     const xff = head.xff;
-    out += `x-forwarded-for: ${xff ? `${xff}, ${peerIp}` : peerIp}\r\nx-forwarded-proto: ${head.xfProto || 'http'}\r\nx-forwarded-host: ${head.xfHost || host}\r\n`;
-    out += `forwarded: ${head.forwarded ? `${head.forwarded}, ` : ''}for=${forwardedNode(peerIp)};host=${forwardedValue(host)};proto=http\r\n`;
+    out += `x-forwarded-for: ${xff ? `${xff}, ${peerIp}` : peerIp}\r\nx-forwarded-proto: ${head.xfProto || proto}\r\nx-forwarded-host: ${head.xfHost || host}\r\n`;
+    out += `forwarded: ${head.forwarded ? `${head.forwarded}, ` : ''}for=${forwardedNode(peerIp)};host=${forwardedValue(host)};proto=${proto}\r\n`;
   } else {
-    out += `x-forwarded-for: ${peerIp}\r\nx-forwarded-proto: http\r\nx-forwarded-host: ${host}\r\nforwarded: for=${forwardedNode(peerIp)};host=${forwardedValue(host)};proto=http\r\n`;
+    out += `x-forwarded-for: ${peerIp}\r\nx-forwarded-proto: ${proto}\r\nx-forwarded-host: ${host}\r\nforwarded: for=${forwardedNode(peerIp)};host=${forwardedValue(host)};proto=${proto}\r\n`;
   }
   out += `x-real-ip: ${clientIp}\r\n`;
   if (head.body === Body.Length) out += `content-length: ${head.length}\r\n`;

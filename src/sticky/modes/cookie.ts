@@ -8,7 +8,11 @@ type CookieConfig = Extract<StickyConfig, { mode: 'cookie' }>;
 
 export function cookieMode(c: CookieConfig, tokenMaxAgeSec: number): StickyMode {
   const name = c.name;
-  const suffix = `; Max-Age=${c.maxAgeSec ?? tokenMaxAgeSec}; Path=${c.path}${c.httpOnly ? '; HttpOnly' : ''}${c.secure ? '; Secure' : ''}; SameSite=${c.sameSite}`;
+  // Over HTTPS the cookie is Secure whatever the configuration says (it was set over TLS: it
+  // should never travel without it).
+  const attributes = (secure: boolean) => `; Max-Age=${c.maxAgeSec ?? tokenMaxAgeSec}; Path=${c.path}${c.httpOnly ? '; HttpOnly' : ''}${secure ? '; Secure' : ''}; SameSite=${c.sameSite}`;
+  const plainSuffix = attributes(c.secure);
+  const secureSuffix = attributes(true);
   return {
     ...NO_EXTRAS,
     name: 'cookie',
@@ -24,6 +28,6 @@ export function cookieMode(c: CookieConfig, tokenMaxAgeSec: number): StickyMode 
     },
     appSessionValue: (value) => value,
     ownCookie: name,
-    tokenHeader: (token) => ['set-cookie', `${name}=${token}${suffix}`],
+    tokenHeader: (token, secure) => ['set-cookie', `${name}=${token}${secure ? secureSuffix : plainSuffix}`],
   };
 }

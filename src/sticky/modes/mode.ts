@@ -44,7 +44,7 @@ export interface StickyMode {
   /** The application session id in one value of its cookie (prefix mode strips the token). */
   appSessionValue(value: string): string;
   /** The response header that hands a fresh token to the client; null when the mode issues none that way. */
-  readonly tokenHeader: ((token: string) => [name: string, value: string]) | null;
+  readonly tokenHeader: ((token: string, secure: boolean) => [name: string, value: string]) | null;
 }
 
 /** Defaults for the members most modes do not use. */
