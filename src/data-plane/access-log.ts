@@ -29,6 +29,9 @@ export interface AccessRecord {
   totalMs: number;
   /** hit, failover, miss, invalid, learned, none. */
   sticky: string;
+  /** Over HTTPS: the TLS version and cipher suite (the fields are left out of a plain request's line). */
+  tls: string;
+  cipher: string;
 }
 
 export class AccessLog {
@@ -108,7 +111,7 @@ export class AccessLog {
     // Client, method, upstream id and address are plain ASCII by construction (checked at the
     // request and in the config); the path is the only field that may need escaping. Times are
     // whole microseconds: integers format far faster than fractions.
-    const line = `{"time":"${this.isoNow()}","worker":${r.worker},"client":"${r.client}","method":"${r.method}","path":${quote(r.path)},"status":${r.status},"bytes":${r.bytes},"upstream":"${r.upstream}","upstreamAddr":${quote(r.upstreamAddr)},"upstreamUs":${r.upstreamMs < 0 ? -1 : Math.round(r.upstreamMs * 1000)},"totalUs":${Math.round(r.totalMs * 1000)},"sticky":"${r.sticky}"}\n`;
+    const line = `{"time":"${this.isoNow()}","worker":${r.worker},"client":"${r.client}","method":"${r.method}","path":${quote(r.path)},"status":${r.status},"bytes":${r.bytes},"upstream":"${r.upstream}","upstreamAddr":${quote(r.upstreamAddr)},"upstreamUs":${r.upstreamMs < 0 ? -1 : Math.round(r.upstreamMs * 1000)},"totalUs":${Math.round(r.totalMs * 1000)},"sticky":"${r.sticky}"${r.tls ? `,"tls":"${r.tls}","cipher":"${r.cipher}"` : ''}}\n`;
     // Whole lines per buffer: rotate when the worst case (3 UTF-8 bytes per char) may not fit.
     const worst = line.length * 3;
     if (this.used + worst > this.chunk && this.used > 0) this.rotate();

@@ -21,6 +21,7 @@ import type { ConfigInForce, ReloadResult } from './reload.js';
 import { revokeSession } from './sessions-api.js';
 import { countEstablished } from './tcp-connections.js';
 import type { WorkerPool } from './worker-pool.js';
+import type { CertificatesInForce } from './certificates-in-force.js';
 
 export interface AdminServicesDeps {
   inForce: ConfigInForce;
@@ -32,6 +33,8 @@ export interface AdminServicesDeps {
   table: SharedTable;
   pool: WorkerPool;
   keys: KeysInForce;
+  /** The HTTPS certificates in force (none without an https:// listener). */
+  certificates: CertificatesInForce;
   /** --admin-token-file's token (null: the API is read-only). */
   adminToken: string | null;
   /** --agent-keys (null: no /control channel). */
@@ -97,6 +100,7 @@ export class AdminServices {
       httpConnections: () => countEstablished(inForce.listenConfig.listen),
       passthroughRoutes: () => inForce.config.passthrough.routes.map((r, i) => ({ sni: r.sni, pool: r.pool, slot: inForce.routeSlots[i]! })),
       table: () => d.table.stats(),
+      certificateExpiry: () => d.certificates.expirySeconds(),
     });
   }
 
@@ -141,6 +145,7 @@ export class AdminServices {
       mountControl: control ? (app) => control.mount(app) : undefined,
       mountDashboard: (app) => dashboard.mount(app),
       failed: (err, where) => log.error({ event: 'admin_request_failed', where, err }, `admin request failed (answered 500; traffic unaffected): ${where}`),
+      certificates: () => ({ status: 200, body: { certificates: this.d.certificates.describe() } }),
       reload: async () => {
         const r = await this.d.reload('api');
         return r.ok ? { status: 200, body: { result: 'reloaded', version: r.version } } : { status: 400, body: { error: 'invalid_config', message: 'reload refused; the running configuration stays', problems: r.problems } };

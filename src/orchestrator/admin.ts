@@ -48,6 +48,8 @@ export interface AdminHandlers {
   undrainBackend(req: ApiRequest): Promise<ApiAnswer>;
   removeBackend(req: ApiRequest): Promise<ApiAnswer>;
   events(req: ApiRequest): ApiAnswer;
+  /** The HTTPS certificates in force: names, issuer, validity, the file each came from. */
+  certificates(): ApiAnswer;
   /** Re-read and apply the configuration (as SIGHUP does). */
   reload(): Promise<ApiAnswer>;
   /** Mounts /control on the app (./control.ts). */
@@ -203,6 +205,7 @@ export function startAdmin(address: { host: string; port: number }, h: AdminHand
   route('post', '/api/v1/backends/:id/undrain', ['id'], true, (req) => h.undrainBackend(req));
   route('del', '/api/v1/backends/:id', ['id'], true, (req) => h.removeBackend(req));
   route('get', '/api/v1/events', [], false, (req) => h.events(req));
+  route('get', '/api/v1/certificates', [], false, () => h.certificates());
   route('post', '/api/v1/reload', [], true, () => h.reload());
   h.mountControl?.(app);
   h.mountDashboard?.(app);
@@ -210,7 +213,7 @@ export function startAdmin(address: { host: string; port: number }, h: AdminHand
     res
       .writeStatus('404 Not Found')
       .writeHeader('content-type', 'text/plain')
-      .end('not found: try /dashboard, /healthz, /readyz, /metrics, GET /api/v1/backends, GET /api/v1/events, POST /api/v1/reload, POST /api/v1/sessions/revoke\n');
+      .end('not found: try /dashboard, /healthz, /readyz, /metrics, GET /api/v1/backends, GET /api/v1/events, GET /api/v1/certificates, POST /api/v1/reload, POST /api/v1/sessions/revoke\n');
   });
   return new Promise((resolve, reject) => {
     // Exclusive (no SO_REUSEPORT): uWS would otherwise let a second process bind the same

@@ -4,6 +4,7 @@
 // every worker reopen the access log by its path.
 import type { Logger } from 'pino';
 import type { Config } from '../config/schema.js';
+import type { CertificateStore } from '../tls/certificates.js';
 import type { EventLog } from './events.js';
 import type { Registry } from './registry.js';
 import type { RouteSlots } from './route-slots.js';
@@ -56,10 +57,10 @@ export interface ReloadDeps {
   reopenAccessLog(dest: string | null): Promise<void>;
   /** Re-reads the key files named by the configuration in force; throws on a bad route-token key file. */
   reloadKeys(): void;
-  /** Checks the HTTPS certificates `next` names (throws with every problem); warnings go to the log. */
-  checkCertificates(next: Config): void;
-  /** Every worker re-reads the certificates of the configuration in force, for its next handshakes, and confirms. */
-  reloadCertificates(): Promise<void>;
+  /** Reads and checks the HTTPS certificates `next` names (throws with every problem); warnings go to the log. */
+  checkCertificates(next: Config): CertificateStore | null;
+  /** `checked` is in force: every worker re-reads the certificates for its next handshakes, and confirms. */
+  reloadCertificates(checked: CertificateStore | null): Promise<void>;
 }
 
 /**
@@ -106,9 +107,10 @@ export class Reloader {
       }
     }
     // The certificates are read again whenever the configuration is (rotation: same paths, new files).
+    let certificates: CertificateStore | null = null;
     if (next.tls.certs.length > 0) {
       try {
-        this.d.checkCertificates(next);
+        certificates = this.d.checkCertificates(next);
       } catch (err) {
         problems.push(`tls.certs: ${(err as Error).message}`);
       }
@@ -130,7 +132,7 @@ export class Reloader {
     log.level = next.logLevel;
     await this.d.publish();
     // New handshakes get the new certificates; open connections keep theirs.
-    if (next.tls.certs.length > 0) await this.d.reloadCertificates();
+    if (next.tls.certs.length > 0) await this.d.reloadCertificates(certificates);
     // A reload reopens the access log too (a new path, on or off, or a rotated file).
     await this.d.reopenAccessLog(inForce.config.accessLog ?? null);
     try {

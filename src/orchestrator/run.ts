@@ -59,7 +59,7 @@ export async function run(argv: readonly string[]): Promise<number> {
     await Promise.all(demo.map((d) => d.close()));
     return 1;
   }
-  const http = config.listen.map((l, i) => `http://${l.host.includes(':') ? `[${l.host}]` : l.host}:${tether.httpPorts[i]}`);
+  const http = config.listen.map((l, i) => `${l.protocol}://${l.host.includes(':') ? `[${l.host}]` : l.host}:${tether.httpPorts[i]}`);
   const tls = config.passthrough.listen.map((l, i) => `tls://${l.host.includes(':') ? `[${l.host}]` : l.host}:${tether.passthroughPorts[i]}`);
   const pidFile = config.pidFile;
   const removePidFile = () => {

@@ -15,7 +15,7 @@ import type { WorkerInit } from '../protocol/worker-messages.js';
 import { CounterReader, createSharedState, type SharedLayout } from '../shared-memory/counters.js';
 import { SharedTable } from '../shared-memory/table.js';
 import { SessionStore } from '../sticky/sessions.js';
-import { loadCertificates } from '../tls/certificates.js';
+import { CertificatesInForce } from './certificates-in-force.js';
 import { AdminServices } from './admin-services.js';
 import { EventLog } from './events.js';
 import { KeysInForce, loadKeyRing } from './keys-in-force.js';
@@ -91,7 +91,13 @@ export async function startTether(startConfig: Config, log: Logger, reread: () =
   // HTTPS: the certificates are checked here, once, so that a bad one stops start-up with its
   // file named (the workers load the same files); the session-ticket keys are made here so that
   // every worker shares them.
-  if (config.tls.certs.length > 0) loadTlsCertificates(config, log);
+  const certificates = new CertificatesInForce(log);
+  try {
+    certificates.use(certificates.check(config));
+  } catch (err) {
+    certificates.close();
+    throw err;
+  }
   const ticketKeys = new Uint8Array(randomBytes(48));
 
   const keys = new KeysInForce({ ring: keyRing, terminalKeys, agentKeys, log, broadcast: (msg) => pool.broadcast(msg) });
@@ -141,10 +147,13 @@ export async function startTether(startConfig: Config, log: Logger, reread: () =
     publish,
     reopenAccessLog: (dest) => pool.reopenAccessLog(dest),
     reloadKeys: () => keys.reload(inForce.config),
-    checkCertificates: (next) => void loadTlsCertificates(next, log),
-    reloadCertificates: () => pool.reloadCertificates(inForce.config.tls),
+    checkCertificates: (next) => certificates.check(next),
+    reloadCertificates: async (checked) => {
+      certificates.use(checked);
+      await pool.reloadCertificates(inForce.config.tls);
+    },
   });
-  const services = new AdminServices({ inForce, log, registry, reader, events, sessions, table, pool, keys, adminToken, agentKeys, publish, reload: (by) => reloader.reload(by) });
+  const services = new AdminServices({ inForce, log, registry, reader, events, sessions, table, pool, keys, certificates, adminToken, agentKeys, publish, reload: (by) => reloader.reload(by) });
 
   try {
     inForce.listenConfig = await resolveListenPorts(config);
@@ -152,6 +161,7 @@ export async function startTether(startConfig: Config, log: Logger, reread: () =
     await services.listen();
   } catch (err) {
     clearInterval(sweeper);
+    certificates.close();
     services.closeServices();
     await pool.stop(0);
     throw err;
@@ -162,6 +172,7 @@ export async function startTether(startConfig: Config, log: Logger, reread: () =
 
   async function stop(drainMs = inForce.config.drainTimeoutMs): Promise<void> {
     clearInterval(sweeper);
+    certificates.close();
     services.closeServices();
     if (pool.stopping) return stopped;
     await pool.stop(drainMs);
@@ -197,11 +208,6 @@ function openSessionTable(tableSize: number): { table: SharedTable; sessionKey: 
   }, 1_000);
   sweeper.unref();
   return { table, sessionKey, sessions, sweeper };
-}
-
-/** The HTTPS certificates `config` names, checked (throws naming each file and problem); warnings logged. */
-function loadTlsCertificates(config: Config, log: Logger): void {
-  loadCertificates(config.tls.certs, { strictSni: config.tls.strictSni, ciphers: config.tls.ciphers ?? undefined, warn: (msg, fields) => log.warn({ event: 'certificate_warning', ...fields }, msg) });
 }
 
 /** `config` with each pool's backends as the registry lists them now: what a worker routes by. */

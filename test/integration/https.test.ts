@@ -5,7 +5,7 @@
 // the TLS port and a client that never finishes its handshake are cut and counted.
 import { execFile, spawn } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { renameSync, writeFileSync } from 'node:fs';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import net from 'node:net';
 import tls from 'node:tls';
@@ -240,6 +240,25 @@ describe('HTTPS termination', () => {
     }
   });
 
+  it('lists the certificates at /api/v1/certificates, exports their expiry, and warns of one within 14 days of it', async () => {
+    const res = await fetch(`http://127.0.0.1:${t.adminPort}/api/v1/certificates`, { signal: AbortSignal.timeout(5_000) });
+    expect(res.status).toBe(200);
+    const { certificates } = (await res.json()) as { certificates: { file: string; names: string[]; subject: string; issuer: string; expiresInSeconds: number; default: boolean; keyType: string }[] };
+    expect(certificates.map((c) => ({ file: c.file, names: c.names, subject: c.subject, issuer: c.issuer, default: c.default, keyType: c.keyType }))).toEqual(
+      NAMES.map((n, i) => ({ file: certFile(n), names: [n], subject: `CN=${n}`, issuer: 'CN=Tether test CA', default: i === 0, keyType: 'ec' })),
+    );
+    // The test CA issues for 2 days: less than a day's seconds short of that, and more than one day left.
+    for (const name of NAMES) {
+      const seconds = await t.metric(`tether_certificate_expiry_seconds{name="${name}"}`);
+      expect(seconds).toBeGreaterThan(86_400);
+      expect(seconds).toBeLessThanOrEqual(2 * 86_400);
+    }
+    for (const name of NAMES) {
+      const warning = await t.waitForLog((e) => e.event === 'certificate_expiring' && e.file === certFile(name));
+      expect(warning.msg).toMatch(/expires in 1 day\(s\): renew it and reload \(SIGHUP\)$/);
+    }
+  });
+
   it('closes a plain-HTTP request on the TLS port at once, without an HTTP answer, and counts it', async () => {
     const before = await t.metric('tether_tls_handshakes_total{outcome="plain_http"}');
     const { received } = await rawExchange(https, 'GET / HTTP/1.1\r\nHost: a.test\r\n\r\n');
@@ -321,6 +340,65 @@ describe('HTTPS with an ECDSA and an RSA certificate', () => {
       await t?.stop();
       await app1.close();
       factory.cleanup();
+    }
+  }, 60_000);
+});
+
+describe('HTTPS session resumption', () => {
+  it('a session resumes on whichever worker the reconnect lands (shared ticket keys), in TLS 1.3 and 1.2; the access log names version and cipher', async () => {
+    const pki = makePki(['a.test']);
+    const app1 = await startBackend('app1');
+    const log = join(pki.dir, 'access.log');
+    let t: TetherProcess | null = null;
+    try {
+      const { key, cert } = pki.leaf('a.test');
+      writeFileSync(join(pki.dir, 'a.pem'), Buffer.concat([cert, key]), { mode: 0o600 });
+      t = await startTether(['--listen', 'https://127.0.0.1:0', '--cert', join(pki.dir, 'a.pem'), '--access-log', log, '--backend', `app1=127.0.0.1:${app1.port}`], { workers: 2 });
+      const port = t.ports[1]!;
+      /** One GET over a new TLS connection (resuming `session` if given): whether it resumed, and the session to resume next. */
+      const visit = (path: string, version: tls.SecureVersion, session?: Buffer) =>
+        new Promise<{ reused: boolean; session: Buffer }>((resolve, reject) => {
+          let next: Buffer | undefined;
+          let answered = false;
+          let reused = false;
+          const s = tls.connect({ host: '127.0.0.1', port, servername: 'a.test', ca: pki.ca, session, minVersion: version, maxVersion: version }, () => {
+            reused = s.isSessionReused();
+            s.write(`GET ${path} HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n`);
+          });
+          // TLS 1.3 tickets arrive after the handshake; TLS 1.2's with it.
+          s.on('session', (b: Buffer) => (next = b));
+          s.on('data', (d: Buffer) => (answered ||= d.toString('latin1').startsWith('HTTP/1.1 200')));
+          s.on('error', reject);
+          // A resumed connection may bring no new ticket: the one it used serves again.
+          const ticket = () => next ?? session;
+          s.on('close', () => {
+            const t = ticket();
+            if (answered && t) resolve({ reused, session: t });
+            else reject(new Error(`no answer or no ticket for ${path}`));
+          });
+          s.setTimeout(10_000, () => s.destroy(new Error('timed out')));
+        });
+      for (const version of ['TLSv1.3', 'TLSv1.2'] as const) {
+        let { session } = await visit(`/${version}/first`, version);
+        for (let i = 0; i < 16; i++) {
+          const r = await visit(`/${version}/again/${i}`, version, session);
+          expect(r.reused).toBe(true);
+          session = r.session;
+        }
+      }
+      expect(await t.stop()).toBe(0);
+      const lines = readFileSync(log, 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l) as { path: string; worker: number; tls: string; cipher: string });
+      const resumed = lines.filter((l) => l.path.includes('/again/'));
+      expect(resumed).toHaveLength(32);
+      // 32 resumed connections spread by the kernel over two workers: both took some (a chance
+      // of 2 in 2^32 that one took them all), so tickets one worker issued, the other accepted.
+      expect(new Set(resumed.map((l) => l.worker))).toEqual(new Set([0, 1]));
+      expect(new Set(lines.map((l) => `${l.path.split('/')[1]} ${l.tls}`))).toEqual(new Set(['TLSv1.3 TLSv1.3', 'TLSv1.2 TLSv1.2']));
+      expect(lines.every((l) => /^(TLS_AES_256_GCM_SHA384|ECDHE-ECDSA-AES128-GCM-SHA256)$/.test(l.cipher))).toBe(true);
+    } finally {
+      await t?.stop();
+      await app1.close();
+      pki.cleanup();
     }
   }, 60_000);
 });

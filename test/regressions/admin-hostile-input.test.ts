@@ -142,6 +142,7 @@ describe('an admin handler that throws', () => {
       removeBackend: boom,
       events: () => ({ status: 200, body: { circular: (() => { const o: Record<string, unknown> = {}; o.self = o; return o; })() } }),
       reload: boom,
+      certificates: boom,
       mountDashboard: (app) => {
         app.get('/dashboard', () => {
           throw new Error('mounted handler bug');

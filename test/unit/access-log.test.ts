@@ -6,7 +6,7 @@ import { AccessLog, type AccessRecord } from '../../src/data-plane/access-log.js
 import { tempDir } from '../helpers/sticky.js';
 
 const record = (path: string, i: number): AccessRecord => ({
-  worker: i % 2, client: '127.0.0.1', method: 'GET', path, status: 200, bytes: i, upstream: 'app1', upstreamAddr: '10.0.0.5:80', upstreamMs: 1.23456, totalMs: 2.5, sticky: 'hit',
+  worker: i % 2, client: '127.0.0.1', method: 'GET', path, status: 200, bytes: i, upstream: 'app1', upstreamAddr: '10.0.0.5:80', upstreamMs: 1.23456, totalMs: 2.5, sticky: 'hit', tls: '', cipher: '',
 });
 
 describe('AccessLog', () => {

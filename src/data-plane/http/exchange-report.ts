@@ -2,6 +2,7 @@
 // line (--access-log) and the diagnostics channels (../diagnostics.ts). Only ever reached when
 // the log is on or a channel has a subscriber; the exchange records, this reports.
 import type { AccessLog } from '../access-log.js';
+import type { TlsFacts } from '../front-door/client.js';
 import { channels } from '../diagnostics.js';
 import type { Failure } from '../failure.js';
 import type { BackendRuntime, PoolRuntime } from '../runtime.js';
@@ -25,6 +26,8 @@ export interface ExchangeRecord {
   readonly sentAt: number;
   readonly headAt: number;
   readonly bytesOut: number;
+  /** The TLS the request came over, null on plain HTTP. */
+  readonly tls: TlsFacts | null;
 }
 
 type StickyOutcomeName = 'hit' | 'failover' | 'miss' | 'invalid' | 'none';
@@ -94,5 +97,7 @@ function logAccess(r: ExchangeRecord, log: AccessLog): void {
     upstreamMs: r.headAt > 0 && r.sentAt > 0 ? r.headAt - r.sentAt : -1,
     totalMs: performance.now() - r.startedAt,
     sticky: stickyOutcome(r),
+    tls: r.tls?.protocol ?? '',
+    cipher: r.tls?.cipher ?? '',
   });
 }

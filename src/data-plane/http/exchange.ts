@@ -5,7 +5,7 @@
 import { C } from '../../shared-memory/counters.js';
 import type { Socket } from 'node:net';
 import { clock } from '../clock.js';
-import type { ClientResponse } from '../front-door/client.js';
+import type { ClientResponse, TlsFacts } from '../front-door/client.js';
 import type { BackendRuntime, PoolRuntime } from '../runtime.js';
 import type { ResponseHandlers } from '../upstream/codec.js';
 import { acquire, release, type UpstreamConnection, type UpstreamSink } from '../upstream/pool.js';
@@ -27,8 +27,12 @@ const enum Out { None, Length, Stream }
 export class Exchange implements UpstreamSink, Shaping, ExchangeRecord, BodyOwner {
   head = '';
   hashKey = '';
+  /** The TLS the request came over (null: plain HTTP). */
+  tls: TlsFacts | null = null;
   /** Over HTTPS (Shaping). */
-  secure = false;
+  get secure(): boolean {
+    return this.tls !== null;
+  }
   deadline = 0;
   /** Position in ActiveExchanges, -1 when not in flight. */
   activeIndex = -1;

@@ -53,7 +53,7 @@ export function handleRequest(ctx: ListenerContext, res: ClientResponse, req: Cl
   const ex = new Exchange(ctx, res, pool, head.method, head.body, sticky, session);
   ex.head = upstreamHead(head, sticky.forwardCookie, peerIp, clientIp, viaProxy);
   ex.hashKey = hashKeyFor(pool, clientIp, head);
-  ex.secure = head.tls !== null;
+  ex.tls = head.tls;
   if (ctx.accessLog || channels.requestEnd.hasSubscribers || channels.requestStart.hasSubscribers || channels.stickyDecision.hasSubscribers) {
     ex.observe(clientIp, head.target);
   }
