@@ -171,23 +171,40 @@ export const FLAGS: readonly FlagSpec[] = [
     },
   },
   {
-    flag: 'backend', arg: '[POOL/]ID=HOST:PORT[,weight=N]', repeat: true,
-    help: 'A backend; ID is a stable name that route tokens carry. Pool defaults to "default".',
+    flag: 'backend', arg: '[POOL/]ID=[http://|https://]HOST:PORT[,weight=N][,verify=none][,sni=NAME]', repeat: true,
+    help: 'A backend; ID is a stable name that route tokens carry. Pool defaults to "default". https:// re-encrypts to it, verified (system CAs or --backend-ca) unless verify=none; sni= names it (default HOST).',
     apply(raw, v) {
       const [poolName, rest] = poolPrefix(v);
-      const m = /^([^=]+)=([^,]+)((?:,[a-z]+=[^,]*)*)$/.exec(rest);
-      if (!m) return `expected [POOL/]ID=HOST:PORT[,weight=N] but received '${v}'`;
-      const hp = parseHostPort(m[2]!);
+      const m = /^([^=]+)=(?:(https?):\/\/)?([^,]+)((?:,[a-z]+=[^,]*)*)$/.exec(rest);
+      if (!m) return `expected [POOL/]ID=[https://]HOST:PORT[,weight=N] but received '${v}'`;
+      const hp = parseHostPort(m[3]!.replace(/\/$/, ''));
       if (typeof hp === 'string') return hp;
-      const backend: Json = { id: m[1], address: hp.host, port: hp.port };
-      for (const opt of (m[3] ?? '').split(',').filter(Boolean)) {
+      const tls: Json | null = m[2] === 'https' ? { verify: true, servername: null } : null;
+      const backend: Json = { id: m[1], address: hp.host, port: hp.port, tls };
+      for (const opt of (m[4] ?? '').split(',').filter(Boolean)) {
         const [k, val = ''] = opt.split('=');
-        if (k !== 'weight') return `unknown backend option '${k}' in '${v}' (known: weight)`;
-        const err = setNumber(backend, 'weight', val, 'a weight');
-        if (err) return err;
+        if (k === 'weight') {
+          const err = setNumber(backend, 'weight', val, 'a weight');
+          if (err) return err;
+        } else if ((k === 'verify' || k === 'sni') && tls === null) {
+          return `backend option '${k}' is for an https:// backend ('${v}' is plain HTTP)`;
+        } else if (k === 'verify') {
+          if (val !== 'none') return `verify= takes only 'none' (to skip certificate verification) but received '${val}'`;
+          tls!.verify = false;
+        } else if (k === 'sni') {
+          tls!.servername = val;
+        } else return `unknown backend option '${k}' in '${v}' (known: weight, verify, sni)`;
       }
       const p = pool(raw, poolName);
       ((p.backends ??= []) as unknown[]).push(backend);
+      return undefined;
+    },
+  },
+  {
+    flag: 'backend-ca', arg: 'PATH', env: 'TETHER_BACKEND_CA',
+    help: 'CA certificates (PEM) that https:// backends are verified against, instead of the system CAs.',
+    apply(raw, v) {
+      tls(raw).backendCa = v;
       return undefined;
     },
   },

@@ -32,12 +32,26 @@ const listenerSchema = z
   .strict()
   .refine((l) => !(l.protocol === 'https' && l.redirect !== null), { message: 'redirect=https is for a plain http:// listener; this one is already HTTPS' });
 
+/** A backend spoken to over TLS (`--backend ID=https://HOST:PORT`): re-encrypted, verified unless told not to. */
+const backendTlsSchema = z
+  .object({
+    /** Verify the backend's certificate against the system CAs (or tls.backendCa) and `servername`. */
+    verify: z.boolean().default(true),
+    /** SNI and the name verified; null: the backend's address. */
+    servername: z.string().min(1).max(253).nullable().default(null),
+  })
+  .strict();
+
+export type BackendTlsConfig = z.infer<typeof backendTlsSchema>;
+
 const backendSchema = z
   .object({
     id: name('backend id'),
     address: z.string().min(1),
     port: port.min(1),
     weight: z.number().int().min(0).max(1000).default(1),
+    /** null: plain HTTP. */
+    tls: backendTlsSchema.nullable().default(null),
   })
   .strict();
 
@@ -197,9 +211,11 @@ export const configSchema = z
         handshakeTimeoutMs: z.number().int().min(100).max(600_000).default(10_000),
         /** TLS 1.2 cipher list (OpenSSL syntax); null: the modern default (README "HTTPS"). TLS 1.3 suites are OpenSSL's. */
         ciphers: z.string().min(1).nullable().default(null),
+        /** CA certificates (PEM) that https:// backends are verified against instead of the system's. */
+        backendCa: z.string().min(1).nullable().default(null),
       })
       .strict()
-      .default({ certs: [], strictSni: false, handshakeTimeoutMs: 10_000, ciphers: null }),
+      .default({ certs: [], strictSni: false, handshakeTimeoutMs: 10_000, ciphers: null, backendCa: null }),
     /** Admin listener (/healthz, /readyz, /metrics); null disables it. */
     admin: hostPort.nullable().default({ host: '127.0.0.1', port: 9090 }),
     workers: z.number().int().min(1).max(256).default(availableParallelism()),

@@ -1,6 +1,8 @@
 // A worker's view of the configuration, compiled for the request path: routes as an ordered
 // list, pools with their backends, balancer, sticky settings and precomputed strings, and
 // the route-token codec. Built once per snapshot; the request path only reads it.
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import type { Config, PoolConfig, RouteConfig } from '../config/schema.js';
 import { createStickyMode, type StickyMode } from '../sticky/modes/index.js';
 import { createBalancer, type Balancer } from './balancers/index.js';
@@ -12,10 +14,22 @@ import { backendRef, type SessionStore } from '../sticky/sessions.js';
 import type { Fingerprinter } from '../shared-memory/fingerprint.js';
 import { parseCidr, TrustedProxies, type Cidr } from './forwarding.js';
 
+/** How a backend over TLS is connected to: SNI, and what its certificate is verified against. */
+export interface BackendTls {
+  readonly servername: string;
+  readonly rejectUnauthorized: boolean;
+  /** --backend-ca's certificates; undefined: the system CAs. */
+  readonly ca: Buffer | undefined;
+  /** verify, servername and CA as one string: a pooled connection is reused only under the same terms. */
+  readonly terms: string;
+}
+
 export interface BackendRuntime {
   readonly id: string;
   readonly host: string;
   readonly port: number;
+  /** null: plain HTTP. */
+  readonly tls: BackendTls | null;
   readonly weight: number;
   /** Position in its pool's `backends` (what route tokens and balancers resolve to). */
   readonly index: number;
@@ -99,8 +113,11 @@ export class Runtime {
     sessions: SessionStore | null = null,
     previous: Runtime | null = null,
   ) {
+    // --backend-ca is read once per snapshot, and only when a backend speaks TLS (the main thread checked it).
+    const anyTls = Object.values(config.pools).some((pc) => pc.backends.some((b) => b.tls !== null));
+    const ca = anyTls && config.tls.backendCa ? readFileSync(config.tls.backendCa) : undefined;
     for (const [name, pc] of Object.entries(config.pools)) {
-      this.pools.set(name, buildPool(name, pc, slots[name] ?? {}, config.tokenMaxAgeSec, counters, now, sessions, previous?.pools.get(name) ?? null));
+      this.pools.set(name, buildPool(name, pc, slots[name] ?? {}, config.tokenMaxAgeSec, counters, now, sessions, previous?.pools.get(name) ?? null, ca));
     }
     const first = this.pools.get('default') ?? this.pools.values().next().value;
     if (!first) throw new Error('expected at least one pool in the configuration');
@@ -164,6 +181,7 @@ function buildPool(
   now: () => number,
   sessions: SessionStore | null,
   previous: PoolRuntime | null,
+  ca: Buffer | undefined,
 ): PoolRuntime {
   const backends: BackendRuntime[] = [];
   const [hashKind, hashName] = pc.balance.hashOn.split(':') as [string, string | undefined];
@@ -199,9 +217,16 @@ function buildPool(
     const clash = refs.get(ref);
     if (clash !== undefined) throw new Error(`backends ${name}/${pc.backends[clash]!.id} and ${name}/${b.id} have the same table reference: rename one`);
     refs.set(ref, backends.length);
+    const tls: BackendTls | null = b.tls === null ? null : {
+      servername: b.tls.servername ?? b.address,
+      rejectUnauthorized: b.tls.verify,
+      ca,
+      terms: `${b.tls.verify}|${b.tls.servername ?? b.address}|${ca === undefined ? '' : createHash('sha256').update(ca).digest('hex')}`,
+    };
     const before = previous?.backends[previous.byId.get(b.id) ?? -1];
-    const idle = before && !before.retired && before.host === b.address && before.port === b.port && before.slot === slot ? before.idle : [];
-    backends.push({ id: b.id, host: b.address, port: b.port, weight: b.weight, index: backends.length, slot, ref, pool, idle, retired: false });
+    const sameTerms = (before?.tls?.terms ?? null) === (tls?.terms ?? null);
+    const idle = before && !before.retired && before.host === b.address && before.port === b.port && before.slot === slot && sameTerms ? before.idle : [];
+    backends.push({ id: b.id, host: b.address, port: b.port, tls, weight: b.weight, index: backends.length, slot, ref, pool, idle, retired: false });
   }
   (pool as { balancer: Balancer }).balancer = createBalancer(
     pc.balance.algorithm,

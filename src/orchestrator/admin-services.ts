@@ -2,6 +2,7 @@
 // health checks feeding the registry, heartbeat expiry of agent-announced backends, the agents'
 // /control channel (control.ts), the dashboard, Prometheus metrics, and the listener itself
 // (admin.ts), started once every worker listens.
+import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { HealthCheckConfig } from '../config/schema.js';
 import type { GrantToPush } from '../protocol/worker-messages.js';
@@ -114,10 +115,15 @@ export class AdminServices {
     // Stopping: the checks are over, though a backend change may still arrive while workers drain.
     if (this.closed) return;
     const { registry, inForce } = this.d;
+    const backendCa = inForce.config.tls.backendCa;
+    let ca: Buffer | undefined;
     this.checker.setTargets(
       registry.entries().flatMap((e) => {
         const hc = inForce.config.pools[e.pool]?.healthCheck;
-        return hc ? [{ key: `${e.pool}\0${e.id}`, host: e.address, port: e.port, check: toCheck(hc) }] : [];
+        if (!hc) return [];
+        if (e.tls && backendCa) ca ??= readFileSync(backendCa);
+        const tls = e.tls ? { servername: e.tls.servername ?? e.address, rejectUnauthorized: e.tls.verify, ca } : null;
+        return [{ key: `${e.pool}\0${e.id}`, host: e.address, port: e.port, check: toCheck(hc), tls }];
       }),
     );
   }

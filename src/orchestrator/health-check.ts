@@ -7,6 +7,7 @@
 // N backends do not fire together; each later check starts `intervalMs` after the previous
 // one finished, so there is never more than one check in flight per target.
 import net from 'node:net';
+import tls from 'node:tls';
 import { TetherError } from '../errors.js';
 
 interface Timing { intervalMs: number; timeoutMs: number; rise: number; fall: number }
@@ -14,7 +15,9 @@ export type HealthCheckConfig =
   | ({ type: 'http'; path: string; expect: { min: number; max: number }; host?: string } & Timing)
   | ({ type: 'tcp' } & Timing);
 
-export interface CheckTarget { key: string; host: string; port: number; check: HealthCheckConfig }
+/** A backend over TLS is checked over TLS, under the terms traffic to it uses. */
+export interface CheckTls { servername: string; rejectUnauthorized: boolean; ca?: Buffer }
+export interface CheckTarget { key: string; host: string; port: number; check: HealthCheckConfig; tls?: CheckTls | null }
 export interface CheckResult {
   ok: boolean;
   /** Short human reason: 'HTTP 200', 'HTTP 503 (expected 200)', 'connect refused (ECONNREFUSED)', 'timed out after 1000 ms', 'not HTTP: ...'. */
@@ -92,10 +95,14 @@ function judgeStatusLine(head: Buffer, expect: { min: number; max: number }): Ch
 }
 
 /** Starts one check; `done` is called exactly once unless the returned abort function is called first. */
-function probe(target: { host: string; port: number; check: HealthCheckConfig }, done: (r: CheckResult) => void): () => void {
+function probe(target: { host: string; port: number; check: HealthCheckConfig; tls?: CheckTls | null }, done: (r: CheckResult) => void): () => void {
   const { host, port, check } = target;
+  const t = target.tls ?? null;
   let settled = false;
-  const socket = net.connect({ host, port });
+  const socket = t === null
+    ? net.connect({ host, port })
+    : tls.connect({ host, port, servername: net.isIP(t.servername) === 0 ? t.servername : undefined, rejectUnauthorized: t.rejectUnauthorized, ca: t.ca, ALPNProtocols: ['http/1.1'] });
+  const connected = t === null ? 'connect' : 'secureConnect';
   const finish = (r: CheckResult | null): void => {
     if (settled) return;
     settled = true;
@@ -107,12 +114,12 @@ function probe(target: { host: string; port: number; check: HealthCheckConfig },
   deadline.unref();
   socket.on('error', (err) => finish({ ok: false, detail: describeError(err) }));
   if (check.type === 'tcp') {
-    socket.on('connect', () => finish({ ok: true, detail: 'connected' }));
+    socket.on(connected, () => finish({ ok: true, detail: t === null ? 'connected' : 'TLS handshake completed' }));
     return () => finish(null);
   }
   const hostHeader = check.host ?? (net.isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`);
   let head = Buffer.alloc(0);
-  socket.on('connect', () => {
+  socket.on(connected, () => {
     socket.write(`GET ${check.path} HTTP/1.1\r\nHost: ${hostHeader}\r\nUser-Agent: ${USER_AGENT}\r\nConnection: close\r\nAccept: */*\r\n\r\n`);
   });
   socket.on('data', (chunk: Buffer) => {
@@ -177,7 +184,7 @@ export class HealthChecker {
     for (const t of targets) {
       validateTarget(t);
       if (next.has(t.key)) throw new TetherError('TETHER_ERR_CONFIG', `health check: target key ${JSON.stringify(t.key)} appears twice`);
-      next.set(t.key, canonical({ host: t.host, port: t.port, check: t.check }));
+      next.set(t.key, canonical({ host: t.host, port: t.port, check: t.check, tls: t.tls ? { ...t.tls, ca: t.tls.ca?.toString('base64') } : null }));
     }
     for (const [key, e] of this.entries) {
       if (next.get(key) !== e.identity) this.stop(e);

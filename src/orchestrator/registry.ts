@@ -14,7 +14,7 @@
 // to shared memory, which every worker reads on each pick.
 import { isIP } from 'node:net';
 import type { Logger } from 'pino';
-import type { BackendConfig, Config } from '../config/schema.js';
+import type { BackendConfig, BackendTlsConfig, Config } from '../config/schema.js';
 import { UNAVAILABLE_CHECK, UNAVAILABLE_LOST, type CounterReader } from '../shared-memory/counters.js';
 import type { BackendSlots } from '../protocol/worker-messages.js';
 import type { EventLog } from './events.js';
@@ -27,6 +27,8 @@ export interface RegistryEntry {
   address: string;
   port: number;
   weight: number;
+  /** Over TLS (configured backends only; announced ones are plain HTTP). */
+  tls: BackendTlsConfig | null;
   source: BackendSource;
   readonly slot: number;
   readonly addedAt: number;
@@ -110,9 +112,9 @@ export class Registry {
     return (this.deps.now ?? Date.now)();
   }
 
-  private entry(pool: string, b: { id: string; address: string; port: number; weight?: number }, source: BackendSource, slot: number, now: number): RegistryEntry {
+  private entry(pool: string, b: { id: string; address: string; port: number; weight?: number; tls?: BackendTlsConfig | null }, source: BackendSource, slot: number, now: number): RegistryEntry {
     return {
-      pool, id: b.id, address: b.address, port: b.port, weight: b.weight ?? 1, source, slot,
+      pool, id: b.id, address: b.address, port: b.port, weight: b.weight ?? 1, tls: b.tls ?? null, source, slot,
       addedAt: now, updatedAt: now, lastSeen: source === 'agent' ? now : null, lost: false, checkDown: false, draining: null,
     };
   }
@@ -127,7 +129,7 @@ export class Registry {
     const pools: Record<string, BackendConfig[]> = {};
     const slots: BackendSlots = {};
     for (const [pool, m] of this.pools) {
-      pools[pool] = [...m.values()].map((e) => ({ id: e.id, address: e.address, port: e.port, weight: e.weight }));
+      pools[pool] = [...m.values()].map((e) => ({ id: e.id, address: e.address, port: e.port, weight: e.weight, tls: e.tls }));
       slots[pool] = Object.fromEntries([...m.values()].map((e) => [e.id, e.slot]));
     }
     return { version: this.versionNo, pools, slots };
@@ -327,10 +329,11 @@ export class Registry {
           if (slot < 0) continue; // checked above
           this.pools.get(pool)!.set(b.id, this.entry(pool, b, 'config', slot, now));
           this.versionNo++;
-        } else if (e.address !== b.address || e.port !== b.port || e.weight !== b.weight) {
+        } else if (e.address !== b.address || e.port !== b.port || e.weight !== b.weight || JSON.stringify(e.tls) !== JSON.stringify(b.tls)) {
           e.address = b.address;
           e.port = b.port;
           e.weight = b.weight;
+          e.tls = b.tls;
           e.updatedAt = now;
           this.versionNo++;
         }

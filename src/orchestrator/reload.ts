@@ -8,7 +8,7 @@ import type { CertificateStore } from '../tls/certificates.js';
 import type { EventLog } from './events.js';
 import type { Registry } from './registry.js';
 import type { RouteSlots } from './route-slots.js';
-import { checkAppendable } from './startup-files.js';
+import { checkAppendable, checkBackendCa } from './startup-files.js';
 
 export type ReloadResult = { ok: true; version: number } | { ok: false; problems: string[] };
 
@@ -113,6 +113,13 @@ export class Reloader {
         certificates = this.d.checkCertificates(next);
       } catch (err) {
         problems.push(`tls.certs: ${(err as Error).message}`);
+      }
+    }
+    if (next.tls.backendCa) {
+      try {
+        checkBackendCa(next.tls.backendCa);
+      } catch (err) {
+        problems.push(`tls.backendCa: ${(err as Error).message}`);
       }
     }
     const routePlan = this.d.routeSlots.plan(next.passthrough.routes);

@@ -139,7 +139,7 @@ function withDemo(config: Config, demo: readonly DemoBackend[]): Config {
   if (demo.length === 0 || !Object.values(config.pools).every((p) => p.backends.length === 0)) return config;
   const poolName = Object.keys(config.pools)[0] ?? 'default';
   const base = config.pools[poolName] ?? poolSchema.parse({});
-  return { ...config, pools: { [poolName]: { ...base, backends: demo.map((d) => ({ id: d.id, address: '127.0.0.1', port: d.port, weight: 1 })) } } };
+  return { ...config, pools: { [poolName]: { ...base, backends: demo.map((d) => ({ id: d.id, address: '127.0.0.1', port: d.port, weight: 1, tls: null })) } } };
 }
 
 function keygen(argv: readonly string[]): number {

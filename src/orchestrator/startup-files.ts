@@ -1,6 +1,7 @@
 // The files the flags name, read on the main thread before any worker starts: the admin token,
 // the agent and terminal key files, whether the access log opens (the last two again on a
 // reload). Every problem is a TETHER_ERR_CONFIG naming the flag and the file.
+import { X509Certificate } from 'node:crypto';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import { parseTerminalKeys } from '../authz/protocol.js';
 import { parseAgentKeys } from '../control/frames.js';
@@ -51,5 +52,19 @@ export function checkAppendable(path: string): void {
     closeSync(openSync(path, 'a', 0o640));
   } catch (err) {
     throw new TetherError('TETHER_ERR_CONFIG', `cannot open --access-log ${path} for appending: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** --backend-ca: readable, and every PEM block in it a certificate (at least one). */
+export function checkBackendCa(path: string): void {
+  const text = readFlagFile(path, '--backend-ca');
+  const blocks = text.match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g) ?? [];
+  if (blocks.length === 0) throw new TetherError('TETHER_ERR_CONFIG', `--backend-ca ${path}: no PEM certificate in the file`);
+  for (const [i, pem] of blocks.entries()) {
+    try {
+      new X509Certificate(pem);
+    } catch (err) {
+      throw new TetherError('TETHER_ERR_CONFIG', `--backend-ca ${path}: certificate ${i + 1} cannot be parsed: ${(err as Error).message}`, { cause: err });
+    }
   }
 }

@@ -23,7 +23,7 @@ import { resolveListenPorts } from './listen-ports.js';
 import { Registry } from './registry.js';
 import { Reloader, reopenLogs, type ConfigInForce, type ReloadResult } from './reload.js';
 import { RouteSlots } from './route-slots.js';
-import { checkAppendable, readAdminToken, readAgentKeys, readTerminalKeys } from './startup-files.js';
+import { checkAppendable, checkBackendCa, readAdminToken, readAgentKeys, readTerminalKeys } from './startup-files.js';
 import { WorkerPool } from './worker-pool.js';
 
 export type { ReloadResult } from './reload.js';
@@ -84,6 +84,7 @@ export async function startTether(startConfig: Config, log: Logger, reread: () =
   let snapshot = registry.snapshot();
   const adminToken = config.adminTokenFile ? readAdminToken(config.adminTokenFile) : null;
   if (config.accessLog && config.accessLog !== '-') checkAppendable(config.accessLog);
+  if (config.tls.backendCa) checkBackendCa(config.tls.backendCa);
   const agentKeys = config.control.agentKeysFile ? readAgentKeys(config.control.agentKeysFile) : null;
   const terminalKeys = config.authz.terminalKeysFile ? readTerminalKeys(config.authz.terminalKeysFile) : null;
   if (terminalKeys) log.info({ terminalKeys: terminalKeys.size, path: config.authz.path }, 'authorization handshake on');

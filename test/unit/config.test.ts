@@ -17,12 +17,17 @@ function file(name: string, text: string): string {
 
 describe('loadConfig', () => {
   it('builds pools from --backend flags with weights and pool prefixes', () => {
-    const { config } = loadConfig(['--backend', 'app1=10.0.0.5:80', '--backend', 'app2=10.0.0.6:80,weight=3', '--backend', 'api/a=[::1]:8000'], {});
+    const { config } = loadConfig(['--backend', 'app1=10.0.0.5:80', '--backend', 'app2=10.0.0.6:80,weight=3', '--backend', 'api/a=[::1]:8000', '--backend', 'api/s=https://10.0.0.7:8443,sni=api.internal', '--backend', 'api/u=https://10.0.0.8:8443,verify=none,weight=2', '--backend-ca', '/etc/ca.pem'], {});
     expect(config.pools.default!.backends).toEqual([
-      { id: 'app1', address: '10.0.0.5', port: 80, weight: 1 },
-      { id: 'app2', address: '10.0.0.6', port: 80, weight: 3 },
+      { id: 'app1', address: '10.0.0.5', port: 80, weight: 1, tls: null },
+      { id: 'app2', address: '10.0.0.6', port: 80, weight: 3, tls: null },
     ]);
-    expect(config.pools.api!.backends).toEqual([{ id: 'a', address: '::1', port: 8000, weight: 1 }]);
+    expect(config.pools.api!.backends).toEqual([
+      { id: 'a', address: '::1', port: 8000, weight: 1, tls: null },
+      { id: 's', address: '10.0.0.7', port: 8443, weight: 1, tls: { verify: true, servername: 'api.internal' } },
+      { id: 'u', address: '10.0.0.8', port: 8443, weight: 2, tls: { verify: false, servername: null } },
+    ]);
+    expect(config.tls.backendCa).toBe('/etc/ca.pem');
     expect(Object.isFrozen(config.pools.default!.backends[0])).toBe(true);
   });
 
@@ -47,7 +52,7 @@ describe('loadConfig', () => {
       expect((err as { code: string }).code).toBe('TETHER_ERR_CONFIG');
       message = (err as Error).message;
     }
-    for (const needle of ['--workers', '--backend: expected [POOL/]ID=HOST:PORT', 'unknown flag --frobnicate', '--sticky: expected cookie', 'expected a port 0-65535', "no pool named 'missing'"]) {
+    for (const needle of ['--workers', '--backend: expected [POOL/]ID=[https://]HOST:PORT', 'unknown flag --frobnicate', '--sticky: expected cookie', 'expected a port 0-65535', "no pool named 'missing'"]) {
       expect(message).toContain(needle);
     }
   });
@@ -180,7 +185,7 @@ describe('HTTPS flags', () => {
       { host: '::1', port: 80, protocol: 'http', redirect: 'https' },
       { host: '127.0.0.1', port: 8080, protocol: 'http', redirect: null },
     ]);
-    expect(c.tls).toEqual({ certs: ['/etc/a.pem', '/etc/certs/'], strictSni: true, handshakeTimeoutMs: 2500, ciphers: null });
+    expect(c.tls).toEqual({ certs: ['/etc/a.pem', '/etc/certs/'], strictSni: true, handshakeTimeoutMs: 2500, ciphers: null, backendCa: null });
     expect(c.pools['default']!.hstsSec).toBe(31536000);
     expect(loadConfig(['--listen', 'https://127.0.0.1:443', '--cert', '/x.pem', '--hsts', 'default/off', ...base], {}).config.pools['default']!.hstsSec).toBeNull();
   });

@@ -41,8 +41,8 @@ describe('registry', () => {
     expect(registry.version).toBe(v0 + 2);
     expect(registry.get('web', 'app2')).toMatchObject({ address: '10.0.0.9', port: 8080, slot });
     expect(registry.snapshot().pools.web).toEqual([
-      { id: 'app1', address: '10.0.0.1', port: 80, weight: 1 },
-      { id: 'app2', address: '10.0.0.9', port: 8080, weight: 1 },
+      { id: 'app1', address: '10.0.0.1', port: 80, weight: 1, tls: null },
+      { id: 'app2', address: '10.0.0.9', port: 8080, weight: 1, tls: null },
     ]);
     expect(registry.snapshot().slots.web).toEqual({ app1: 0, app2: slot });
   });

@@ -21,6 +21,12 @@ const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'])
 const MAX_ATTEMPTS = 3;
 
 const enum Phase { Connecting, Waiting, Streaming, Done }
+
+/** A certificate that did not verify, or a TLS protocol failure (not a refused or reset TCP connection). */
+function isTlsError(err: Error & { code?: string }): boolean {
+  const code = err.code ?? '';
+  return code.startsWith('ERR_TLS') || code.startsWith('ERR_SSL') || /CERT|UNABLE_TO|SELF_SIGNED/.test(code);
+}
 const enum Out { None, Length, Stream }
 
 /** One request's life from backend choice to the last response byte. */
@@ -271,7 +277,8 @@ export class Exchange implements UpstreamSink, Shaping, ExchangeRecord, BodyOwne
       ctx.counters.inc(C.upstream_connect_errors);
       ctx.counters.incBackend(backend.slot, 'connect_errors');
       ctx.counters.markBackendFailure(backend.slot, clock.now, this.pool.backoffMs, this.pool.maxBackoffMs);
-      this.retryOrFail(backend, new Failure('TETHER_ERR_UPSTREAM_CONNECT', `backend ${backend.id} (${backend.host}:${backend.port}) refused or dropped the connection: ${error.message}`, true, { cause: error }));
+      const what = backend.tls !== null && isTlsError(error) ? 'failed the TLS handshake' : 'refused or dropped the connection';
+      this.retryOrFail(backend, new Failure('TETHER_ERR_UPSTREAM_CONNECT', `backend ${backend.id} (${backend.host}:${backend.port}) ${what}: ${error.message}`, true, { cause: error }));
       return;
     }
     // A reused keep-alive socket the backend had closed: safe to replay only if idempotent and

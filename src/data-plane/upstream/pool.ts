@@ -2,6 +2,7 @@
 // dispatches to whichever exchange holds it, so reuse costs no listener churn. Idle
 // connections sit on their backend's LIFO stack; the worker's sweeper closes stale ones.
 import net from 'node:net';
+import tls from 'node:tls';
 import { ResponseParser, UpstreamParseError, type ResponseHandlers } from './codec.js';
 import type { BackendRuntime } from '../runtime.js';
 import { clock } from '../clock.js';
@@ -39,13 +40,28 @@ export class UpstreamConnection implements ResponseHandlers {
 
   constructor(readonly backend: BackendRuntime, maxHeaderBytes: number) {
     this.parser = new ResponseParser(this, { maxHeaderBytes });
-    this.socket = net.connect({
-      host: backend.host,
-      port: backend.port,
-      noDelay: true,
-      onread: { buffer: READ_BUFFER, callback: (n: number, buf: Uint8Array) => this.onData(Buffer.from(buf.buffer, buf.byteOffset, n)) },
-    });
-    this.socket.on('connect', () => {
+    const t = backend.tls;
+    if (t === null) {
+      this.socket = net.connect({
+        host: backend.host,
+        port: backend.port,
+        noDelay: true,
+        onread: { buffer: READ_BUFFER, callback: (n: number, buf: Uint8Array) => this.onData(Buffer.from(buf.buffer, buf.byteOffset, n)) },
+      });
+    } else {
+      // Re-encrypted: OpenSSL in C++ under node:tls; the plaintext arrives as 'data' (no onread for TLS).
+      this.socket = tls.connect({
+        host: backend.host,
+        port: backend.port,
+        servername: net.isIP(t.servername) === 0 ? t.servername : undefined,
+        ca: t.ca,
+        rejectUnauthorized: t.rejectUnauthorized,
+        ALPNProtocols: ['http/1.1'],
+        noDelay: true,
+      } as tls.ConnectionOptions);
+      this.socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    }
+    this.socket.on(t === null ? 'connect' : 'secureConnect', () => {
       clock.now = Date.now();
       this.connected = true;
       this.sink?.onConnected(this);
