@@ -107,6 +107,40 @@ describe('backends over TLS', () => {
   });
 });
 
+describe('health checks to backends over TLS', () => {
+  it('check over TLS under the same terms: a verified backend passes, one whose certificate names another host fails, saying why', async () => {
+    const pki = makePki(['app.test', 'other.test']);
+    const good = await startHttpsBackend(pki, 'app.test', 'app1');
+    const wrong = await startHttpsBackend(pki, 'other.test', 'app2');
+    const t = await startTether([
+      '--backend', `app1=https://127.0.0.1:${good.port},sni=app.test`,
+      '--backend', `app2=https://127.0.0.1:${wrong.port},sni=app.test`,
+      '--backend-ca', pki.caFile,
+      '--health-check', 'http:/health,interval=100,timeout=2000,rise=1,fall=1',
+    ], { workers: 1 });
+    try {
+      const down = await t.waitForLog((e) => e.event === 'backend_check_down' && e.id === 'app2');
+      expect(String(down.detail)).toMatch(/altnames/);
+      // The passing backend's check has a result of its own (each target keeps its own schedule).
+      let check: { up: boolean; detail: string } | null = null;
+      for (let i = 0; i < 100 && check === null; i++) {
+        const res = await fetch(`http://127.0.0.1:${t.adminPort}/api/v1/backends`, { signal: AbortSignal.timeout(5_000) });
+        const { backends } = (await res.json()) as { backends: { id: string; health: { check: { up: boolean; detail: string; lastCheckAt: string | null } | null } }[] };
+        const c = backends.find((b) => b.id === 'app1')!.health.check;
+        if (c?.lastCheckAt) check = { up: c.up, detail: c.detail };
+        else await new Promise((r) => setTimeout(r, 50)); // the next scheduled check, 100 ms apart
+      }
+      expect(check).toEqual({ up: true, detail: 'HTTP 200' });
+      expect(good.servernames.every((n) => n === 'app.test')).toBe(true);
+    } finally {
+      await t.stop();
+      await good.close();
+      await wrong.close();
+      pki.cleanup();
+    }
+  }, 60_000);
+});
+
 describe('backends over TLS, against the system CAs', () => {
   it('does not trust a private CA unless --backend-ca names it: 502 naming the verification failure', async () => {
     const pki = makePki(['app.test']);
