@@ -43,11 +43,14 @@ function waitForServerLine(pred: (line: string) => boolean, ms = 10_000): Promis
 }
 
 beforeAll(async () => {
-  pki = makePki(['app.test']);
+  pki = makePki(['app.test', 'lb.test']);
   const leaf = pki.leaf('app.test');
   const certFile = dir.file('app.pem', leaf.cert.toString());
   const keyFile = dir.file('app.key', leaf.key.toString());
-  t = await startTether(['--pool', 'app', '--agent-keys', agentKeys, '--terminal-keys', terminalKeys, '--authz-pool', 'app', '--authz-window', '2000', '--authz-fail-limit', '8']);
+  // The balancer's own HTTPS listener beside the plain one (its certificate: lb.test).
+  const lb = pki.leaf('lb.test');
+  const lbCert = dir.file('lb.pem', lb.cert.toString() + lb.key.toString());
+  t = await startTether(['--listen', 'https://127.0.0.1:0', '--cert', lbCert, '--pool', 'app', '--agent-keys', agentKeys, '--terminal-keys', terminalKeys, '--authz-pool', 'app', '--authz-window', '2000', '--authz-fail-limit', '8']);
   balancer = `http://127.0.0.1:${t.port}`;
   const port = await freePort();
   server = spawn(process.execPath, [SERVER_EXAMPLE, '--control', `ws://127.0.0.1:${t.adminPort}/control`, '--pool', 'app', '--id', 's1', '--port', String(port), '--key-file', agentKeys, '--tls-cert', certFile, '--tls-key', keyFile, '--address', '127.0.0.1'], {
@@ -111,6 +114,18 @@ describe('authorization handshake, end to end', () => {
     // The server verified the code against the address it saw: the terminal's, not the balancer's.
     await waitForServerLine((l) => l === 'kiosk-1 authorized from 127.0.0.3');
     expect(await outcome('granted')).toBeGreaterThanOrEqual(1);
+  });
+
+  it('works the same over the balancer\'s HTTPS listener: the terminal verifies the balancer, then connects straight to the server', async () => {
+    const grant = await authorize({ balancer: `https://127.0.0.1:${t.ports[1]}`, tls: { ca: pki.ca, servername: 'lb.test' }, userId: 'kiosk-1', key: kiosk, localAddress: '127.0.0.4', timeoutMs: 5_000 });
+    expect(grant.server).toMatchObject({ pool: 'app', id: 's1', address: '127.0.0.1' });
+    const socket = await connectAs(grant, '127.0.0.4');
+    try {
+      expect(await echo(socket, 'hello over https\n')).toBe('hello over https\n');
+    } finally {
+      socket.destroy();
+    }
+    await waitForServerLine((l) => l === 'kiosk-1 authorized from 127.0.0.4');
   });
 
   it('twenty terminals at once: grants sealed in the same turn travel together, and every code opens its connection', async () => {

@@ -11,8 +11,8 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startBackend, type TestBackend } from '../helpers/backends.js';
-import { runToExit, startTether, type TetherProcess } from '../helpers/tether.js';
+import { startBackend, type Handler, type TestBackend } from '../helpers/backends.js';
+import { adminToken, runToExit, startTether, type TetherProcess } from '../helpers/tether.js';
 import { makeCertFactory } from '../helpers/certs.js';
 import { makePki, type TestPki } from '../helpers/tls.js';
 
@@ -313,6 +313,71 @@ describe('HTTPS with --strict-sni and --bind ip', () => {
     expect(replay.status).toBe(403);
     expect(JSON.parse(replay.body)).toEqual({ error: 'terminal_mismatch', message: 'this session was issued to another terminal' });
   });
+});
+
+describe('every sticky mode and revocation over HTTPS', () => {
+  it('prefix, learn and header modes roam across addresses over HTTPS, and a revoked session is refused there', async () => {
+    const pki = makePki(['a.test']);
+    const { key, cert } = pki.leaf('a.test');
+    writeFileSync(join(pki.dir, 'a.pem'), Buffer.concat([cert, key]), { mode: 0o600 });
+    // The app sets JSESSIONID=sess-<name> when the request carries none.
+    const handler: Handler = (req, res, name) => {
+      req.resume();
+      req.on('end', () => {
+        const headers: Record<string, string> = { 'content-type': 'text/plain', 'x-backend': name };
+        if (!/(^|;\s*)JSESSIONID=/.test(req.headers.cookie ?? '')) headers['set-cookie'] = `JSESSIONID=sess-${name}-${Math.random().toString(36).slice(2)}; Path=/; HttpOnly`;
+        res.writeHead(200, headers);
+        res.end(name);
+      });
+    };
+    const apps = [await startBackend('app1', handler), await startBackend('app2', handler)];
+    const admin = adminToken();
+    let t: TetherProcess | null = null;
+    try {
+      const flags: string[] = [];
+      for (const pool of ['prefix', 'learn', 'header']) for (const a of apps) flags.push('--backend', `${pool}/${a.name}=127.0.0.1:${a.port}`);
+      t = await startTether([
+        '--listen', 'https://127.0.0.1:0', '--cert', join(pki.dir, 'a.pem'), '--admin-token-file', admin.file,
+        ...flags,
+        '--sticky', 'prefix/prefix:JSESSIONID', '--sticky', 'learn/learn:JSESSIONID', '--sticky', 'header/header:X-Route',
+        '--route', '/prefix=prefix', '--route', '/learn=learn', '--route', '/header=header',
+      ]);
+      const port = t.ports[1]!;
+      const from = (ip: string, path: string, extra: string[] = []) => curl(pki, 'a.test', port, path, ['--interface', ip, ...extra]);
+      const cookieOf = (r: Curl, name: string) => r.headers['set-cookie']?.map((c) => new RegExp(`^${name}=([^;]+)`).exec(c)?.[1]).find(Boolean);
+
+      // prefix: the app's cookie carries the token in front of its value.
+      const p0 = await from('127.0.0.2', '/prefix/a');
+      const prefixed = cookieOf(p0, 'JSESSIONID')!;
+      expect(prefixed).toMatch(/^[A-Za-z0-9_-]+~sess-app[12]-/);
+      expect(p0.headers['set-cookie']!.find((c) => c.startsWith('JSESSIONID='))).toMatch(/; HttpOnly$/);
+      for (const ip of ['127.0.0.3', '127.0.0.4']) expect((await from(ip, '/prefix/b', ['-b', `JSESSIONID=${prefixed}`])).body).toBe(p0.body);
+
+      // learn: Tether learns the app's own session cookie and routes it from anywhere.
+      const l0 = await from('127.0.0.2', '/learn/a');
+      const session = cookieOf(l0, 'JSESSIONID')!;
+      expect(session).toMatch(/^sess-app[12]-/);
+      for (const ip of ['127.0.0.3', '127.0.0.4']) expect((await from(ip, '/learn/b', ['-b', `JSESSIONID=${session}`])).body).toBe(l0.body);
+
+      // header: the token travels in X-Route.
+      const h0 = await from('127.0.0.2', '/header/a');
+      const routeToken = h0.headers['x-route']![0]!;
+      for (const ip of ['127.0.0.3', '127.0.0.4']) expect((await from(ip, '/header/b', ['-H', `X-Route: ${routeToken}`])).body).toBe(h0.body);
+
+      // Revocation: the learned session, refused over HTTPS from then on.
+      const revoked = await fetch(`http://127.0.0.1:${t.adminPort}/api/v1/sessions/revoke`, {
+        method: 'POST', headers: { 'content-type': 'application/json', authorization: admin.header }, body: JSON.stringify({ pool: 'learn', session }), signal: AbortSignal.timeout(5_000),
+      });
+      expect(revoked.status).toBe(200);
+      const after = await from('127.0.0.3', '/learn/c', ['-b', `JSESSIONID=${session}`]);
+      expect(after.status).toBe(403);
+      expect(JSON.parse(after.body)).toEqual({ error: 'revoked', message: 'this session has been revoked' });
+    } finally {
+      await t?.stop();
+      for (const a of apps) await a.close();
+      pki.cleanup();
+    }
+  }, 60_000);
 });
 
 describe('HTTPS with an ECDSA and an RSA certificate', () => {
