@@ -86,7 +86,7 @@ export class AdminServices {
           },
         })
       : null;
-    this.dashboard = new Dashboard({ registry, reader, events });
+    this.dashboard = new Dashboard({ registry, reader, events, certificates: () => d.certificates.describe() });
     this.metrics = createMetrics({
       reader,
       backends: () => registry.entries().map((e) => ({ pool: e.pool, id: e.id, slot: e.slot, checkDown: e.checkDown, lost: e.lost, draining: e.draining !== null })),

@@ -33,6 +33,7 @@ export const DASHBOARD_HTML = `<!doctype html>
   #feed time { color: var(--muted); margin-right: 8px; font-size: 12px; }
   #feed .error { color: var(--down); } #feed .warn { color: var(--drain); }
   .empty { color: var(--muted); font-style: italic; }
+  tr.expiring td { color: #b45309; font-weight: 600; }
 </style>
 </head>
 <body>
@@ -43,6 +44,10 @@ export const DASHBOARD_HTML = `<!doctype html>
   <section class="wide"><h2>Backends</h2>
     <table><thead><tr><th>Pool</th><th>Backend</th><th>Address</th><th>State</th><th>Weight</th><th>In flight</th><th>req/s</th><th title="sticky sessions started on this backend">Sessions</th><th title="sessions started per second">new/s</th><th title="requests per second routed here by their session">sticky req/s</th><th>p50 ms</th><th>p99 ms</th><th>Source</th></tr></thead>
     <tbody id="backends"><tr><td colspan="10" class="empty">waiting for data…</td></tr></tbody></table>
+  </section>
+  <section class="wide" id="certs-section" hidden><h2>Certificates</h2>
+    <table><thead><tr><th>Names</th><th>Issuer</th><th>Expires</th><th>Key</th><th>File</th></tr></thead>
+    <tbody id="certs"></tbody></table>
   </section>
   <section class="wide"><h2>Alerts</h2><ul id="feed"><li class="empty" id="feed-empty">no alerts</li></ul></section>
 </main>
@@ -100,6 +105,17 @@ export const DASHBOARD_HTML = `<!doctype html>
     document.getElementById('backends').innerHTML = rows.join('') || '<tr><td colspan="10" class="empty">no backends</td></tr>';
   }
 
+  /** HTTPS certificates (none: the section stays hidden); one expiring within 14 days is marked. */
+  function renderCertificates(list) {
+    document.getElementById('certs-section').hidden = list.length === 0;
+    document.getElementById('certs').innerHTML = list.map((c) => {
+      const days = Math.floor(c.expiresInSeconds / 86400);
+      const when = c.expired ? 'expired ' + (-days) + ' day(s) ago' : 'in ' + days + ' day(s)';
+      return '<tr data-file="' + esc(c.file) + '"' + (c.expiresInSeconds < 14 * 86400 ? ' class="expiring"' : '') + '><td>' + esc(c.names.join(', ')) + (c.default ? ' <em>(default)</em>' : '') + '</td><td>' + esc(c.issuer) +
+        '</td><td>' + esc(c.notAfter.slice(0, 10)) + ' (' + when + ')</td><td>' + esc(c.keyType) + '</td><td>' + esc(c.file) + '</td></tr>';
+    }).join('');
+  }
+
   function addAlerts(list) {
     const feed = document.getElementById('feed');
     for (const a of list) {
@@ -121,7 +137,8 @@ export const DASHBOARD_HTML = `<!doctype html>
     ws.onclose = () => { status.textContent = 'disconnected, retrying…'; status.className = ''; setTimeout(connect, 2000); };
     ws.onmessage = (m) => {
       const msg = JSON.parse(m.data);
-      if (msg.type === 'hello') { addAlerts(msg.alerts); return; }
+      if (msg.type === 'hello') { addAlerts(msg.alerts); renderCertificates(msg.certificates); return; }
+      if (msg.certificates) renderCertificates(msg.certificates);
       state.ticks++;
       state.backends = msg.backends;
       for (const b of msg.backends) {

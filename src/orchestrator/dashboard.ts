@@ -6,6 +6,7 @@ import type { TemplatedApp, WebSocket } from '@trufflesuite/uws-js-unofficial';
 import { LATENCY_BOUNDS_MS, type CounterReader } from '../shared-memory/counters.js';
 import { DASHBOARD_HTML } from './dashboard-page.js';
 import type { EventLog } from './events.js';
+import type { CertificateDescription } from '../tls/certificates.js';
 import type { Registry } from './registry.js';
 
 const TICK_MS = 1_000;
@@ -46,7 +47,10 @@ export class Dashboard {
   /** Alert counters last seen (binding refusals, 5xx ejections), to turn their increase into feed lines. */
   private readonly alertTotals = new Map<string, number>();
 
-  constructor(private readonly d: { registry: Registry; reader: CounterReader; events: EventLog; now?: () => number }) {
+  /** The certificates list the viewers were last sent (they get it again when it changes: a reload). */
+  private sentCertificates = '';
+
+  constructor(private readonly d: { registry: Registry; reader: CounterReader; events: EventLog; now?: () => number; certificates?: () => readonly CertificateDescription[] }) {
     this.lastEvent = d.events.lastSeq;
     this.timer = setInterval(() => this.tick(), TICK_MS);
     this.timer.unref();
@@ -71,7 +75,7 @@ export class Dashboard {
       open: (ws) => {
         this.viewers.add(ws);
         // The recent alerts at once, so a new viewer does not start with an empty feed.
-        ws.send(JSON.stringify({ type: 'hello', alerts: this.d.events.list(Math.max(0, this.d.events.lastSeq - 50)) }));
+        ws.send(JSON.stringify({ type: 'hello', alerts: this.d.events.list(Math.max(0, this.d.events.lastSeq - 50)), certificates: this.d.certificates?.() ?? [] }));
       },
       close: (ws) => {
         ws.getUserData().closed = true;
@@ -140,7 +144,12 @@ export class Dashboard {
       if (total > before) alerts.push({ seq: 0, time: new Date(now).toISOString(), type: name, severity: 'warn', message: `${total - before} ${label} in the last second`, fields: {} });
     }
     if (this.viewers.size === 0) return;
-    const frame = JSON.stringify({ type: 'tick', time: now, backends, alerts });
+    // Certificates change on a reload only: sent when they differ from the last frame's.
+    const certificates = this.d.certificates?.() ?? [];
+    const certText = JSON.stringify(certificates.map((c) => [c.file, c.fingerprint256]));
+    const changed = certText !== this.sentCertificates;
+    this.sentCertificates = certText;
+    const frame = JSON.stringify(changed ? { type: 'tick', time: now, backends, alerts, certificates } : { type: 'tick', time: now, backends, alerts });
     for (const ws of this.viewers) if (!ws.getUserData().closed) ws.send(frame);
   }
 }

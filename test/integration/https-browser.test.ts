@@ -213,6 +213,25 @@ describe('HTTPS through Tether to Chromium, curl and openssl', () => {
     }
   });
 
+  it('the dashboard lists the certificates: names, issuer, expiry, which is the default', async () => {
+    const context = await browser.newContext();
+    try {
+      const page = await context.newPage();
+      await page.goto(`http://127.0.0.1:${t.adminPort}/dashboard`, { timeout: 15_000 });
+      await page.waitForSelector('#certs tr', { timeout: 15_000 });
+      const rows = await page.$$eval('#certs tr', (trs) => trs.map((tr) => Array.from(tr.querySelectorAll('td'), (td) => td.textContent)));
+      expect(rows.map((r) => [r[0], r[1], r[3], r[4]])).toEqual([
+        ['site.test (default)', 'CN=Tether test intermediate', 'ec', join(factory.dir, 'site.pem')],
+        ['other.test', 'CN=Tether test intermediate', 'ec', join(factory.dir, 'other.pem')],
+      ]);
+      // makeCertFactory's leaves live 30 days: not yet within the 14-day warning.
+      expect(rows[0]![2]).toMatch(/^\d{4}-\d\d-\d\d \(in (29|30) day\(s\)\)$/);
+      expect(await page.$$eval('#certs tr.expiring', (trs) => trs.length)).toBe(0);
+    } finally {
+      await context.close();
+    }
+  });
+
   it('curl --http2 offers h2 and gets HTTP/1.1', async () => {
     const { stdout, stderr } = await run('curl', [
       '--http2', '-sS', '-v', '--max-time', '10', '-o', '/dev/null', '-w', '%{http_version}',
