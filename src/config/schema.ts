@@ -200,7 +200,7 @@ const passthroughSchema = z
 export const configSchema = z
   .object({
     /** HTTP and HTTPS listeners; empty only for a TLS-passthrough-only balancer (load.ts checks). */
-    listen: z.array(listenerSchema).default([{ host: '127.0.0.1', port: 8080, protocol: 'http', redirect: null }]),
+    listen: z.array(listenerSchema).max(32).default([{ host: '127.0.0.1', port: 8080, protocol: 'http', redirect: null }]),
     /** HTTPS termination: the certificates (PEM files or directories of them) and the handshake's terms. */
     tls: z
       .object({

@@ -60,7 +60,7 @@ function openTlsListener(init: WorkerInit, counters: WorkerCounters, onSecure: (
     ticketKeys: Buffer.from(init.ticketKeys),
     handshakeTimeoutMs: t.handshakeTimeoutMs,
     onSecure,
-    onHandshake: (outcome) => counters.inc(C[`tls_handshakes_${outcome}`]),
+    onHandshake: (outcome, listener) => counters.incTlsHandshake(listener, outcome),
   });
 }
 
@@ -252,10 +252,10 @@ function main(): void {
     tlsListener = openTlsListener(init, counters, (socket) => frontDoor?.adoptTls(socket));
     // redirect=https sends a client to the first HTTPS listener's port.
     const httpsPort = init.config.listen.find((l) => l.protocol === 'https')?.port ?? 443;
-    for (const addr of init.config.listen) {
+    for (const [index, addr] of init.config.listen.entries()) {
       const fd = openReusePortListener(addr.host, addr.port);
       const tls = addr.protocol === 'https' ? tlsListener : null;
-      ports.push(frontDoor.listen(fd, tls, { redirectHttpsPort: addr.redirect === 'https' ? httpsPort : null }));
+      ports.push(frontDoor.listen(fd, tls, { index, redirectHttpsPort: addr.redirect === 'https' ? httpsPort : null }));
     }
   } catch (err) {
     frontDoor.closeAll();

@@ -102,6 +102,7 @@ export class AdminServices {
       passthroughRoutes: () => inForce.config.passthrough.routes.map((r, i) => ({ sni: r.sni, pool: r.pool, slot: inForce.routeSlots[i]! })),
       table: () => d.table.stats(),
       certificateExpiry: () => d.certificates.expirySeconds(),
+      httpsListeners: () => inForce.listenConfig.listen.flatMap((l, index) => (l.protocol === 'https' ? [{ index, name: l.host.includes(':') ? `[${l.host}]:${l.port}` : `${l.host}:${l.port}` }] : [])),
     });
   }
 

@@ -2,7 +2,7 @@
 // path never sends a message per request, and a scrape costs a sum over a few slots.
 import { REFUSAL_REASONS } from '../data-plane/front-door/refusals.js';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import { LATENCY_BOUNDS_MS, TOKEN_KEY_IDS, type CounterReader, type GlobalCounter } from '../shared-memory/counters.js';
+import { LATENCY_BOUNDS_MS, TLS_OUTCOMES, TOKEN_KEY_IDS, type CounterReader, type GlobalCounter } from '../shared-memory/counters.js';
 import type { KeyRing } from '../protocol/key-ring.js';
 import type { TableStats } from '../shared-memory/table.js';
 import { VERSION } from '../version.js';
@@ -26,12 +26,13 @@ export interface MetricSources {
   /** The passthrough routes in force and the counter slot of each. */
   passthroughRoutes: () => readonly { sni: string; pool: string; slot: number }[];
   table(): TableStats;
+  /** The HTTPS listeners: index in config.listen, and `host:port` as they listen. */
+  httpsListeners(): readonly { index: number; name: string }[];
   /** Seconds until each HTTPS name's certificate expires (negative: expired). */
   certificateExpiry(): readonly { name: string; seconds: number }[];
 }
 
 type StatusClass = '1xx' | '2xx' | '3xx' | '4xx' | '5xx';
-const TLS_OUTCOMES = ['ok', 'timeout', 'plain_http', 'unknown_name', 'failed'] as const;
 const STATUS_CLASSES: readonly StatusClass[] = ['1xx', '2xx', '3xx', '4xx', '5xx'];
 
 /** One series at scrape time: its label values, in the order of the row's `labels`, and its value. */
@@ -104,7 +105,7 @@ function metricTable(src: MetricSources): readonly MetricRow[] {
       help: 'Sticky routing outcomes: hit (token routed), miss (no token), failover (token backend down), invalid_* (token ignored), backend_unknown',
     },
     { name: 'tether_front_door_refusals_total', type: 'counter', labels: ['reason'], series: byCounter(REFUSAL_REASONS.map((reason) => [reason, `refused_${reason}`] as const)), help: 'Requests refused by the HTTP front door before routing (400/405/408/431/505, or closed for an HTTP/2 preface), by reason' },
-    { name: 'tether_tls_handshakes_total', type: 'counter', labels: ['outcome'], series: byCounter(TLS_OUTCOMES.map((o) => [o, `tls_handshakes_${o}`] as const)), help: 'TLS handshakes on the HTTPS listeners: ok; timeout (--tls-handshake-timeout), plain_http (an HTTP request on the TLS port, closed at once), unknown_name (--strict-sni), failed (no common version or cipher, a bad record, the client went away)' },
+    { name: 'tether_tls_handshakes_total', type: 'counter', labels: ['listener', 'outcome'], series: () => src.httpsListeners().flatMap((l) => TLS_OUTCOMES.map((o): Series => [[l.name, o], r.tlsHandshakeTotal(l.index, o)])), help: 'TLS handshakes on the HTTPS listeners: ok; timeout (--tls-handshake-timeout), plain_http (an HTTP request on the TLS port, closed at once), unknown_name (--strict-sni), failed (no common version or cipher, a bad record, the client went away)' },
     { name: 'tether_certificate_expiry_seconds', type: 'gauge', labels: ['name'], series: () => src.certificateExpiry().map((c): Series => [[c.name], c.seconds]), help: 'Seconds until the certificate serving each HTTPS name expires (negative once expired); a warning is logged from 14 days before' },
     { name: 'tether_https_redirects_total', type: 'counter', series: total('https_redirects'), help: 'Requests answered 308 to HTTPS by a redirect=https listener' },
     { name: 'tether_learn_total', type: 'counter', labels: ['outcome'], series: byCounter([['hit', 'learn_hits'], ['miss', 'learn_misses']]), help: 'Learn-mode lookups of the first session cookie: hit (routed to the learned backend) or miss (not in the table)' },

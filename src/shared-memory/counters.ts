@@ -9,6 +9,7 @@
 //                 + PER_BACKEND × backendCapacity slots (counters, latency histogram)
 //                 + ROUTE_COUNTERS.length × routeCapacity slots (passthrough routes)
 //                 + TOKEN_KEY_IDS slots (route tokens sealed, by key id)
+//                 + TLS_OUTCOMES.length × MAX_LISTENERS slots (HTTPS handshakes, by listener)
 //   backend state = BACKEND_STATE.length × backendCapacity slots
 //
 // Each worker block has exactly one writer (its worker), so increments are plain `+= 1`: no
@@ -107,13 +108,8 @@ export const C = {
   // Route token format v1 (from before the upgrade to v2): refused after the grace, and opened.
   sticky_invalid_old_format: 77,
   tokens_v1_presented: 78,
-  // HTTPS listeners: TLS handshakes by outcome (tether_tls_handshakes_total{outcome}), and 308s to HTTPS.
-  tls_handshakes_ok: 79,
-  tls_handshakes_timeout: 80,
-  tls_handshakes_plain_http: 81,
-  tls_handshakes_unknown_name: 82,
-  tls_handshakes_failed: 83,
-  https_redirects: 84,
+  // Requests a redirect=https listener answered with 308. (TLS handshakes are counted per listener.)
+  https_redirects: 79,
 } as const;
 
 export type GlobalCounter = keyof typeof C;
@@ -196,8 +192,19 @@ export interface SharedLayout {
 /** Route-token key ids (0..255), each with a count of tokens sealed under it. */
 export const TOKEN_KEY_IDS = 256;
 
+/** Client listeners with counters of their own (config.listen's index; the schema allows no more). */
+export const MAX_LISTENERS = 32;
+/** How a TLS handshake on an HTTPS listener ended (tether_tls_handshakes_total{listener,outcome}). */
+export const TLS_OUTCOMES = ['ok', 'timeout', 'plain_http', 'unknown_name', 'failed'] as const;
+export type TlsOutcome = (typeof TLS_OUTCOMES)[number];
+const T: Record<TlsOutcome, number> = { ok: 0, timeout: 1, plain_http: 2, unknown_name: 3, failed: 4 };
+
 export function workerBlockSlots(l: SharedLayout): number {
-  return GLOBAL_COUNTERS.length + PER_BACKEND * l.backendCapacity + ROUTE_COUNTERS.length * (l.routeCapacity ?? 0) + TOKEN_KEY_IDS;
+  return GLOBAL_COUNTERS.length + PER_BACKEND * l.backendCapacity + ROUTE_COUNTERS.length * (l.routeCapacity ?? 0) + TOKEN_KEY_IDS + TLS_OUTCOMES.length * MAX_LISTENERS;
+}
+
+function tlsOffset(l: SharedLayout, listener: number, outcome: TlsOutcome): number {
+  return GLOBAL_COUNTERS.length + PER_BACKEND * l.backendCapacity + ROUTE_COUNTERS.length * (l.routeCapacity ?? 0) + TOKEN_KEY_IDS + listener * TLS_OUTCOMES.length + T[outcome];
 }
 
 function keySealedOffset(l: SharedLayout, keyId: number): number {
@@ -248,6 +255,11 @@ export class WorkerCounters {
   /** One route token sealed under key `keyId` (0..255; anything else is not counted). */
   incKeySealed(keyId: number): void {
     if (keyId >= 0 && keyId < TOKEN_KEY_IDS) this.slots[this.base + keySealedOffset(this.layout, keyId)]! += 1;
+  }
+
+  /** One TLS handshake on client listener `listener` ended with `outcome`. */
+  incTlsHandshake(listener: number, outcome: TlsOutcome): void {
+    if (listener >= 0 && listener < MAX_LISTENERS) this.slots[this.base + tlsOffset(this.layout, listener, outcome)]! += 1;
   }
 
   /** Adds to a counter slot (`C.requests`, …). */
@@ -365,6 +377,16 @@ export class CounterReader {
     const stride = workerBlockSlots(this.layout);
     let sum = 0;
     for (let w = 0; w < this.layout.workerCapacity; w++) sum += this.slots[w * stride + C[name]]!;
+    return sum;
+  }
+
+  /** TLS handshakes on client listener `listener` that ended with `outcome`, summed over workers. */
+  tlsHandshakeTotal(listener: number, outcome: TlsOutcome): number {
+    if (listener < 0 || listener >= MAX_LISTENERS) return 0;
+    const stride = workerBlockSlots(this.layout);
+    const off = tlsOffset(this.layout, listener, outcome);
+    let sum = 0;
+    for (let w = 0; w < this.layout.workerCapacity; w++) sum += this.slots[w * stride + off]!;
     return sum;
   }
 

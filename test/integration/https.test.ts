@@ -260,17 +260,17 @@ describe('HTTPS termination', () => {
   });
 
   it('closes a plain-HTTP request on the TLS port at once, without an HTTP answer, and counts it', async () => {
-    const before = await t.metric('tether_tls_handshakes_total{outcome="plain_http"}');
+    const before = await t.metric(`tether_tls_handshakes_total{listener="127.0.0.1:${https}",outcome="plain_http"}`);
     const { received } = await rawExchange(https, 'GET / HTTP/1.1\r\nHost: a.test\r\n\r\n');
     expect(received.toString('latin1')).not.toContain('HTTP/1.1');
-    expect(await t.metric('tether_tls_handshakes_total{outcome="plain_http"}')).toBe(before + 1);
+    expect(await t.metric(`tether_tls_handshakes_total{listener="127.0.0.1:${https}",outcome="plain_http"}`)).toBe(before + 1);
   });
 
   it('cuts a client that opens TCP and never finishes its handshake, at the deadline, and counts it', async () => {
-    const before = await t.metric('tether_tls_handshakes_total{outcome="timeout"}');
+    const before = await t.metric(`tether_tls_handshakes_total{listener="127.0.0.1:${https}",outcome="timeout"}`);
     const { received } = await rawExchange(https, null);
     expect(received.length).toBe(0);
-    expect(await t.metric('tether_tls_handshakes_total{outcome="timeout"}')).toBe(before + 1);
+    expect(await t.metric(`tether_tls_handshakes_total{listener="127.0.0.1:${https}",outcome="timeout"}`)).toBe(before + 1);
   });
 });
 
@@ -301,7 +301,7 @@ describe('HTTPS with --strict-sni and --bind ip', () => {
     expect(unknown.cn).toBe('');
     const none = await servedCertificate(pki, https, null);
     expect(none.cn).toBe('');
-    expect(await t.metric('tether_tls_handshakes_total{outcome="unknown_name"}')).toBe(2);
+    expect(await t.metric(`tether_tls_handshakes_total{listener="127.0.0.1:${https}",outcome="unknown_name"}`)).toBe(2);
   });
 
   it('refuses over HTTPS a session replayed from another address (binding ip)', async () => {

@@ -2,7 +2,7 @@
 // from the same module; these tests pin it (slots, sizes, sums, gauges, health backoff).
 import { describe, expect, it } from 'vitest';
 import {
-  BACKEND_COUNTERS, BACKEND_STATE, C, LATENCY_BOUNDS_MS, PER_BACKEND, CounterReader, GLOBAL_COUNTERS, TOKEN_KEY_IDS, WorkerCounters, createSharedState, sharedBytes, workerBlockSlots,
+  BACKEND_COUNTERS, BACKEND_STATE, C, LATENCY_BOUNDS_MS, PER_BACKEND, CounterReader, GLOBAL_COUNTERS, MAX_LISTENERS, TLS_OUTCOMES, TOKEN_KEY_IDS, WorkerCounters, createSharedState, sharedBytes, workerBlockSlots,
 } from '../../src/shared-memory/counters.js';
 
 const layout = { workerCapacity: 3, backendCapacity: 4 };
@@ -14,7 +14,8 @@ describe('shared counters', () => {
     GLOBAL_COUNTERS.forEach((name, i) => expect(C[name]).toBe(i));
     expect(PER_BACKEND).toBe(BACKEND_COUNTERS.length + LATENCY_BOUNDS_MS.length + 2);
     expect(TOKEN_KEY_IDS).toBe(256);
-    expect(workerBlockSlots(layout)).toBe(GLOBAL_COUNTERS.length + PER_BACKEND * 4 + TOKEN_KEY_IDS);
+    expect(MAX_LISTENERS).toBe(32);
+    expect(workerBlockSlots(layout)).toBe(GLOBAL_COUNTERS.length + PER_BACKEND * 4 + TOKEN_KEY_IDS + TLS_OUTCOMES.length * MAX_LISTENERS);
     expect(sharedBytes(layout)).toBe(8 * (workerBlockSlots(layout) * 3 + BACKEND_STATE.length * 4));
     expect(createSharedState(layout).byteLength).toBe(sharedBytes(layout));
   });
@@ -33,6 +34,14 @@ describe('shared counters', () => {
     expect(r.total('responses_2xx')).toBe(0);
     expect(r.backendTotal(3, 'requests')).toBe(8);
     expect(r.backendTotal(2, 'requests')).toBe(0);
+    // TLS handshakes per listener and outcome: each its own slot, summed over workers; out of range not counted.
+    workers[0]!.incTlsHandshake(1, 'ok');
+    workers[2]!.incTlsHandshake(1, 'ok');
+    workers[1]!.incTlsHandshake(31, 'plain_http');
+    workers[1]!.incTlsHandshake(32, 'ok');
+    workers[1]!.incTlsHandshake(-1, 'ok');
+    expect([r.tlsHandshakeTotal(1, 'ok'), r.tlsHandshakeTotal(1, 'timeout'), r.tlsHandshakeTotal(0, 'ok'), r.tlsHandshakeTotal(31, 'plain_http'), r.tlsHandshakeTotal(32, 'ok')]).toEqual([2, 0, 0, 1, 0]);
+    expect(r.total('requests')).toBe(3);
     expect(() => new WorkerCounters(buf, layout, 3)).toThrow(/below 3/);
   });
 

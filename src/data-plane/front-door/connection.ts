@@ -27,6 +27,8 @@ export interface FrontDoorSettings {
 
 /** What a listener decides for every request it takes. */
 export interface ListenerTerms {
+  /** The listener's index in config.listen (its counters). */
+  readonly index: number;
   /** A plain listener with redirect=https: every request is answered 308 to HTTPS on this port. */
   readonly redirectHttpsPort: number | null;
 }

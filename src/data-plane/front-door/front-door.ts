@@ -13,7 +13,7 @@ import { TcpTransport, TlsTransport, type ClientTransport } from './transport.js
 export type { FrontDoorSettings, ListenerTerms };
 
 const BACKLOG = 511;
-const PLAIN: ListenerTerms = Object.freeze({ redirectHttpsPort: null });
+const PLAIN: ListenerTerms = Object.freeze({ index: -1, redirectHttpsPort: null });
 
 interface FrontDoorHooks {
   /** The request path: `res` and `req` are the same object; `req` is valid during the call only. */
@@ -67,7 +67,7 @@ export class FrontDoor implements ConnectionOwner {
       return;
     }
     // The handshake is node:tls's (OpenSSL in C++) on a socket over the same handle.
-    tls.accept(new net.Socket({ handle, allowHalfOpen: true } as net.SocketConstructorOpts));
+    tls.accept(new net.Socket({ handle, allowHalfOpen: true } as net.SocketConstructorOpts), terms.index);
   }
 
   /** A TLS connection whose handshake completed. */

@@ -14,10 +14,11 @@ import tls, { type TLSSocket } from 'node:tls';
 import type { CertificateEntry, CertificateStore } from '../../tls/certificates.js';
 import type { ClientHelloStatus } from '../../native/index.js';
 import { clock } from '../clock.js';
+import type { TlsOutcome } from '../../shared-memory/counters.js';
 import { alert, ALERT_DECODE_ERROR, ALERT_UNRECOGNIZED_NAME } from '../passthrough/tls-alerts.js';
 
-/** How a handshake ended, for tether_tls_handshakes_total{outcome}. */
-export type HandshakeOutcome = 'ok' | 'timeout' | 'plain_http' | 'unknown_name' | 'failed';
+/** How a handshake ended, for tether_tls_handshakes_total{listener,outcome}. */
+export type HandshakeOutcome = TlsOutcome;
 
 export interface TlsListenerOptions {
   certificates: CertificateStore;
@@ -28,7 +29,8 @@ export interface TlsListenerOptions {
   handshakeTimeoutMs: number;
   /** A handshake completed: the connection is the front door's now. */
   onSecure(socket: TLSSocket): void;
-  onHandshake(outcome: HandshakeOutcome): void;
+  /** `listener`: the index in config.listen of the listener that accepted the connection. */
+  onHandshake(outcome: HandshakeOutcome, listener: number): void;
 }
 
 /** ClientHellos past this are refused (post-quantum key shares make them ~2 KiB; 16 KiB is one record). */
@@ -52,9 +54,9 @@ export class TlsListener {
     this.certificates = certificates;
   }
 
-  /** An accepted TCP socket: its handshake starts now, under the deadline. */
-  accept(socket: net.Socket): void {
-    const h = new Handshake(this, socket, clock.now + this.o.handshakeTimeoutMs);
+  /** A TCP socket listener `listener` accepted: its handshake starts now, under the deadline. */
+  accept(socket: net.Socket, listenerIndex: number): void {
+    const h = new Handshake(this, socket, clock.now + this.o.handshakeTimeoutMs, listenerIndex);
     this.pending.add(h);
   }
 
@@ -66,7 +68,7 @@ export class TlsListener {
   /** @internal */
   settle(h: Handshake, outcome: HandshakeOutcome): void {
     if (!this.pending.delete(h)) return;
-    this.o.onHandshake(outcome);
+    this.o.onHandshake(outcome, h.listenerIndex);
   }
 
   /** Handshakes past their deadline are cut and counted. */
@@ -91,6 +93,8 @@ class Handshake {
     private readonly listener: TlsListener,
     private readonly socket: net.Socket,
     readonly deadline: number,
+    /** Index in config.listen of the listener that accepted it. */
+    readonly listenerIndex: number,
   ) {
     socket.on('data', this.onData);
     socket.on('error', () => this.fail('failed'));
