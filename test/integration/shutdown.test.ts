@@ -25,14 +25,19 @@ async function holdingBackend() {
   };
 }
 
-function tryConnect(port: number): Promise<'connected' | 'refused'> {
+/**
+ * 'reset': the connection landed in the accept queue of a worker's listener as it closed (with
+ * SO_REUSEPORT each worker has its own), and the kernel reset it. That happens only in the
+ * moment the listeners close, so a caller waiting for 'refused' polls on.
+ */
+function tryConnect(port: number): Promise<'connected' | 'refused' | 'reset'> {
   return new Promise((resolve, reject) => {
     const s = net.connect({ port, host: '127.0.0.1' });
     s.once('connect', () => {
       s.destroy();
       resolve('connected');
     });
-    s.once('error', (err: NodeJS.ErrnoException) => (err.code === 'ECONNREFUSED' ? resolve('refused') : reject(err)));
+    s.once('error', (err: NodeJS.ErrnoException) => (err.code === 'ECONNREFUSED' ? resolve('refused') : err.code === 'ECONNRESET' ? resolve('reset') : reject(err)));
   });
 }
 
