@@ -351,18 +351,18 @@ describe('every sticky mode and revocation over HTTPS', () => {
       const prefixed = cookieOf(p0, 'JSESSIONID')!;
       expect(prefixed).toMatch(/^[A-Za-z0-9_-]+~sess-app[12]-/);
       expect(p0.headers['set-cookie']!.find((c) => c.startsWith('JSESSIONID='))).toMatch(/; HttpOnly$/);
-      for (const ip of ['127.0.0.3', '127.0.0.4']) expect((await from(ip, '/prefix/b', ['-b', `JSESSIONID=${prefixed}`])).body).toBe(p0.body);
+      for (const ip of ['127.0.0.3', '127.0.0.4', '127.0.0.5', '127.0.0.6']) expect((await from(ip, '/prefix/b', ['-b', `JSESSIONID=${prefixed}`])).body).toBe(p0.body);
 
       // learn: Tether learns the app's own session cookie and routes it from anywhere.
       const l0 = await from('127.0.0.2', '/learn/a');
       const session = cookieOf(l0, 'JSESSIONID')!;
       expect(session).toMatch(/^sess-app[12]-/);
-      for (const ip of ['127.0.0.3', '127.0.0.4']) expect((await from(ip, '/learn/b', ['-b', `JSESSIONID=${session}`])).body).toBe(l0.body);
+      for (const ip of ['127.0.0.3', '127.0.0.4', '127.0.0.5', '127.0.0.6']) expect((await from(ip, '/learn/b', ['-b', `JSESSIONID=${session}`])).body).toBe(l0.body);
 
       // header: the token travels in X-Route.
       const h0 = await from('127.0.0.2', '/header/a');
       const routeToken = h0.headers['x-route']![0]!;
-      for (const ip of ['127.0.0.3', '127.0.0.4']) expect((await from(ip, '/header/b', ['-H', `X-Route: ${routeToken}`])).body).toBe(h0.body);
+      for (const ip of ['127.0.0.3', '127.0.0.4', '127.0.0.5', '127.0.0.6']) expect((await from(ip, '/header/b', ['-H', `X-Route: ${routeToken}`])).body).toBe(h0.body);
 
       // Revocation: the learned session, refused over HTTPS from then on.
       const revoked = await fetch(`http://127.0.0.1:${t.adminPort}/api/v1/sessions/revoke`, {
