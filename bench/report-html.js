@@ -194,14 +194,14 @@ function peerList(peers, colorOf) {
       setup
         ? `<details><summary>${summary}</summary><pre>${esc(setup.command)}${setup.config ? `\n\n${esc(setup.config)}` : ''}</pre></details>`
         : '';
-    // A peer that also ran TLS passthrough scenarios: its status and setup for those.
-    const pt = p.passthrough;
-    const passthrough = pt
-      ? `<br>passthrough: ${pt.available ? `<span class="ver">${esc(pt.version)}</span>` : `<span class="st">skipped</span>: ${esc(pt.reason)}; install: <code>${esc(pt.install)}</code>`}` +
-        details('passthrough setup', pt.setup)
-      : '';
+    // A peer that also ran TLS passthrough or HTTPS scenarios: its status and setup for those.
+    const mode = (label, m) =>
+      m
+        ? `<br>${label}: ${m.available ? `<span class="ver">${esc(m.version)}</span>` : `<span class="st">skipped</span>: ${esc(m.reason)}; install: <code>${esc(m.install)}</code>`}` +
+          details(`${label} setup`, m.setup)
+        : '';
     const only = p.scenarios ? ` <span class="ver">(only in ${esc(p.scenarios.join(', '))})</span>` : '';
-    return `<li><span class="sw" style="background:${colorOf(p.name)}"></span><b>${esc(p.name)}</b>${only} — ${esc(p.describe)}<br>${status}${details('setup', p.setup)}${passthrough}</li>`;
+    return `<li><span class="sw" style="background:${colorOf(p.name)}"></span><b>${esc(p.name)}</b>${only} — ${esc(p.describe)}<br>${status}${details('setup', p.setup)}${mode('passthrough', p.passthrough)}${mode('https', p.https)}</li>`;
   });
   return `<ul class="peers">${items.join('')}</ul>`;
 }

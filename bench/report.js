@@ -83,15 +83,17 @@ export function summarizeScenario(runs, scenario, peers, columns = []) {
 /**
  * The peers a scenario's table shows, as summarizeScenario takes them: the ones the harness
  * recorded as applying to it (`scenario.peers`; every peer in older results files), and for a
- * passthrough scenario (backendKind 'tls') with each peer's passthrough availability, since a
- * peer may serve HTTP but lack what passthrough needs (nginx without its stream module).
+ * passthrough scenario (backendKind 'tls') with each peer's passthrough availability, for an
+ * HTTPS one (frontend 'https') with its HTTPS availability, since a peer may serve HTTP but lack
+ * what the other needs (nginx without its stream module).
  */
 export function peersOf(results, scenario) {
   const peers = scenario.peers ? (results.peers ?? []).filter((p) => scenario.peers.includes(p.name)) : results.peers ?? [];
-  if (scenario.backendKind !== 'tls') return peers;
+  const field = scenario.backendKind === 'tls' ? 'passthrough' : scenario.frontend === 'https' ? 'https' : null;
+  if (field === null) return peers;
   return peers.map((p) => {
-    if (!p.passthrough) return p;
-    const { available, version, reason, install } = p.passthrough;
+    if (!p[field]) return p;
+    const { available, version, reason, install } = p[field];
     return { ...p, available, version, reason, install };
   });
 }

@@ -3,7 +3,9 @@
 // measured run, on the same two backends, and stopped after it. TLS passthrough scenarios
 // (backendKind 'tls') get two TLS backends instead (tls-backend.js, certificates for
 // app1.bench.test and app2.bench.test from a CA made for the run), and the peers that do
-// passthrough are started in that mode with one SNI route per name; an `authz` scenario starts
+// passthrough are started in that mode with one SNI route per name; HTTPS scenarios (frontend
+// 'https') get a certificate made for the run (https.bench.test, from its own CA), and the peers
+// that terminate TLS are started with their startHttps() on it; an `authz` scenario starts
 // the peers that do the authorization handshake with their startAuthz(). Rounds are interleaved
 // (round r: every peer in turn) so slow drifts of a shared machine hit every peer alike.
 // See `node bench/run.js --help`; results go to DIR/results.json and the terminal.
@@ -31,6 +33,11 @@ const BACKEND_NAMES = ['app1', 'app2'];
 /** Passthrough: backend `app1` holds the certificate for app1.bench.test, and so on; one route per name. */
 const TLS_DOMAIN = 'bench.test';
 const isTls = (scenario) => scenario.backendKind === 'tls';
+/** HTTPS scenarios: the peer terminates TLS with a certificate for this name (the CA and the leaf made per run). */
+const HTTPS_NAME = 'https.bench.test';
+const isHttps = (scenario) => scenario.frontend === 'https';
+/** A scenario's kind of peer setup: 'tls' (passthrough), 'https' (termination) or 'http'. */
+const kindOf = (scenario) => (isTls(scenario) ? 'tls' : isHttps(scenario) ? 'https' : 'http');
 const READY_DEADLINE_MS = 15_000;
 const STOP_GRACE_MS = 3_000;
 
@@ -158,10 +165,19 @@ async function startTlsBackends(dir) {
 }
 
 /**
+ * The HTTPS setting: a CA and one certificate for HTTPS_NAME (in `dir`), as the peers take it:
+ * pemFile (the leaf, then its key), certFile and keyFile apart, the CA to verify with.
+ */
+function makeHttpsCertificate(dir) {
+  const pki = makePki(dir, [HTTPS_NAME]);
+  return { ...pki.leaf(HTTPS_NAME), pemFile: pki.bundle(HTTPS_NAME), ca: pki.ca, serverName: HTTPS_NAME };
+}
+
+/**
  * One run of one peer in one scenario: start, wait ready, prepare (cookies + checks), warm
  * up, measure wrk + CPU + RSS, stop. Never throws: failures become { ok: false, error }.
  */
-async function runOnce({ peer, scenario, round, options, backends, tls, workDir, setups }) {
+async function runOnce({ peer, scenario, round, options, backends, tls, https, workDir, setups }) {
   const record = { scenario: scenario.name, peer: peer.name, round, ok: false };
   const dir = join(workDir, peer.name);
   mkdirSync(dir, { recursive: true });
@@ -185,11 +201,13 @@ async function runOnce({ peer, scenario, round, options, backends, tls, workDir,
       ? await peer.startPassthrough({ ...common, tlsBackends: tls.backends.map(({ name, port: p }) => ({ name, port: p })), routes: tls.routes, ca: tls.ca })
       : scenario.authz
         ? await peer.startAuthz({ ...common, backends: httpBackends })
-        : await peer.start({ ...common, stickiness: scenario.stickiness, backends: httpBackends });
+        : isHttps(scenario)
+          ? await peer.startHttps({ ...common, stickiness: scenario.stickiness, backends: httpBackends, https })
+          : await peer.start({ ...common, stickiness: scenario.stickiness, backends: httpBackends });
     void started.handle.exited.then((e) => {
       exitedEarly = e;
     });
-    const setupKey = passthrough ? `${peer.name} passthrough` : scenario.authz ? `${peer.name} authz` : peer.name;
+    const setupKey = passthrough ? `${peer.name} passthrough` : scenario.authz ? `${peer.name} authz` : isHttps(scenario) ? `${peer.name} https` : peer.name;
     if (!setups.has(setupKey)) setups.set(setupKey, started.setup);
     const startedAt = Date.now();
     await started.waitReady(READY_DEADLINE_MS);
@@ -205,7 +223,16 @@ async function runOnce({ peer, scenario, round, options, backends, tls, workDir,
           options,
           dir,
         }
-      : { url: started.url, peer, backendNames: BACKEND_NAMES, backends, options, dir, ...(scenario.authz ? { authz: started.authz } : {}) };
+      : {
+          url: started.url,
+          peer,
+          backendNames: BACKEND_NAMES,
+          backends,
+          options,
+          dir,
+          ...(scenario.authz ? { authz: started.authz } : {}),
+          ...(isHttps(scenario) ? { https: { host: '127.0.0.1', port, ca: https.ca, serverName: https.serverName } } : {}),
+        };
     prepared = await scenario.prepare(context);
     record.checks = prepared.checks;
     // A scenario drives load with wrk (the default) or with its own `measure` (multi-step
@@ -306,16 +333,18 @@ function installPeers(options) {
 }
 
 /**
- * `peer`'s availability per backend kind among `scenarios` it runs in: Map 'http' | 'tls' →
- * { ok, version } | { ok: false, reason, install }. A passthrough peer is asked separately
- * (nginx, say, may lack the stream module while serving HTTP fine).
+ * `peer`'s availability per kind of setup among `scenarios` it runs in: Map 'http' | 'tls' |
+ * 'https' → { ok, version } | { ok: false, reason, install }. Passthrough and HTTPS are asked
+ * separately (nginx, say, may lack the stream module while serving HTTP fine).
  */
 function peerStatuses(peer, scenarios) {
   const statuses = new Map();
   for (const scenario of scenarios) {
     if (!runsIn(peer, scenario)) continue;
-    const kind = isTls(scenario) ? 'tls' : 'http';
-    if (!statuses.has(kind)) statuses.set(kind, peer.available(kind === 'tls' ? { repoRoot, passthrough: true } : { repoRoot }));
+    const kind = kindOf(scenario);
+    if (!statuses.has(kind)) {
+      statuses.set(kind, peer.available(kind === 'tls' ? { repoRoot, passthrough: true } : kind === 'https' ? { repoRoot, https: true } : { repoRoot }));
+    }
   }
   return statuses;
 }
@@ -338,21 +367,22 @@ async function main() {
     const peer = allPeers.find((p) => p.name === n);
     const byKind = peerStatuses(peer, scenarios);
     // The HTTP status is what results.peers[].available has always meant; ask for it even when
-    // only passthrough scenarios run, so every peer has one.
-    return { peer, status: byKind.get('http') ?? peer.available({ repoRoot }), tls: byKind.get('tls') ?? null };
+    // only passthrough or HTTPS scenarios run, so every peer has one.
+    return { peer, status: byKind.get('http') ?? peer.available({ repoRoot }), tls: byKind.get('tls') ?? null, https: byKind.get('https') ?? null };
   });
   /** Whether `peer` runs in `scenario` here: it applies (runsIn) and can (available for that kind). */
   const canRun = (peer, scenario) => {
     if (!runsIn(peer, scenario)) return false;
     const entry = peerStatus.find((p) => p.peer === peer);
-    return (isTls(scenario) ? entry.tls : entry.status)?.ok === true;
+    return ({ tls: entry.tls, https: entry.https, http: entry.status })[kindOf(scenario)]?.ok === true;
   };
   const runnable = peerStatus.filter(({ peer }) => scenarios.some((s) => canRun(peer, s))).map((p) => p.peer);
-  for (const { peer, status, tls } of peerStatus) {
-    if (!status.ok && scenarios.some((s) => !isTls(s) && runsIn(peer, s))) {
+  for (const { peer, status, tls, https } of peerStatus) {
+    if (!status.ok && scenarios.some((s) => kindOf(s) === 'http' && runsIn(peer, s))) {
       process.stdout.write(`skipping ${peer.name}: ${status.reason} (install: ${status.install})\n`);
     }
     if (tls && !tls.ok) process.stdout.write(`skipping ${peer.name} in passthrough scenarios: ${tls.reason} (install: ${tls.install})\n`);
+    if (https && !https.ok) process.stdout.write(`skipping ${peer.name} in HTTPS scenarios: ${https.reason} (install: ${https.install})\n`);
   }
 
   mkdirSync(options.out, { recursive: true });
@@ -363,7 +393,7 @@ async function main() {
     version: 1,
     machine: machineInfo(repoRoot),
     options: { ...options },
-    peers: peerStatus.map(({ peer, status, tls }) => ({
+    peers: peerStatus.map(({ peer, status, tls, https }) => ({
       name: peer.name,
       describe: peer.describe,
       cookieName: peer.cookieName,
@@ -371,6 +401,8 @@ async function main() {
       ...statusRecord(status),
       // Its status for the passthrough scenarios, when any ran and the peer does passthrough.
       ...(tls ? { passthrough: statusRecord(tls) } : {}),
+      // The same for the HTTPS scenarios.
+      ...(https ? { https: statusRecord(https) } : {}),
     })),
     scenarios: scenarios.map((s) => ({
       name: s.name,
@@ -379,6 +411,7 @@ async function main() {
       ...(s.loadDescription ? { load: s.loadDescription(options) } : {}),
       ...(s.warmup === false ? { warmup: false } : {}),
       ...(s.backendKind ? { backendKind: s.backendKind } : {}),
+      ...(s.frontend ? { frontend: s.frontend } : {}),
       // The selected peers this scenario applies to (runsIn), installed or not: the report's rows.
       peers: peerStatus.filter(({ peer }) => runsIn(peer, s)).map(({ peer }) => peer.name),
     })),
@@ -391,6 +424,7 @@ async function main() {
     for (const p of results.peers) {
       if (setups.has(p.name)) p.setup = setups.get(p.name);
       if (setups.has(`${p.name} passthrough`)) p.passthrough.setup = setups.get(`${p.name} passthrough`);
+      if (setups.has(`${p.name} https`)) p.https.setup = setups.get(`${p.name} https`);
       if (setups.has(`${p.name} authz`)) p.authzSetup = setups.get(`${p.name} authz`);
     }
     writeFileSync(resultsPath, `${JSON.stringify(results, null, 2)}\n`);
@@ -417,14 +451,19 @@ async function main() {
 
   let backends = [];
   let tls = null;
+  let https = null;
   let exitCode = 0;
   try {
-    // HTTP backends for the HTTP scenarios, TLS ones for the passthrough scenarios: only what runs.
+    // HTTP backends for the HTTP and HTTPS scenarios, TLS ones for the passthrough scenarios: only what runs.
     if (scenarios.some((s) => !isTls(s))) backends = await Promise.all(BACKEND_NAMES.map((name) => startBackend(name)));
     results.backends = backends.map(({ name, port }) => ({ name, port }));
     if (scenarios.some(isTls)) {
       tls = await startTlsBackends(join(workDir, 'pki'));
       results.tlsBackends = tls.backends.map(({ name, port }) => ({ name, port, serverName: tls.routes.find((r) => r.backend === name).serverName }));
+    }
+    if (scenarios.some(isHttps)) {
+      https = makeHttpsCertificate(join(workDir, 'https-pki'));
+      results.httpsCertificate = { serverName: https.serverName, key: 'ECDSA P-256', chain: 'the leaf alone (the CA is the clients\' root)' };
     }
     for (const scenario of scenarios) {
       progress.log(`\n[${scenario.name}] ${scenario.description}`);
@@ -433,7 +472,7 @@ async function main() {
           // Variants made for one scenario run only there; passthrough needs a peer that does it (runsIn).
           if (!canRun(peer, scenario)) continue;
           progress.start(`${scenario.name} ${round === 0 ? 'warm-up' : `round ${round}/${options.repeat}`} ${peer.name}`);
-          const record = await runOnce({ peer, scenario, round, options, backends, tls, workDir, setups });
+          const record = await runOnce({ peer, scenario, round, options, backends, tls, https, workDir, setups });
           results.runs.push(record);
           progress.tick();
           progress.log(progressLine(record, options));

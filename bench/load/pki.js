@@ -1,10 +1,14 @@
-// Certificates for the passthrough scenarios, made at run time with the openssl CLI (the
-// bench's own copy of test/helpers/tls.ts's recipe; bench never imports from test/): one
-// throw-away CA, and per name a P-256 leaf with SAN = that name, signed by it. Clients trust
-// only this CA and verify the name they asked for, so a connection the balancer sent to the
-// wrong backend fails its handshake (ERR_TLS_CERT_ALTNAME_INVALID) instead of passing.
+// Certificates for the TLS scenarios (passthrough, HTTPS), made at run time with the openssl CLI
+// (the bench's own copy of test/helpers/tls.ts's recipe; bench never imports from test/): one
+// throw-away CA, and per name an ECDSA P-256 leaf with SAN = that name, signed by it. Clients
+// trust only this CA and verify the name they asked for, so a connection the balancer sent to
+// the wrong backend fails its handshake (ERR_TLS_CERT_ALTNAME_INVALID) instead of passing.
 //
-//   makePki(dir, names) → { dir, caFile, ca: PEM string, leaf(name) → { keyFile, certFile } }
+//   makePki(dir, names) → { dir, caFile, ca: PEM string, leaf(name) → { keyFile, certFile },
+//                           bundle(name) → path of one PEM: the leaf, then its key (mode 0600) }
+//
+// bundle() is HAProxy's `crt` file and Tether's `--cert` file: the chain (here the leaf alone:
+// the CA is the root clients already hold) followed by the private key.
 //
 // Everything lives in `dir` (the caller removes it). Bounded: every openssl call has a deadline.
 
@@ -44,13 +48,21 @@ export function makePki(dir, names) {
     );
   }
   const caFile = join(dir, 'ca.pem');
+  const leaf = (name) => {
+    if (!names.includes(name)) throw new Error(`no certificate made for ${JSON.stringify(name)} (made: ${names.join(', ')})`);
+    return { keyFile: join(dir, `${name}.key`), certFile: join(dir, `${name}.pem`) };
+  };
   return {
     dir,
     caFile,
     ca: readFileSync(caFile, 'utf8'),
-    leaf: (name) => {
-      if (!names.includes(name)) throw new Error(`no certificate made for ${JSON.stringify(name)} (made: ${names.join(', ')})`);
-      return { keyFile: join(dir, `${name}.key`), certFile: join(dir, `${name}.pem`) };
+    leaf,
+    bundle: (name) => {
+      const { keyFile, certFile } = leaf(name);
+      const path = join(dir, `${name}.bundle.pem`);
+      // Tether warns about a key file others can read; so would an operator.
+      writeFileSync(path, `${readFileSync(certFile, 'utf8').trimEnd()}\n${readFileSync(keyFile, 'utf8').trimEnd()}\n`, { mode: 0o600 });
+      return path;
     },
   };
 }

@@ -8,6 +8,7 @@
 import { spawn } from 'node:child_process';
 import net from 'node:net';
 import http from 'node:http';
+import https from 'node:https';
 
 /** pid → { name, exited: Promise<{code, signal}> } for every group leader still alive. */
 const live = new Map();
@@ -153,12 +154,31 @@ export function freePort() {
 }
 
 /**
- * One HTTP/1.1 request on a fresh connection (no agent), bounded by `timeoutMs`.
- * Resolves { status, headers, body }; rejects on network error or timeout.
+ * One HTTP/1.1 request on a fresh connection (no agent), bounded by `timeoutMs`. An https:
+ * `url` needs `tls` = { ca, servername }: the certificate must verify against `ca` for
+ * `servername` (SNI and the name checked), whatever host the URL names.
+ * Resolves { status, headers, body } (and for https `tls`: { protocol, cipher, group, resumed });
+ * rejects on network error, a certificate that does not verify, or timeout.
  */
-export function httpGet(url, { headers = {}, timeoutMs = 2000 } = {}) {
+export function httpGet(url, { headers = {}, timeoutMs = 2000, tls = null } = {}) {
+  const secure = url.startsWith('https:');
+  if (secure && !tls?.ca) return Promise.reject(new Error(`expected { ca, servername } to verify GET ${url} but received ${JSON.stringify(tls)}`));
+  const client = secure ? https : http;
+  const options = secure
+    ? { headers, agent: false, timeout: timeoutMs, ca: tls.ca, servername: tls.servername, rejectUnauthorized: true }
+    : { headers, agent: false, timeout: timeoutMs };
   return new Promise((resolve, reject) => {
-    const req = http.get(url, { headers, agent: false, timeout: timeoutMs }, (res) => {
+    const req = client.get(url, options, (res) => {
+      // Read while the head arrives: once the body has ended the socket may be gone.
+      const socket = res.socket;
+      const facts = secure
+        ? {
+            protocol: socket.getProtocol?.() ?? null,
+            cipher: socket.getCipher?.()?.name ?? null,
+            group: socket.getEphemeralKeyInfo?.()?.name ?? null,
+            resumed: socket.isSessionReused?.() ?? null,
+          }
+        : null;
       const chunks = [];
       let size = 0;
       res.on('data', (chunk) => {
@@ -166,7 +186,7 @@ export function httpGet(url, { headers = {}, timeoutMs = 2000 } = {}) {
         if (size <= 64 * 1024) chunks.push(chunk);
       });
       res.on('end', () =>
-        resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }),
+        resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks).toString('utf8'), ...(facts ? { tls: facts } : {}) }),
       );
       res.on('error', reject);
     });
@@ -200,11 +220,14 @@ export async function waitUntilReady(handle, deadlineMs, what, attempt) {
   throw new Error(`${handle.name} was not ${what} within ${deadlineMs} ms (last: ${lastError})\n${handle.output()}`);
 }
 
-/** Polls `url` (each GET bounded to 1 s) until it answers `expectStatus`; see waitUntilReady. */
-export function waitUntilAnswers(url, handle, { deadlineMs = 15_000, expectStatus = 200 } = {}) {
+/**
+ * Polls `url` (each GET bounded to 1 s) until it answers `expectStatus`; see waitUntilReady.
+ * An https: `url` takes httpGet's `tls`.
+ */
+export function waitUntilAnswers(url, handle, { deadlineMs = 15_000, expectStatus = 200, tls = null } = {}) {
   return waitUntilReady(handle, deadlineMs, `answering ${url}`, async () => {
     try {
-      const res = await httpGet(url, { timeoutMs: 1000 });
+      const res = await httpGet(url, { timeoutMs: 1000, tls });
       return res.status === expectStatus ? null : `status ${res.status}`;
     } catch (error) {
       return error.message;

@@ -409,13 +409,17 @@ export function tlsErrorKind(error, { tcpConnected }) {
   return tcpConnected ? 'handshake' : 'connect';
 }
 
-/** One SecureContext per CA, made once: `ca` given to tls.connect would make (and parse) one per connection. */
+/**
+ * One SecureContext per CA, made once: `ca` given to tls.connect would make (and parse) one per
+ * connection. `null`: Node's default roots, which do not hold the bench's CA, for clients that do
+ * not verify (the chain then fails to build at once, and no signature is checked).
+ */
 const secureContexts = new Map();
 function secureContextFor(ca) {
   let context = secureContexts.get(ca);
   if (!context) {
     if (secureContexts.size >= 8) secureContexts.clear(); // a few CAs per process at most; stay bounded anyway
-    context = tls.createSecureContext({ ca });
+    context = tls.createSecureContext(ca === null ? {} : { ca });
     secureContexts.set(ca, context);
   }
   return context;
@@ -423,20 +427,24 @@ function secureContextFor(ca) {
 
 /**
  * Connects to host:port and completes a TLS handshake sending SNI `servername`, trusting only
- * `ca` and verifying the certificate (chain and name: rejectUnauthorized). Resolves a
- * Connection (Host header = servername) once the handshake is done; rejects HttpError with
+ * `ca` and verifying the certificate (chain and name: rejectUnauthorized); with `verify: false`
+ * the certificate is taken unchecked and `ca` is not needed (as wrk does: verifying costs a
+ * node:tls client ~0.4 ms of CPU per handshake, for a scenario that checked the certificate
+ * once before its load and checks every answer instead). Resolves a
+ * Connection (Host header = servername; `tls`: { protocol, cipher, resumed }) once the handshake
+ * is done, never offering a session to resume (a full handshake every time); rejects HttpError with
  * kind connect, handshake, certificate or certName, or handshake after `timeoutMs` for the
  * connect and handshake together. Never leaves the socket open on failure.
  */
-export function openTlsConnection({ host, port, servername, ca, localAddress, timeoutMs = 2000 }) {
+export function openTlsConnection({ host, port, servername, ca, localAddress, timeoutMs = 2000, verify = true }) {
   return new Promise((resolve, reject) => {
     let tcpConnected = false;
     const socket = tls.connect({
       host,
       port,
       servername,
-      secureContext: secureContextFor(ca),
-      rejectUnauthorized: true,
+      secureContext: secureContextFor(verify ? ca : null),
+      rejectUnauthorized: verify,
       localAddress,
       noDelay: true,
       ALPNProtocols: ['http/1.1'],
@@ -465,12 +473,16 @@ export function openTlsConnection({ host, port, servername, ca, localAddress, ti
       socket.removeListener('error', onError);
       socket.removeListener('close', onClose);
       // rejectUnauthorized already refused an unverified peer; this is belt and braces.
-      if (!socket.authorized) {
+      if (verify && !socket.authorized) {
         socket.destroy();
         reject(new HttpError('certificate', `${what}: certificate not verified (${socket.authorizationError})`));
         return;
       }
-      resolve(new Connection(socket, servername));
+      const connection = new Connection(socket, servername);
+      // What was negotiated; `resumed` tells a full handshake from a resumed session (a client
+      // here never offers one, so true would mean something reused a session behind our back).
+      connection.tls = { protocol: socket.getProtocol(), cipher: socket.getCipher()?.name ?? null, resumed: socket.isSessionReused() };
+      resolve(connection);
     });
   });
 }

@@ -7,6 +7,7 @@
 //   available()  → { ok: true, version } | { ok: false, reason, install }
 //   start({ backends: [{ name, port }], workers, connections, port, dir, repoRoot })
 //                → { handle, url, waitReady(deadlineMs), setup: { command, config? } }
+//                (a peer whose `scenarios` are HTTPS ones only, tls-floor, has startHttps instead)
 //   scenarios?   [names]: run only in those scenarios (variants made for one scenario)
 //   optIn?       true: left out of the default --peers list, runs only when named
 //   startPassthrough?({ tlsBackends: [{ name, port }], routes: [{ serverName, backend }], ca,
@@ -16,6 +17,13 @@
 //                nothing for other names; never terminates TLS. Only peers exporting it run in
 //                passthrough scenarios (backendKind 'tls'), and then
 //                available({ repoRoot, passthrough: true }) says whether it can here.
+//   startHttps?(start()'s options plus `https`: { pemFile, certFile, keyFile, ca, serverName })
+//                → start()'s result, its `url` https://127.0.0.1:PORT/: the same HTTP balancing
+//                (round robin, cookie stickiness, X-Forwarded-*) behind TLS the peer terminates
+//                with the run's certificate (pemFile: the chain then the key, HAProxy's `crt`
+//                and Tether's `--cert`; certFile/keyFile: the same apart, for nginx). Only peers
+//                exporting it run in `frontend: 'https'` scenarios, and then
+//                available({ repoRoot, https: true }) says whether it can here.
 //   startAuthz?(same as start) → start()'s result plus `authz`: { host, port, path, pool, control,
 //                agentKey, terminalKeysFile, users, pid }: the authorization handshake on (see
 //                ./tether.js). Only peers exporting it run in `authz` scenarios (authz-handshakes).
@@ -54,8 +62,9 @@ export function firstLineOf(command, args) {
 /**
  * Readiness for a peer whose main process prints one line `{"ready":true}` once every worker
  * listens (node-http-proxy's cluster primary, the uws-floor main thread): pass `onStdoutLine` to
- * startProcess, then `waitFor(handle, url)` is its waitReady: that line AND GET / answering,
- * within the deadline, failing early if the process exits.
+ * startProcess, then `waitFor(handle, url, https?)` is its waitReady: that line AND GET / answering
+ * (over verified TLS for an https: url, as answersOn), within the deadline, failing early if the
+ * process exits.
  */
 export function readyLine(label) {
   let announce;
@@ -66,7 +75,7 @@ export function readyLine(label) {
     onStdoutLine: (line) => {
       if (line.includes('"ready":true')) announce();
     },
-    waitFor: (handle, url) => async (deadlineMs) => {
+    waitFor: (handle, url, https = null) => async (deadlineMs) => {
       const started = Date.now();
       let timer;
       const deadline = new Promise((_, reject) => {
@@ -77,14 +86,19 @@ export function readyLine(label) {
       } finally {
         clearTimeout(timer);
       }
-      return waitUntilAnswers(url, handle, { deadlineMs: Math.max(1000, deadlineMs - (Date.now() - started)) });
+      const tls = https ? { ca: https.ca, servername: https.serverName } : null;
+      return waitUntilAnswers(url, handle, { deadlineMs: Math.max(1000, deadlineMs - (Date.now() - started)), tls });
     },
   };
 }
 
-/** The usual readiness: the listener answers GET / with 200. */
-export function answersOn(url, handle) {
-  return (deadlineMs) => waitUntilAnswers(url, handle, { deadlineMs });
+/**
+ * The usual readiness: the listener answers GET / with 200. For an https: `url`, `https` (the
+ * startHttps option) verifies the certificate: { ca, serverName }.
+ */
+export function answersOn(url, handle, https = null) {
+  const tls = https ? { ca: https.ca, servername: https.serverName } : null;
+  return (deadlineMs) => waitUntilAnswers(url, handle, { deadlineMs, tls });
 }
 
 /**

@@ -5,36 +5,50 @@
 // the server that answered; a client with one is routed by it and gets no new cookie),
 // keep-alive to servers with `http-reuse always`, `nbthread` = --workers, no logging.
 //
+// HTTPS (startHttps): the same, the frontend's `bind … ssl crt FILE` terminating TLS with the
+// run's certificate, on the handshake terms every HTTPS peer gets (./tls-terms.js), the cookie
+// `secure` (as Tether's is on HTTPS) and X-Forwarded-Proto https.
+//
 // Passthrough (startPassthrough): `mode tcp`, the ClientHello inspected for up to 5 s
 // (`tcp-request inspect-delay`, accepted as soon as it is whole: `req.ssl_hello_type 1`),
 // `use_backend` per name by `req.ssl_sni`, one server per backend, no default backend (a
 // name no route serves is closed). HAProxy reads SNI from the first TLS record only.
 
 import { writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { startProcess } from '../processes.js';
 import { answersOn, findExecutable, firstLineOf, passthroughAnswers } from './common.js';
+import { TLS_CIPHERS, TLS_CURVES } from './tls-terms.js';
 
 export const name = 'haproxy';
 export const cookieName = 'SRV';
 export const describe =
   'HAProxy: nbthread W, balance roundrobin, cookie SRV insert indirect nocache, http-reuse always, X-Forwarded-*, no logs';
 
-export function available() {
+export function available({ https = false } = {}) {
   const binary = findExecutable('haproxy');
   if (!binary) return { ok: false, reason: 'haproxy not found', install: 'apt-get update && apt-get install -y haproxy' };
-  return { ok: true, version: firstLineOf(binary, ['-v']) };
+  const version = firstLineOf(binary, ['-v']);
+  if (https && !/USE_OPENSSL=1|\+OPENSSL\b/.test(spawnSync(binary, ['-vv'], { encoding: 'utf8', timeout: 5000 }).stdout ?? '')) {
+    return { ok: false, reason: 'haproxy built without OpenSSL (needed for HTTPS)', install: 'apt-get update && apt-get install -y haproxy' };
+  }
+  return { ok: true, version };
 }
 
-/** The `backend app` body: round robin, cookie stickiness (haproxy-source.js passes its own). */
-function cookieStickiness(backends) {
+/**
+ * The `backend app` body: round robin, cookie stickiness (haproxy-source.js passes its own);
+ * `secure` on HTTPS, as Tether's cookie is there.
+ */
+function cookieStickiness(backends, { https = null } = {}) {
   return `    balance roundrobin
-    cookie ${cookieName} insert indirect nocache
+    cookie ${cookieName} insert indirect nocache${https ? ' secure' : ''}
     http-reuse always
 ${backends.map((b) => `    server ${b.name} 127.0.0.1:${b.port} cookie ${b.name}`).join('\n')}`;
 }
 
-export function config({ backends, workers, port, connections }, stickiness = cookieStickiness) {
+/** `https` (startHttps): TLS on the frontend with https.pemFile; plain HTTP otherwise. */
+export function config({ backends, workers, port, connections, https = null }, stickiness = cookieStickiness) {
   // Sized to the load, not huge: HAProxy reserves ~2 fds per maxconn and refuses to start
   // when the fd limit (often 20000 in containers) is below that.
   const maxconn = Math.max(1024, 2 * connections + 256);
@@ -60,13 +74,13 @@ defaults
     timeout http-request 10s
 
 frontend bench
-    bind 127.0.0.1:${port}
-    http-request set-header X-Forwarded-Proto http
+    bind 127.0.0.1:${port}${https ? ` ssl crt ${https.pemFile} alpn http/1.1 ssl-min-ver TLSv1.2 ciphers ${TLS_CIPHERS} curves ${TLS_CURVES}` : ''}
+    http-request set-header X-Forwarded-Proto ${https ? 'https' : 'http'}
     http-request set-header X-Forwarded-Host %[req.hdr(host)]
     default_backend app
 
 backend app
-${stickiness(backends)}
+${stickiness(backends, { https })}
 `;
 }
 
@@ -97,6 +111,17 @@ export function start({ backends, workers, port, dir, connections, stickiness },
   const handle = startProcess('haproxy', binary, ['-db', '-f', path]);
   const url = `http://127.0.0.1:${port}/`;
   return { handle, url, waitReady: answersOn(url, handle), setup: { command: `haproxy -db -f ${path}`, config: text } };
+}
+
+/** HTTPS: config() with the run's certificate on the frontend (see ./common.js). */
+export function startHttps({ backends, workers, port, dir, connections, https }) {
+  if (!https) throw new Error('haproxy.startHttps: expected options.https ({ pemFile, ca, serverName })');
+  const path = join(dir, 'haproxy-https.cfg');
+  const text = config({ backends, workers, port, connections, https });
+  writeFileSync(path, text);
+  const handle = startProcess('haproxy', findExecutable('haproxy'), ['-db', '-f', path]);
+  const url = `https://127.0.0.1:${port}/`;
+  return { handle, url, waitReady: answersOn(url, handle, https), setup: { command: `haproxy -db -f ${path}`, config: text } };
 }
 
 /** The passthrough configuration: TCP, routed by the ClientHello's SNI (see the header). */

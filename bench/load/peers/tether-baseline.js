@@ -29,3 +29,8 @@ export function available() {
 export function start(options) {
   return tether.start({ ...options, repoRoot: baseline() });
 }
+
+/** HTTPS as tether.startHttps (a baseline built before HTTPS termination fails to start, named). */
+export function startHttps(options) {
+  return tether.startHttps({ ...options, repoRoot: baseline() });
+}

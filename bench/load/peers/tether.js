@@ -2,6 +2,8 @@
 // Contract used (the CLI is the lead's): --listen, --admin, --backend NAME=HOST:PORT
 // (repeated), --sticky cookie, --workers W, --key-file FILE with one line `1 <64 hex>`;
 // ready when GET http://ADMIN/readyz answers 200; route cookie `TETHER=<token>`.
+// HTTPS (startHttps): the same, with --listen https://127.0.0.1:PORT --cert FILE (the chain,
+// then the key); the route cookie is then Secure and the backend gets X-Forwarded-Proto https.
 // Passthrough (startPassthrough): --passthrough HOST:PORT and one --sni NAME=POOL per route,
 // each pool one backend (--backend POOL/ID=HOST:PORT, --sticky POOL/none: nothing to stick).
 // Authorization handshake (startAuthz, scenario authz-handshakes): start()'s flags plus --pool,
@@ -31,8 +33,11 @@ export function available({ repoRoot }) {
 /** Stickiness modes a scenario may ask for (its `stickiness` export); cookie otherwise. */
 export const stickinessModes = ['learn'];
 
-/** `extraArgs`: variants (tether-bound.js) add their flags. */
-export async function start({ backends, workers, port, dir, repoRoot, stickiness }, extraArgs = []) {
+/**
+ * `extraArgs`: variants (tether-bound.js) add their flags. With `https` (startHttps), the
+ * listener terminates TLS with https.pemFile.
+ */
+export async function start({ backends, workers, port, dir, repoRoot, stickiness, https = null }, extraArgs = []) {
   const adminPort = await freePort();
   const keyFile = join(dir, 'tether.keys');
   writeFileSync(keyFile, `1 ${randomBytes(32).toString('hex')}\n`, { mode: 0o600 });
@@ -40,7 +45,7 @@ export async function start({ backends, workers, port, dir, repoRoot, stickiness
     // As the `tether` command runs itself (its shebang): see src/cli.ts.
     '--single-threaded-gc',
     cliPath(repoRoot),
-    '--listen', `127.0.0.1:${port}`,
+    ...(https ? ['--listen', `https://127.0.0.1:${port}`, '--cert', https.pemFile] : ['--listen', `127.0.0.1:${port}`]),
     '--admin', `127.0.0.1:${adminPort}`,
     ...backends.flatMap((b) => ['--backend', `${b.name}=127.0.0.1:${b.port}`]),
     '--sticky', stickiness === 'learn' ? 'learn:JSESSIONID' : 'cookie',
@@ -49,16 +54,23 @@ export async function start({ backends, workers, port, dir, repoRoot, stickiness
     ...extraArgs,
   ];
   const handle = startProcess('tether', process.execPath, args, { cwd: repoRoot });
-  const url = `http://127.0.0.1:${port}/`;
+  const url = `${https ? 'https' : 'http'}://127.0.0.1:${port}/`;
   const readyUrl = `http://127.0.0.1:${adminPort}/readyz`;
+  const tls = https ? { ca: https.ca, servername: https.serverName } : null;
   // /readyz says the workers are up; the data port answering is checked too, since the
   // bench is about that port.
   const waitReady = async (deadlineMs) => {
     const started = Date.now();
     await waitUntilAnswers(readyUrl, handle, { deadlineMs });
-    return waitUntilAnswers(url, handle, { deadlineMs: Math.max(1000, deadlineMs - (Date.now() - started)) });
+    return waitUntilAnswers(url, handle, { deadlineMs: Math.max(1000, deadlineMs - (Date.now() - started)), tls });
   };
   return { handle, url, admin: `127.0.0.1:${adminPort}`, waitReady, setup: { command: `node ${args.join(' ')}` } };
+}
+
+/** HTTPS: start() with the run's certificate (see ./common.js). */
+export function startHttps(options) {
+  if (!options.https) throw new Error('tether.startHttps: expected options.https ({ pemFile, ca, serverName })');
+  return start(options);
 }
 
 /** Users in the terminal key file startAuthz() writes (`user0000` … `user0999`). */

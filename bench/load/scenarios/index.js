@@ -20,6 +20,11 @@
 //       HTTP ones, starts each peer with its startPassthrough() (SNI routes, one per backend
 //       name), and the context carries `passthrough: { host, port, ca, routes }` instead of a
 //       usable `url`. Such a scenario drives its own load (measure). See ./passthrough-common.js.
+//   frontend?: 'https'                   HTTPS termination: the harness makes a certificate for the
+//       run (a CA and an ECDSA P-256 leaf for https.bench.test, ../pki.js), starts each peer
+//       exporting startHttps() with it in front of the HTTP backends, and the context's `url`
+//       is https://127.0.0.1:PORT/ and it carries `https: { host, port, ca, serverName }`
+//       (for verified clients; wrk verifies nothing). See ./https-common.js.
 //   authz?: true                         the authorization handshake: runs only the peers exporting
 //       startAuthz() (Tether), started with it instead of start(); the context also carries
 //       `authz` (see ../peers/common.js). See ./authz-handshakes.js.
@@ -27,8 +32,8 @@
 // Which peers run in which scenario is decided in one place, ../peers/index.js runsIn(): a
 // peer module may export `scenarios: [names]` to run only in those (variants such as
 // source-IP stickiness exist to show what roaming clients lose), and only peers exporting
-// startPassthrough() run in backendKind 'tls' scenarios, and only peers exporting startAuthz() in
-// `authz` ones.
+// startPassthrough() run in backendKind 'tls' scenarios, only peers exporting startHttps() in
+// frontend 'https' ones, and only peers exporting startAuthz() in `authz` ones.
 
 import * as stickyHit from './sticky-hit.js';
 import * as learnHit from './learn-hit.js';
@@ -39,6 +44,21 @@ import * as manyIdle from './many-idle.js';
 import * as passthroughSmall from './passthrough-small.js';
 import * as passthroughBulk from './passthrough-bulk.js';
 import * as passthroughHandshakes from './passthrough-handshakes.js';
+import * as httpsStickyHit from './https-sticky-hit.js';
+import * as httpsHandshakes from './https-handshakes.js';
 import * as authzHandshakes from './authz-handshakes.js';
 
-export const scenarios = [stickyHit, firstVisit, learnHit, roaming, largeBody, manyIdle, passthroughSmall, passthroughBulk, passthroughHandshakes, authzHandshakes];
+export const scenarios = [
+  stickyHit,
+  firstVisit,
+  learnHit,
+  roaming,
+  largeBody,
+  manyIdle,
+  passthroughSmall,
+  passthroughBulk,
+  passthroughHandshakes,
+  httpsStickyHit,
+  httpsHandshakes,
+  authzHandshakes,
+];

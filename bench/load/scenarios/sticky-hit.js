@@ -15,10 +15,15 @@ export const description = 'every request carries the peer\'s own valid sticky c
 const MAX_ISSUE_ATTEMPTS = 20;
 const PIN_CHECKS = 5;
 
-export async function prepare({ url, peer, backendNames }) {
+/**
+ * `https` (the HTTPS scenarios' context: { ca, serverName }): every request goes over TLS,
+ * the peer's certificate verified for that name (see ./https-common.js).
+ */
+export async function prepare({ url, peer, backendNames, https = null }) {
+  const tls = https ? { ca: https.ca, servername: https.serverName } : null;
   const cookieByBackend = new Map();
   for (let attempt = 0; attempt < MAX_ISSUE_ATTEMPTS && cookieByBackend.size < backendNames.length; attempt += 1) {
-    const response = await httpGet(url);
+    const response = await httpGet(url, { tls });
     const backend = backendOf(response, backendNames, `${peer.name} first visit`);
     const cookie = routeCookieFrom(response.headers, peer.cookieName);
     if (!cookie) {
@@ -30,7 +35,7 @@ export async function prepare({ url, peer, backendNames }) {
   let reissued = 0;
   for (const [backend, cookie] of cookieByBackend) {
     for (let i = 0; i < PIN_CHECKS; i += 1) {
-      const response = await httpGet(url, { headers: { Cookie: cookie } });
+      const response = await httpGet(url, { headers: { Cookie: cookie }, tls });
       const got = backendOf(response, backendNames, `${peer.name} with cookie`);
       if (got !== backend) {
         throw new Error(`${peer.name}: cookie ${cookie} was issued by ${backend} but routed to ${got}: stickiness broken`);
