@@ -35,6 +35,7 @@ export interface TlsListenerOptions {
 
 /** ClientHellos past this are refused (post-quantum key shares make them ~2 KiB; 16 KiB is one record). */
 const MAX_HELLO_BYTES = 16 * 1024;
+const IGNORE = (): void => {};
 /** HTTP/1.1 only: a client offering h2 falls back to it (README "HTTPS"). */
 const ALPN = ['http/1.1'];
 
@@ -88,6 +89,8 @@ class Handshake {
   private tlsSocket: TLSSocket | null = null;
   private done = false;
   private readonly onData = (chunk: Buffer): void => this.read(chunk);
+  /** The socket failed or closed before the handshake finished. */
+  private readonly onGone = (): void => this.fail('failed');
 
   constructor(
     private readonly listener: TlsListener,
@@ -97,8 +100,8 @@ class Handshake {
     readonly listenerIndex: number,
   ) {
     socket.on('data', this.onData);
-    socket.on('error', () => this.fail('failed'));
-    socket.on('close', () => this.fail('failed'));
+    socket.on('error', this.onGone);
+    socket.on('close', this.onGone);
   }
 
   /** Bytes before the ClientHello is whole: wait, refuse, or start the handshake on the chosen certificate. */
@@ -134,13 +137,18 @@ class Handshake {
     this.seen = null;
     const secure = new tls.TLSSocket(socket, { isServer: true, secureContext: entry.secureContext, ALPNProtocols: ALPN });
     this.tlsSocket = secure;
-    secure.on('error', () => this.fail('failed'));
+    secure.on('error', this.onGone);
     secure.once('secure', () => {
       if (this.done) return;
       this.done = true;
-      secure.removeAllListeners('error');
-      this.socket.removeAllListeners('error');
-      this.socket.removeAllListeners('close');
+      // Only our own listeners go: node:tls keeps its own on both sockets. The front door's
+      // transport listens from here on.
+      secure.off('error', this.onGone);
+      this.socket.off('error', this.onGone);
+      this.socket.off('close', this.onGone);
+      // The TCP socket's handle is node:tls's now; an error there surfaces on `secure`, which
+      // the transport watches. Never an unhandled 'error' on the parent.
+      this.socket.on('error', IGNORE);
       this.listener.settle(this, 'ok');
       this.listener.o.onSecure(secure);
     });
