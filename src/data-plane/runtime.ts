@@ -115,7 +115,8 @@ export class Runtime {
   ) {
     // --backend-ca is read once per snapshot, and only when a backend speaks TLS (the main thread checked it).
     const anyTls = Object.values(config.pools).some((pc) => pc.backends.some((b) => b.tls !== null));
-    const ca = anyTls && config.tls.backendCa ? readFileSync(config.tls.backendCa) : undefined;
+    const caBytes = anyTls && config.tls.backendCa ? readFileSync(config.tls.backendCa) : undefined;
+    const ca = caBytes === undefined ? null : { bytes: caBytes, hash: createHash('sha256').update(caBytes).digest('hex') };
     for (const [name, pc] of Object.entries(config.pools)) {
       this.pools.set(name, buildPool(name, pc, slots[name] ?? {}, config.tokenMaxAgeSec, counters, now, sessions, previous?.pools.get(name) ?? null, ca));
     }
@@ -181,7 +182,7 @@ function buildPool(
   now: () => number,
   sessions: SessionStore | null,
   previous: PoolRuntime | null,
-  ca: Buffer | undefined,
+  ca: { bytes: Buffer; hash: string } | null,
 ): PoolRuntime {
   const backends: BackendRuntime[] = [];
   const [hashKind, hashName] = pc.balance.hashOn.split(':') as [string, string | undefined];
@@ -220,8 +221,8 @@ function buildPool(
     const tls: BackendTls | null = b.tls === null ? null : {
       servername: b.tls.servername ?? b.address,
       rejectUnauthorized: b.tls.verify,
-      ca,
-      terms: `${b.tls.verify}|${b.tls.servername ?? b.address}|${ca === undefined ? '' : createHash('sha256').update(ca).digest('hex')}`,
+      ca: ca?.bytes,
+      terms: `${b.tls.verify}|${b.tls.servername ?? b.address}|${ca?.hash ?? ''}`,
     };
     const before = previous?.backends[previous.byId.get(b.id) ?? -1];
     const sameTerms = (before?.tls?.terms ?? null) === (tls?.terms ?? null);

@@ -3,7 +3,7 @@
 // pools, a sweeper that enforces every deadline, and a message port to the orchestrator.
 import { parentPort, workerData } from 'node:worker_threads';
 import type { TLSSocket } from 'node:tls';
-import { FrontDoor, type FrontDoorSettings } from './front-door/front-door.js';
+import { FrontDoor, type FrontDoorSettings, type ListenerTerms } from './front-door/front-door.js';
 import type { ClientRequest, ClientResponse } from './front-door/client.js';
 import type { FrontExchange } from './front-door/connection.js';
 import { TlsListener } from './front-door/tls-listener.js';
@@ -50,7 +50,7 @@ function log(level: 'warn' | 'error', msg: string, fields?: Record<string, unkno
 }
 
 /** The worker's HTTPS side, when any listener is https:// (its certificates were checked at start-up). */
-function openTlsListener(init: WorkerInit, counters: WorkerCounters, onSecure: (socket: TLSSocket) => void): TlsListener | null {
+function openTlsListener(init: WorkerInit, counters: WorkerCounters, onSecure: (socket: TLSSocket, terms: ListenerTerms) => void): TlsListener | null {
   const t = init.config.tls;
   if (!init.config.listen.some((l) => l.protocol === 'https')) return null;
   return new TlsListener({
@@ -249,7 +249,7 @@ function main(): void {
   const ports: number[] = [];
   // TLS passthrough only (--listen off): no HTTP listener to open.
   try {
-    tlsListener = openTlsListener(init, counters, (socket) => frontDoor?.adoptTls(socket));
+    tlsListener = openTlsListener(init, counters, (socket, terms) => frontDoor?.adoptTls(socket, terms));
     // redirect=https sends a client to the first HTTPS listener's port.
     const httpsPort = init.config.listen.find((l) => l.protocol === 'https')?.port ?? 443;
     for (const [index, addr] of init.config.listen.entries()) {

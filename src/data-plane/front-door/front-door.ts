@@ -67,17 +67,17 @@ export class FrontDoor implements ConnectionOwner {
       return;
     }
     // The handshake is node:tls's (OpenSSL in C++) on a socket over the same handle.
-    tls.accept(new net.Socket({ handle, allowHalfOpen: true } as net.SocketConstructorOpts), terms.index);
+    tls.accept(new net.Socket({ handle, allowHalfOpen: true } as net.SocketConstructorOpts), terms);
   }
 
-  /** A TLS connection whose handshake completed. */
-  adoptTls(socket: TLSSocket): void {
+  /** A TLS connection whose handshake completed, on the listener with `terms`. */
+  adoptTls(socket: TLSSocket, terms: ListenerTerms): void {
     clock.now = Date.now();
     if (this.draining) {
       socket.destroy();
       return;
     }
-    this.adopt(new TlsTransport(socket), PLAIN);
+    this.adopt(new TlsTransport(socket), terms);
   }
 
   private adopt(transport: ClientTransport, terms: ListenerTerms): void {

@@ -15,6 +15,7 @@ import type { CertificateEntry, CertificateStore } from '../../tls/certificates.
 import type { ClientHelloStatus } from '../../native/index.js';
 import { clock } from '../clock.js';
 import type { TlsOutcome } from '../../shared-memory/counters.js';
+import type { ListenerTerms } from './connection.js';
 import { alert, ALERT_DECODE_ERROR, ALERT_UNRECOGNIZED_NAME } from '../passthrough/tls-alerts.js';
 
 /** How a handshake ended, for tether_tls_handshakes_total{listener,outcome}. */
@@ -27,8 +28,8 @@ export interface TlsListenerOptions {
   /** 48 bytes, the same in every worker: session tickets one worker issues, another accepts. */
   ticketKeys: Buffer;
   handshakeTimeoutMs: number;
-  /** A handshake completed: the connection is the front door's now. */
-  onSecure(socket: TLSSocket): void;
+  /** A handshake completed: the connection is the front door's now, under its listener's terms. */
+  onSecure(socket: TLSSocket, terms: ListenerTerms): void;
   /** `listener`: the index in config.listen of the listener that accepted the connection. */
   onHandshake(outcome: HandshakeOutcome, listener: number): void;
 }
@@ -55,9 +56,9 @@ export class TlsListener {
     this.certificates = certificates;
   }
 
-  /** A TCP socket listener `listener` accepted: its handshake starts now, under the deadline. */
-  accept(socket: net.Socket, listenerIndex: number): void {
-    const h = new Handshake(this, socket, clock.now + this.o.handshakeTimeoutMs, listenerIndex);
+  /** A TCP socket the listener with `terms` accepted: its handshake starts now, under the deadline. */
+  accept(socket: net.Socket, terms: ListenerTerms): void {
+    const h = new Handshake(this, socket, clock.now + this.o.handshakeTimeoutMs, terms);
     this.pending.add(h);
   }
 
@@ -69,7 +70,7 @@ export class TlsListener {
   /** @internal */
   settle(h: Handshake, outcome: HandshakeOutcome): void {
     if (!this.pending.delete(h)) return;
-    this.o.onHandshake(outcome, h.listenerIndex);
+    this.o.onHandshake(outcome, h.terms.index);
   }
 
   /** Handshakes past their deadline are cut and counted. */
@@ -96,8 +97,8 @@ class Handshake {
     private readonly listener: TlsListener,
     private readonly socket: net.Socket,
     readonly deadline: number,
-    /** Index in config.listen of the listener that accepted it. */
-    readonly listenerIndex: number,
+    /** The terms of the listener that accepted it (its index counts the outcome). */
+    readonly terms: ListenerTerms,
   ) {
     socket.on('data', this.onData);
     socket.on('error', this.onGone);
@@ -150,7 +151,7 @@ class Handshake {
       // the transport watches. Never an unhandled 'error' on the parent.
       this.socket.on('error', IGNORE);
       this.listener.settle(this, 'ok');
-      this.listener.o.onSecure(secure);
+      this.listener.o.onSecure(secure, this.terms);
     });
   }
 
